@@ -1,0 +1,480 @@
+"""The sphere: cell bounds, exact cell areas (m^2), area-weighted coarsening and mass in kg.
+
+This module is the single source of truth for what "mass" means in climdown. Every other
+module that coarsens, conserves or budgets a field calls the functions here.
+
+Conventions
+-----------
+* Grids are described by 1-D cell centres (latitude and longitude in degrees). Bounds are the
+  midpoints between neighbouring centres; the outer bounds are extrapolated by half a spacing
+  and latitudes are clipped to +-90 deg, so a global grid whose rows sit on the poles (ERA5's
+  721 rows, or 1.5 deg with 121 rows) gets half-height polar caps. Explicit bounds can be given
+  instead (CF ``bounds`` variables are read by :meth:`Grid.from_xarray`).
+* Latitudes may be ascending or descending (ERA5 stores them descending); longitudes may be
+  0..360 or -180..180 and may cross the date line.
+* The area of a cell is exact on a sphere of radius R = 6371 km:
+  ``A = R^2 * dlon * |sin(lat2) - sin(lat1)|`` (radians).
+* Area-weighted coarsening by an integer factor f averages each f x f block with area weights:
+  ``x = sum(A_i y_i) / sum(A_i)``. It conserves mass: ``sum(A_coarse x) = sum(A_i y_i)``,
+  because the coarse cell's area is the sum of its fine cells' areas.
+
+The array functions (:func:`block_sum`, :func:`block_expand`, :func:`coarsen`,
+:func:`block_weights`, :func:`total_mass`) work unchanged on numpy arrays, torch tensors and
+dask arrays: the maths is written once with ``reshape`` and ``sum``. The xarray functions
+(:func:`coarsen_dataarray`, :func:`mass_dataarray`) reuse the same formulas with xarray's
+lazy block reduction. Nothing here imports torch or xarray at module level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from climdown.errors import CoordinateError, GridShapeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+
+__all__ = [
+    "EARTH_RADIUS",
+    "Grid",
+    "lat_bounds",
+    "lon_bounds",
+    "cell_area",
+    "block_sum",
+    "block_expand",
+    "block_weights",
+    "coarsen",
+    "total_mass",
+    "find_latlon",
+    "grid_of",
+    "coarsen_dataarray",
+    "mass_dataarray",
+    "check_factor",
+]
+
+#: Mean Earth radius in metres (the sphere climdown's areas are computed on).
+EARTH_RADIUS = 6_371_000.0
+
+_LAT_NAMES = ("lat", "latitude", "nav_lat", "y_lat", "rlat_centers", "XLAT")
+_LON_NAMES = ("lon", "longitude", "nav_lon", "x_lon", "rlon_centers", "XLONG")
+
+
+# ---------------------------------------------------------------------------------------
+# 1-D bounds
+# ---------------------------------------------------------------------------------------
+def _as_1d(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise CoordinateError(
+            f"{name} must be 1-D cell centres, got shape {arr.shape}. Curvilinear grids "
+            "(2-D latitude/longitude, e.g. WRF, rotated pole, polar stereographic) are not "
+            "supported yet: regrid to a regular lat/lon grid first (e.g. with xESMF)."
+        )
+    if arr.size == 0:
+        raise CoordinateError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)):
+        raise CoordinateError(f"{name} contains NaN or inf; coordinates must be finite")
+    return arr
+
+
+def _edges_from_centres(c: np.ndarray, name: str) -> np.ndarray:
+    if c.size < 2:
+        raise CoordinateError(
+            f"cannot infer cell bounds of {name} from a single centre; pass explicit bounds"
+        )
+    d = np.diff(c)
+    if not (np.all(d > 0) or np.all(d < 0)):
+        raise CoordinateError(f"{name} centres must be strictly monotonic")
+    mid = 0.5 * (c[:-1] + c[1:])
+    return np.concatenate([[c[0] - 0.5 * d[0]], mid, [c[-1] + 0.5 * d[-1]]])
+
+
+def lat_bounds(lat: Any) -> np.ndarray:
+    """Latitude cell bounds (n + 1 values, same order as ``lat``) clipped to +-90 degrees.
+
+    Parameters
+    ----------
+    lat : array_like
+        1-D latitude centres in degrees north, ascending or descending.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bounds in degrees; bound ``k`` and ``k + 1`` enclose centre ``k``.
+
+    Raises
+    ------
+    CoordinateError
+        If ``lat`` is not 1-D, not monotonic, not finite or outside [-90, 90].
+    """
+    c = _as_1d(lat, "latitude")
+    if np.any(np.abs(c) > 90.0 + 1e-9):
+        raise CoordinateError(
+            f"latitude values must lie in [-90, 90], got {c.min()}..{c.max()}; "
+            "are latitude and longitude swapped?"
+        )
+    return np.clip(_edges_from_centres(c, "latitude"), -90.0, 90.0)
+
+
+def _unwrap_lon(lon: np.ndarray) -> np.ndarray:
+    d = (np.diff(lon) + 180.0) % 360.0 - 180.0  # steps across the date line / meridian 0
+    return np.concatenate([[lon[0]], lon[0] + np.cumsum(d)])
+
+
+def lon_bounds(lon: Any) -> np.ndarray:
+    """Longitude cell bounds (n + 1 values), unwrapped so they are monotonic across the date line.
+
+    Works for 0..360 and -180..180 conventions and for regional grids that cross either.
+    """
+    c = _unwrap_lon(_as_1d(lon, "longitude"))
+    return _edges_from_centres(c, "longitude")
+
+
+def cell_area(
+    lat_b: Any, lon_b: Any, radius: float = EARTH_RADIUS
+) -> np.ndarray:
+    """Exact spherical cell areas in m^2 from latitude and longitude bounds.
+
+    Parameters
+    ----------
+    lat_b, lon_b : array_like
+        Bounds in degrees, ``n_lat + 1`` and ``n_lon + 1`` values.
+    radius : float
+        Sphere radius in metres.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n_lat, n_lon]`` float64 areas in m^2.
+
+    Notes
+    -----
+    ``A = R^2 * |lon2 - lon1| * |sin(lat2) - sin(lat1)|`` with angles in radians.
+    """
+    lat_b = np.deg2rad(np.asarray(lat_b, dtype=np.float64))
+    lon_b = np.deg2rad(np.asarray(lon_b, dtype=np.float64))
+    band = np.abs(np.diff(np.sin(lat_b)))
+    width = np.abs(np.diff(lon_b))
+    return radius**2 * band[:, None] * width[None, :]
+
+
+# ---------------------------------------------------------------------------------------
+# Grid description
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A rectilinear latitude/longitude grid on the sphere.
+
+    Parameters
+    ----------
+    lat, lon : array_like
+        1-D cell centres in degrees.
+    lat_b, lon_b : array_like, optional
+        Explicit cell bounds (n + 1 values). Inferred from the centres when omitted.
+    radius : float
+        Sphere radius in metres.
+    """
+
+    lat: np.ndarray
+    lon: np.ndarray
+    lat_b: np.ndarray | None = None
+    lon_b: np.ndarray | None = None
+    radius: float = EARTH_RADIUS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lat", _as_1d(self.lat, "latitude"))
+        object.__setattr__(self, "lon", _as_1d(self.lon, "longitude"))
+        if self.lat_b is None:
+            object.__setattr__(self, "lat_b", lat_bounds(self.lat))
+        else:
+            object.__setattr__(self, "lat_b", np.asarray(self.lat_b, dtype=np.float64))
+        if self.lon_b is None:
+            object.__setattr__(self, "lon_b", lon_bounds(self.lon))
+        else:
+            object.__setattr__(self, "lon_b", np.asarray(self.lon_b, dtype=np.float64))
+        if self.lat_b.shape != (self.lat.size + 1,) or self.lon_b.shape != (self.lon.size + 1,):
+            raise CoordinateError("bounds must have one more value than centres")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_lat, n_lon)``."""
+        return (self.lat.size, self.lon.size)
+
+    @property
+    def periodic(self) -> bool:
+        """True when the longitudes cover the full circle (the grid wraps around)."""
+        span = abs(self.lon_b[-1] - self.lon_b[0])
+        return bool(abs(span - 360.0) < 1e-6)
+
+    @cached_property
+    def area(self) -> np.ndarray:
+        """Cell areas in m^2, ``[n_lat, n_lon]`` float64."""
+        return cell_area(self.lat_b, self.lon_b, self.radius)
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        """Mean absolute (dlat, dlon) in degrees."""
+        return (
+            float(np.mean(np.abs(np.diff(self.lat_b)))),
+            float(np.mean(np.abs(np.diff(self.lon_b)))),
+        )
+
+    def coarsen(self, factor: int) -> Grid:
+        """The coarse grid whose cells are the ``factor x factor`` blocks of this one."""
+        check_factor(self.shape, factor)
+        lat_b = self.lat_b[::factor]
+        lon_b = self.lon_b[::factor]
+        return Grid(
+            0.5 * (lat_b[:-1] + lat_b[1:]),
+            _wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon),
+            lat_b,
+            lon_b,
+            self.radius,
+        )
+
+    def refine(self, factor: int) -> Grid:
+        """The fine grid that splits each cell into ``factor x factor`` equal-angle cells.
+
+        The fine bounds divide each coarse cell's bounds evenly, so coarsening the fine grid
+        by ``factor`` gives back exactly this grid's cells (and areas).
+        """
+        factor = _check_int_factor(factor)
+        frac = np.arange(factor) / factor
+
+        def split(b: np.ndarray) -> np.ndarray:
+            inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * frac[None, :]
+            return np.concatenate([inner.ravel(), b[-1:]])
+
+        lat_b = split(self.lat_b)
+        lon_b = split(self.lon_b)
+        return Grid(
+            0.5 * (lat_b[:-1] + lat_b[1:]),
+            _wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon),
+            lat_b,
+            lon_b,
+            self.radius,
+        )
+
+    @classmethod
+    def from_xarray(cls, obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
+        """Build the grid of an xarray object, reading CF ``bounds`` variables if present."""
+        lat_name, lon_name = find_latlon(obj, lat=lat, lon=lon)
+        bounds = []
+        for name in (lat_name, lon_name):
+            bname = obj[name].attrs.get("bounds")
+            if bname is not None and hasattr(obj, "data_vars") and bname in obj.variables:
+                b = np.asarray(obj[bname].values, dtype=np.float64)
+                bounds.append(np.concatenate([b[:, 0], b[-1:, 1]]))
+            else:
+                bounds.append(None)
+        return cls(obj[lat_name].values, obj[lon_name].values, bounds[0], bounds[1])
+
+
+def _wrap_like(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Map unwrapped longitudes back to the convention of ``ref`` (0..360 or -180..180)."""
+    if np.all(ref >= 0) and np.all(ref <= 360):
+        return np.where((lon < 0) | (lon >= 360), lon % 360.0, lon)
+    if np.all(ref >= -180) and np.all(ref <= 180):
+        return np.where((lon < -180) | (lon > 180), (lon + 180.0) % 360.0 - 180.0, lon)
+    return lon
+
+
+def _check_int_factor(factor: Any) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise GridShapeError(f"factor must be a positive integer, got {factor!r}")
+    return int(factor)
+
+
+def check_factor(shape: tuple[int, ...], factor: int) -> int:
+    """Check that the last two dimensions of ``shape`` are divisible by ``factor``.
+
+    Raises
+    ------
+    GridShapeError
+        Naming the shape, the factor and the fix (crop or pad).
+    """
+    factor = _check_int_factor(factor)
+    h, w = shape[-2], shape[-1]
+    if h % factor or w % factor:
+        raise GridShapeError(
+            f"grid of {h} x {w} cells is not divisible by factor {factor}: crop it to "
+            f"{h - h % factor} x {w - w % factor} (e.g. ds.isel(latitude=slice(0, "
+            f"{h - h % factor}))) or pad it to a multiple of {factor}"
+        )
+    return factor
+
+
+# ---------------------------------------------------------------------------------------
+# Block maths on numpy / torch / dask arrays (one implementation)
+# ---------------------------------------------------------------------------------------
+def block_sum(a: Any, factor: int) -> Any:
+    """Sum over each ``factor x factor`` block of the last two axes: ``[..., H, W] -> [..., H/f, W/f]``."""
+    factor = check_factor(a.shape, factor)
+    *lead, h, w = a.shape
+    return a.reshape(*lead, h // factor, factor, w // factor, factor).sum(-1).sum(-2)
+
+
+def block_expand(x: Any, factor: int) -> Any:
+    """Repeat each coarse value over its block: ``[..., h, w] -> [..., h*f, w*f]``."""
+    factor = _check_int_factor(factor)
+    *lead, h, w = x.shape
+    x4 = x.reshape(*lead, h, 1, w, 1)
+    shape = (*lead, h, factor, w, factor)
+    if hasattr(x4, "expand"):  # torch: a view, no copy until reshape
+        big = x4.expand(*shape)
+    else:  # numpy and dask
+        big = np.broadcast_to(x4, shape) if isinstance(x4, np.ndarray) else _dask_bcast(x4, shape)
+    return big.reshape(*lead, h * factor, w * factor)
+
+
+def _dask_bcast(x: Any, shape: tuple[int, ...]) -> Any:
+    import dask.array as dsa
+
+    return dsa.broadcast_to(x, shape)
+
+
+def coarsen(field: Any, area: Any, factor: int, *, _block_sum: Callable = block_sum) -> Any:
+    """Area-weighted block mean: ``x = sum(A y) / sum(A)`` over each ``factor x factor`` block.
+
+    Parameters
+    ----------
+    field : array (numpy, torch or dask), ``[..., H, W]``
+        Fine field in any intensive unit (e.g. kg m-2).
+    area : array of the same kind, broadcastable to ``field``, ``[..., H, W]``
+        Fine-cell areas (m^2) or any weights proportional to them.
+    factor : int
+        Block size.
+
+    Returns
+    -------
+    array ``[..., H/f, W/f]`` in the unit of ``field``.
+
+    Raises
+    ------
+    GridShapeError
+        If H or W is not divisible by ``factor``.
+    """
+    return _block_sum(field * area, factor) / _block_sum(area, factor)
+
+
+def block_weights(area: Any, factor: int) -> Any:
+    """Area weights normalised within each block (they sum to 1 over every ``f x f`` block)."""
+    return area / block_expand(block_sum(area, factor), factor)
+
+
+def total_mass(field: Any, area: Any) -> Any:
+    """Total mass ``sum(field * area)`` over the last two axes (kg when field is kg m-2, area m^2)."""
+    return (field * area).sum(-1).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------
+# xarray
+# ---------------------------------------------------------------------------------------
+def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tuple[str, str]:
+    """Names of the latitude and longitude coordinates of an xarray object.
+
+    Looks for explicit names, then common names (``lat``, ``latitude``, ...), then CF
+    ``standard_name`` / ``units`` attributes.
+
+    Raises
+    ------
+    CoordinateError
+        Naming what was looked for and how to fix it.
+    """
+    found = []
+    for given, names, std, unit_prefix, kind in (
+        (lat, _LAT_NAMES, "latitude", "degrees_n", "latitude"),
+        (lon, _LON_NAMES, "longitude", "degrees_e", "longitude"),
+    ):
+        if given is not None:
+            if given not in obj.coords and given not in getattr(obj, "variables", {}):
+                raise CoordinateError(f"{kind} coordinate {given!r} not found in {list(obj.coords)}")
+            found.append(given)
+            continue
+        name = next((n for n in names if n in obj.coords), None)
+        if name is None:
+            for cname, coord in obj.coords.items():
+                if coord.attrs.get("standard_name") == std or str(
+                    coord.attrs.get("units", "")
+                ).lower().replace(" ", "_").startswith(unit_prefix):
+                    name = str(cname)
+                    break
+        if name is None:
+            raise CoordinateError(
+                f"{kind} not found: looked for {', '.join(names[:2])} or standard_name "
+                f"{std!r} among coordinates {list(obj.coords)}; pass {kind[:3]}='name'"
+            )
+        found.append(name)
+    lat_name, lon_name = found
+    for name in (lat_name, lon_name):
+        if obj[name].ndim != 1:
+            raise CoordinateError(
+                f"coordinate {name!r} is {obj[name].ndim}-D: curvilinear grids (2-D "
+                "latitude/longitude, e.g. WRF, rotated pole or polar stereographic) are not "
+                "supported yet; regrid to a regular lat/lon grid first (e.g. with xESMF)"
+            )
+    return lat_name, lon_name
+
+
+def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
+    """Shorthand for :meth:`Grid.from_xarray`."""
+    return Grid.from_xarray(obj, lat=lat, lon=lon)
+
+
+def _area_dataarray(grid: Grid, lat_dim: str, lon_dim: str) -> xr.DataArray:
+    import xarray as xr
+
+    return xr.DataArray(grid.area, dims=(lat_dim, lon_dim), attrs={"units": "m2"})
+
+
+def coarsen_dataarray(
+    da: xr.DataArray, factor: int, lat: str | None = None, lon: str | None = None
+) -> xr.DataArray:
+    """Area-weighted coarsening of an xarray DataArray by ``factor`` (lazy on dask input).
+
+    The result carries the coarse cell-centre coordinates (from :meth:`Grid.coarsen`), the
+    input's other coordinates and its attributes.
+
+    Raises
+    ------
+    GridShapeError
+        If the latitude or longitude size is not divisible by ``factor``.
+    """
+    lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
+    g = Grid.from_xarray(da, lat_name, lon_name)
+    lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
+    check_factor((da.sizes[lat_dim], da.sizes[lon_dim]), factor)
+    coarse = g.coarsen(factor)
+    area = _area_dataarray(g, lat_dim, lon_dim)
+
+    def xr_block_sum(a: xr.DataArray, f: int) -> xr.DataArray:
+        return a.coarsen({lat_dim: f, lon_dim: f}).sum()
+
+    out = coarsen(da, area, factor, _block_sum=xr_block_sum)
+    out = out.transpose(*da.dims)
+    out = out.assign_coords({lat_name: (lat_dim, coarse.lat), lon_name: (lon_dim, coarse.lon)})
+    for name in (lat_name, lon_name):
+        out[name].attrs = dict(da[name].attrs)
+    out.attrs = dict(da.attrs)
+    out.name = da.name
+    return out
+
+
+def mass_dataarray(
+    da: xr.DataArray, lat: str | None = None, lon: str | None = None, grid: Grid | None = None
+) -> xr.DataArray:
+    """Total mass over the horizontal grid, ``sum(field * area)``, one value per other index.
+
+    ``da`` must be in kg m-2 for the result to be in kg (see :func:`climdown.units.to_kg_m2`).
+    """
+    lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
+    g = grid if grid is not None else Grid.from_xarray(da, lat_name, lon_name)
+    lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
+    area = _area_dataarray(g, lat_dim, lon_dim)
+    out = (da * area).sum((lat_dim, lon_dim))
+    out.attrs = {"units": "kg", "long_name": "total mass"}
+    return out
