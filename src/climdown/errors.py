@@ -8,6 +8,7 @@ __all__ = [
     "CoordinateError",
     "GridShapeError",
     "DataValueError",
+    "ConfigError",
     "RecipeError",
     "StoreError",
     "CheckpointError",
@@ -36,6 +37,10 @@ class GridShapeError(ClimdownError, ValueError):
 
 class DataValueError(ClimdownError, ValueError):
     """Values that an operation cannot accept (NaN, inf, negative for a positive constraint)."""
+
+
+class ConfigError(ClimdownError, ValueError):
+    """An unknown model, constraint or option name, or an invalid combination of options."""
 
 
 class RecipeError(ClimdownError, ValueError):

@@ -27,9 +27,10 @@ lazy block reduction. Nothing here imports torch or xarray at module level.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -134,9 +135,7 @@ def lon_bounds(lon: Any) -> np.ndarray:
     return _edges_from_centres(c, "longitude")
 
 
-def cell_area(
-    lat_b: Any, lon_b: Any, radius: float = EARTH_RADIUS
-) -> np.ndarray:
+def cell_area(lat_b: Any, lon_b: Any, radius: float = EARTH_RADIUS) -> np.ndarray:
     """Exact spherical cell areas in m^2 from latitude and longitude bounds.
 
     Parameters
@@ -392,7 +391,9 @@ def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tup
     ):
         if given is not None:
             if given not in obj.coords and given not in getattr(obj, "variables", {}):
-                raise CoordinateError(f"{kind} coordinate {given!r} not found in {list(obj.coords)}")
+                raise CoordinateError(
+                    f"{kind} coordinate {given!r} not found in {list(obj.coords)}"
+                )
             found.append(given)
             continue
         name = next((n for n in names if n in obj.coords), None)

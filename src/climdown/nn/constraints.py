@@ -1,0 +1,294 @@
+"""Constraint layers: map a raw fine-grid output z and the coarse input x to a fine field y.
+
+Every layer works on tensors shaped ``[..., H, W]`` (fine) and ``[..., h, w]`` (coarse) with
+``H = f h`` and ``W = f w`` for an integer factor f, in **physical units** (kg m-2). Block weights
+``w`` are fine-cell areas normalised within each f x f block (``sum_i w_i = 1``; see
+:func:`climdown.grid.block_weights`); ``None`` means equal weights, in which case every layer
+reduces exactly to the reference code's AvgPool2d form. A layer conserves mass when
+
+    sum_i w_i y_i = x   for every coarse block,
+
+which on the sphere is the statement that the fine cells hold the mass of their coarse cell.
+
+=========  ===================================================  ==========  =========
+name       formula                                              conserving  positive
+=========  ===================================================  ==========  =========
+none       y = z                                                no          no
+softmax    y_i = x exp(z_i) / sum_j w_j exp(z_j)                yes         yes (x>=0)
+add        y_i = z_i + (x - sum_j w_j z_j)                      yes         no
+mult       y_i = z_i x / sum_j w_j z_j   (z >= 0)               yes         yes (x, z>=0)
+scadd      y_i = z_i + d (s + z_i) / (s + zbar), d = x - zbar,  yes         no
+           s = sign(zbar - x), zbar = sum_j w_j z_j
+clip       y = max(z, 0)                                        no          yes
+soft       y = z; loss + lambda * mean((coarsen(y) - x)^2)       no          no
+=========  ===================================================  ==========  =========
+
+The maths uses reshapes and broadcasting from :mod:`climdown.grid` (no Kronecker products with a
+ones matrix, no loops, no device strings), so the layers run on CPU, CUDA and MPS alike.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from climdown.errors import ConfigError, DataValueError, GridShapeError
+from climdown.grid import block_expand, block_sum
+
+__all__ = [
+    "Constraint",
+    "NoConstraint",
+    "SoftmaxConstraint",
+    "AddConstraint",
+    "MultConstraint",
+    "ScAddConstraint",
+    "ClipConstraint",
+    "SoftConstraint",
+    "CONSTRAINTS",
+    "get_constraint",
+    "infer_factor",
+    "block_mean",
+]
+
+
+def infer_factor(fine_shape: tuple[int, ...], coarse_shape: tuple[int, ...]) -> int:
+    """The integer factor f with ``fine = f * coarse`` on both of the last two axes.
+
+    Raises
+    ------
+    GridShapeError
+        If the shapes are not an integer multiple of each other, or differ between axes.
+    """
+    (hf, wf), (hc, wc) = fine_shape[-2:], coarse_shape[-2:]
+    if hc == 0 or wc == 0 or hf % hc or wf % wc or hf // hc != wf // wc:
+        raise GridShapeError(
+            f"fine grid {hf} x {wf} is not an integer multiple f x f of the coarse grid "
+            f"{hc} x {wc}; the fine grid must be exactly factor times the coarse one"
+        )
+    return hf // hc
+
+
+def block_mean(z: torch.Tensor, factor: int, weights: torch.Tensor | None) -> torch.Tensor:
+    """Weighted block mean ``sum_i w_i z_i`` (w normalised per block), or the plain mean if None."""
+    if weights is None:
+        return block_sum(z, factor) / factor**2
+    return block_sum(weights * z, factor)
+
+
+def _block_max(z: torch.Tensor, factor: int) -> torch.Tensor:
+    *lead, h, w = z.shape
+    return z.reshape(*lead, h // factor, factor, w // factor, factor).amax(dim=(-3, -1))
+
+
+class Constraint(nn.Module):
+    """Base class: a weight-free layer described by its constructor arguments.
+
+    Attributes
+    ----------
+    name : str
+        Registry name.
+    conserving : bool
+        True if ``sum_i w_i y_i = x`` holds by construction.
+    positive : bool
+        True if ``y >= 0`` whenever ``x >= 0`` (and, for ``mult``, ``z >= 0``).
+    logits : bool
+        True if z is a dimensionless logit (softmax): the normaliser must not rescale it.
+        Otherwise z is a value in normalised units that is rescaled to physical units first.
+    """
+
+    name = "base"
+    conserving = False
+    positive = False
+    logits = False
+
+    def forward(
+        self, z: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Apply the constraint.
+
+        Parameters
+        ----------
+        z : Tensor ``[..., H, W]``
+            Raw network output on the fine grid.
+        x : Tensor ``[..., h, w]``
+            Coarse input in physical units (kg m-2).
+        weights : Tensor broadcastable to ``[..., H, W]``, optional
+            Block-normalised area weights (:func:`climdown.grid.block_weights`); None = equal.
+
+        Returns
+        -------
+        Tensor ``[..., H, W]`` in the units of x.
+        """
+        factor = infer_factor(z.shape, x.shape)
+        return self._apply(z, x, factor, weights)
+
+    def _apply(
+        self, z: torch.Tensor, x: torch.Tensor, factor: int, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def penalty(
+        self, y: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Extra loss term the trainer adds (zero except for ``soft``)."""
+        return y.new_zeros(())
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+class NoConstraint(Constraint):
+    """``y = z``: the unconstrained baseline."""
+
+    name = "none"
+
+    def _apply(self, z, x, factor, weights):
+        return z
+
+
+class SoftmaxConstraint(Constraint):
+    """Softmax constraint layer (SmCL): ``y_i = x exp(z_i) / sum_j w_j exp(z_j)``.
+
+    Conserving and positive for ``x >= 0``; ``x = 0`` gives exactly 0. The block maximum is
+    subtracted before ``exp`` so z up to +-1e4 neither overflows nor underflows to 0/0.
+    """
+
+    name = "softmax"
+    conserving = True
+    positive = True
+    logits = True
+
+    def _apply(self, z, x, factor, weights):
+        e = torch.exp(z - block_expand(_block_max(z, factor), factor).detach())
+        return e * block_expand(x / block_mean(e, factor, weights), factor)
+
+
+class AddConstraint(Constraint):
+    """Additive correction: ``y_i = z_i + (x - sum_j w_j z_j)``. Conserving, not positive."""
+
+    name = "add"
+    conserving = True
+
+    def _apply(self, z, x, factor, weights):
+        return z + block_expand(x - block_mean(z, factor, weights), factor)
+
+
+class MultConstraint(Constraint):
+    """Multiplicative correction: ``y_i = z_i x / sum_j w_j z_j`` on a non-negative z.
+
+    A block whose z sums to zero (e.g. all ReLU-zero) has no shape to rescale: it gets the
+    block-constant value x, which still conserves. Negative z raises, since the result would
+    neither be positive nor stable; models pass z through softplus first (``activation``).
+    """
+
+    name = "mult"
+    conserving = True
+    positive = True
+
+    @staticmethod
+    def activation(z: torch.Tensor) -> torch.Tensor:
+        """Make z non-negative before the layer (used by the model wrapper)."""
+        return nn.functional.softplus(z)
+
+    def _apply(self, z, x, factor, weights):
+        if bool((z < 0).any()):
+            raise DataValueError(
+                "the 'mult' constraint needs a non-negative z (it rescales z by x / mean z); "
+                "pass z through softplus/ReLU first, or use 'softmax'"
+            )
+        s = block_mean(z, factor, weights)
+        ok = s > torch.finfo(s.dtype).tiny
+        ratio = torch.where(ok, x / torch.where(ok, s, torch.ones_like(s)), torch.zeros_like(s))
+        y = z * block_expand(ratio, factor)
+        return torch.where(block_expand(ok, factor), y, block_expand(x, factor))
+
+
+class ScAddConstraint(Constraint):
+    """The reference's scaled additive form.
+
+    ``y_i = z_i + d (s + z_i) / (s + zbar)`` with ``zbar = sum_j w_j z_j``, ``d = x - zbar`` and
+    ``s = sign(zbar - x)``. Conserving because the weighted mean of ``s + z_i`` is ``s + zbar``.
+    Where ``s + zbar`` vanishes the division is undefined; those blocks fall back to ``add``.
+    """
+
+    name = "scadd"
+    conserving = True
+
+    def _apply(self, z, x, factor, weights):
+        zbar = block_mean(z, factor, weights)
+        d = x - zbar
+        s = torch.sign(-d)
+        den = s + zbar
+        ok = den.abs() > torch.finfo(den.dtype).eps
+        scale = torch.where(ok, d / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(d))
+        add = torch.where(ok, torch.zeros_like(d), d)
+        return (
+            z
+            + block_expand(scale, factor) * (block_expand(s, factor) + z)
+            + block_expand(add, factor)
+        )
+
+
+class ClipConstraint(Constraint):
+    """``y = max(z, 0)``: positivity only, not conserving (a comparison baseline)."""
+
+    name = "clip"
+    positive = True
+
+    def _apply(self, z, x, factor, weights):
+        return torch.clamp(z, min=0.0)
+
+
+class SoftConstraint(Constraint):
+    """No change to y; the trainer adds ``lam * mean((coarsen(y) - x)^2)`` to the loss.
+
+    The penalty is in physical units squared (kg m-2)^2 unless the trainer normalises it.
+    """
+
+    name = "soft"
+
+    def __init__(self, lam: float = 1.0) -> None:
+        super().__init__()
+        self.lam = float(lam)
+
+    def _apply(self, z, x, factor, weights):
+        return z
+
+    def penalty(self, y, x, weights=None):
+        factor = infer_factor(y.shape, x.shape)
+        return self.lam * torch.mean((block_mean(y, factor, weights) - x) ** 2)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, lam={self.lam}"
+
+
+CONSTRAINTS: dict[str, type[Constraint]] = {
+    c.name: c
+    for c in (
+        NoConstraint,
+        SoftmaxConstraint,
+        AddConstraint,
+        MultConstraint,
+        ScAddConstraint,
+        ClipConstraint,
+        SoftConstraint,
+    )
+}
+
+
+def get_constraint(name: str | Constraint | None, **kwargs: float) -> Constraint:
+    """Constraint layer by name (``none``, ``softmax``, ``add``, ``mult``, ``scadd``, ``clip``, ``soft``).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, listing the known ones.
+    """
+    if isinstance(name, Constraint):
+        return name
+    key = "none" if name is None else str(name).lower()
+    if key not in CONSTRAINTS:
+        raise ConfigError(
+            f"unknown constraint {name!r}; choose one of {', '.join(sorted(CONSTRAINTS))}"
+        )
+    return CONSTRAINTS[key](**kwargs)

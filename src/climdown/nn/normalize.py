@@ -1,0 +1,103 @@
+"""Scale-only normalisation around a backbone, so the constraint sees physical units.
+
+The backbone sees ``lr / scale`` (order-one numbers, good for training). Its raw output z is
+brought back to physical units (``z * scale``) before the constraint layer, unless the layer
+takes logits (softmax, whose z is dimensionless). The constraint therefore conserves and keeps
+positivity in kg m-2, not merely in normalised space. Scale-only (no offset) keeps zero at zero,
+so dry cells stay dry and the map lr -> lr / scale commutes with the block means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from climdown.grid import block_weights
+from climdown.nn.constraints import Constraint, MultConstraint, get_constraint
+
+__all__ = ["ConstrainedModel", "area_weights"]
+
+
+def area_weights(area: torch.Tensor | None, factor: int, like: torch.Tensor) -> torch.Tensor | None:
+    """Block-normalised weights ``[B, 1, 1, H, W]`` from fine-cell areas ``[B, H, W]`` or ``[H, W]``.
+
+    Computed in float64 (areas span orders of magnitude near the poles), returned in the dtype
+    and on the device of ``like``.
+    """
+    if area is None:
+        return None
+    a = torch.as_tensor(area, device=like.device).to(torch.float64)
+    w = block_weights(a, factor)
+    if w.ndim == 2:
+        w = w[None]
+    return w[:, None, None].to(like.dtype)
+
+
+class ConstrainedModel(nn.Module):
+    """``y = constraint(denormalise(backbone(lr / scale)), lr, w)``.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Maps ``[B, T, C, h, w]`` (normalised) to ``[B, T, C, H, W]`` raw output z.
+    constraint : str or Constraint
+        See :mod:`climdown.nn.constraints`.
+    factor : int
+        Downscaling factor.
+    scale : float
+        Normalisation scale in physical units (e.g. the training HR standard deviation).
+    config : dict, optional
+        The arguments that rebuild this model (recorded in checkpoints).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        constraint: str | Constraint,
+        factor: int,
+        scale: float = 1.0,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.constraint = get_constraint(constraint)
+        self.factor = int(factor)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.config = dict(config or {})
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def raw(self, lr: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Backbone output z in the units the constraint expects (physical, or logits)."""
+        z = self.backbone(lr / self.scale, **kwargs)
+        if not self.constraint.logits:
+            z = z * self.scale
+        if isinstance(self.constraint, MultConstraint):
+            z = self.constraint.activation(z)
+        return z
+
+    def forward(
+        self, lr: torch.Tensor, area: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """Downscale ``lr`` ``[B, T, C, h, w]`` (physical units) to ``[B, T, C, H, W]``.
+
+        ``area`` holds fine-cell areas ``[B, H, W]`` (or ``[H, W]``); None = equal weights.
+        The constraint runs in at least float32 even under autocast, so conservation holds.
+        """
+        z = self.raw(lr, **kwargs)
+        dtype = torch.promote_types(lr.dtype, torch.float32)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z, x = z.to(dtype), lr.to(dtype)
+            return self.constraint(z, x, area_weights(area, self.factor, z))
+
+    def penalty(
+        self, y: torch.Tensor, lr: torch.Tensor, area: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The constraint's loss term (soft constraint), on the normalised scale."""
+        w = area_weights(area, self.factor, y)
+        return self.constraint.penalty(y / self.scale, lr / self.scale, w)
