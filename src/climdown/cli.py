@@ -1,0 +1,192 @@
+"""Command line: argparse -> one library call per command (no logic lives here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from climdown import __version__
+from climdown.errors import ClimdownError
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_build(a: argparse.Namespace) -> int:
+    from climdown.data.recipe import load_recipe
+    from climdown.data.store import build_store
+
+    for path in a.recipes:
+        out = build_store(load_recipe(path), overwrite=a.overwrite, progress=not a.quiet)
+        print(f"store ready: {out}")
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from climdown.train import train
+
+    summary = train(
+        a.store,
+        model=a.model,
+        constraint=a.constraint,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        device=a.device,
+        out=a.out,
+        seed=a.seed,
+        resume=not a.no_resume,
+        progress=not a.quiet,
+        num_workers=a.num_workers,
+    )
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from climdown.experiments import evaluate_checkpoint
+
+    table = evaluate_checkpoint(a.checkpoint, a.store, split=a.split, out=a.out, device=a.device)
+    print(table)
+    return 0
+
+
+def _cmd_experiments(a: argparse.Namespace) -> int:
+    from climdown.experiments import run_experiments
+
+    table = run_experiments(
+        a.config,
+        epochs=a.epochs,
+        quick=a.quick,
+        out=a.out,
+        results=a.results,
+        device=a.device,
+        only=a.only,
+    )
+    print(table)
+    return 0
+
+
+def _cmd_downscale(a: argparse.Namespace) -> int:
+    from climdown.inference import downscale_file
+
+    downscale_file(
+        a.src,
+        a.dst,
+        factor=a.factor,
+        constraint=a.constraint,
+        model=a.model,
+        var=a.var,
+        device=a.device,
+    )
+    print(f"wrote {a.dst}")
+    return 0
+
+
+def _cmd_plot(a: argparse.Namespace) -> int:
+    from climdown.plot import compare_files
+
+    compare_files(a.lr, a.hr, truth=a.truth, path=a.out, time=a.time, var=a.var)
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from climdown.demo import run_demo
+
+    run_demo(out=a.out, quick=a.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``climdown`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="climdown",
+        description="Physics-constrained deep-learning downscaling of gridded climate fields.",
+    )
+    p.add_argument("--version", action="version", version=f"climdown {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("build", help="build training stores from YAML recipes")
+    sp.add_argument("recipes", nargs="+", help="recipe YAML file(s)")
+    sp.add_argument("--overwrite", action="store_true", help="rebuild even if the store exists")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=_cmd_build)
+
+    sp = sub.add_parser("train", help="train a model on a store")
+    sp.add_argument("--store", required=True)
+    sp.add_argument("--model", default="cnn")
+    sp.add_argument("--constraint", default="softmax")
+    sp.add_argument("--epochs", type=int, default=20)
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--lr", type=float, default=1e-3)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--out", default="run")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--num-workers", type=int, default=0)
+    sp.add_argument("--no-resume", action="store_true", help="start afresh even if out/ has a run")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=_cmd_train)
+
+    sp = sub.add_parser("evaluate", help="score a checkpoint on a store, beside baselines")
+    sp.add_argument("--checkpoint", required=True)
+    sp.add_argument("--store", required=True)
+    sp.add_argument("--split", default="val", help="val or test")
+    sp.add_argument("--out", default=None, help="folder for metrics.csv / metrics.md")
+    sp.add_argument("--device", default="auto")
+    sp.set_defaults(func=_cmd_evaluate)
+
+    sp = sub.add_parser("experiments", help="run the study's experiment table")
+    sp.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="experiments YAML (default: recipes/experiments.yaml)",
+    )
+    sp.add_argument("--epochs", type=int, default=None)
+    sp.add_argument("--quick", action="store_true", help="tiny data and few steps (CI)")
+    sp.add_argument("--out", default="experiments-out")
+    sp.add_argument("--results", default=None, help="Markdown file for the table")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--only", nargs="*", default=None, help="experiment ids to run")
+    sp.set_defaults(func=_cmd_experiments)
+
+    sp = sub.add_parser("downscale", help="downscale a netCDF/zarr file")
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    sp.add_argument("--factor", type=int, default=4)
+    sp.add_argument("--constraint", default="softmax")
+    sp.add_argument("--model", default=None, help="checkpoint path or baseline name")
+    sp.add_argument("--var", default=None)
+    sp.add_argument("--device", default="auto")
+    sp.set_defaults(func=_cmd_downscale)
+
+    sp = sub.add_parser("plot", help="maps LR | downscaled | truth | error to PNG")
+    sp.add_argument("lr")
+    sp.add_argument("hr")
+    sp.add_argument("--truth", default=None)
+    sp.add_argument("--out", default="compare.png")
+    sp.add_argument("--time", default=None)
+    sp.add_argument("--var", default=None)
+    sp.set_defaults(func=_cmd_plot)
+
+    sp = sub.add_parser("demo", help="the main job: build, train, downscale, report, map")
+    sp.add_argument("--out", default="demo-out")
+    sp.add_argument("--quick", action="store_true", help="a few seconds, for tests")
+    sp.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``climdown`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ClimdownError as exc:  # user errors: one clear line, no traceback
+        print(f"climdown {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
