@@ -1,0 +1,616 @@
+"""Open ERA5-like data (netCDF, zarr, GRIB, cloud zarr, packaged samples, reference .pt) as xarray.
+
+Every opener returns the same normalised layout, so the rest of climdown never meets ERA5's
+naming quirks:
+
+* one data variable (its name unchanged: ``tcw``, ``tcwv``, ``total_column_water``, ...) with
+  dims ``(..., time, lat, lon)`` in kg m-2 (converted once here with
+  :func:`climdown.units.to_kg_m2`; the original units are kept in ``units_original``);
+* ``latitude``/``longitude`` renamed to ``lat``/``lon`` (float64), ``valid_time`` to ``time``;
+  latitude order and longitude convention are kept as stored (:mod:`climdown.grid` handles
+  both);
+* packed integers (``scale_factor``/``add_offset``) decoded to float32, lazily;
+* singleton dims such as ``level``, ``pressure_level``, ``number`` or ``expver`` and scalar
+  coordinates such as ``step`` or ``surface`` dropped;
+* a ``history`` line and ``climdown_source`` attribute naming where the data came from.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from climdown.errors import ClimdownError, CoordinateError, DataValueError, RecipeError, UnitsError
+from climdown.grid import find_latlon
+from climdown.units import append_history, canonical_units, to_kg_m2
+
+__all__ = [
+    "KNOWN_VARIABLES",
+    "SAMPLES",
+    "open_era5",
+    "normalize_dataset",
+    "find_variable",
+    "sample_path",
+    "open_sample",
+    "open_source",
+    "load_reference_pt",
+]
+
+#: Variable names tried in this order when none is given.
+KNOWN_VARIABLES = ("tcw", "total_column_water", "tcwv", "total_column_water_vapour")
+
+#: Packaged real ERA5 samples (``climdown/_data/``, see its README for sources and licences).
+SAMPLES = {
+    "rhine": "era5_tcw_rhine_2020-01-01.nc",
+    "global": "era5_tcwv_global_1.5deg_2020-06-01.nc",
+}
+
+_ZARR_MARKERS = (".zgroup", ".zarray", ".zmetadata", "zarr.json")
+_GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+_SYNTHETIC_KEYS = ("seed", "resolution", "times", "start", "freq", "region")
+
+
+# ---------------------------------------------------------------------------------------
+# Opening
+# ---------------------------------------------------------------------------------------
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _guess_engine(path: str) -> str | None:
+    p = path.rstrip("/")
+    low = p.lower()
+    if low.endswith(".zarr") or ".zarr/" in low or low.endswith(".zarr.zip"):
+        return "zarr"
+    if low.endswith(_GRIB_SUFFIXES):
+        return "cfgrib"
+    if not _is_url(p) and os.path.isdir(p):
+        if any(os.path.exists(os.path.join(p, m)) for m in _ZARR_MARKERS):
+            return "zarr"
+    return None
+
+
+def _check_engine(engine: str, path: str) -> None:
+    available = xr.backends.list_engines()
+    if engine in available:
+        return
+    hint = {
+        "cfgrib": "GRIB files need cfgrib and eccodes: `pip install cfgrib` (or "
+        "`conda install -c conda-forge cfgrib`), or convert the file to netCDF "
+        "(`grib_to_netcdf -o out.nc in.grib`)",
+        "zarr": "zarr stores need the zarr package: `pip install zarr`",
+        "h5netcdf": "`pip install h5netcdf`",
+    }.get(engine, f"install the xarray backend that provides engine {engine!r}")
+    raise ClimdownError(
+        f"cannot open {path!r}: xarray engine {engine!r} is not installed (available: "
+        f"{', '.join(sorted(available))}). {hint}."
+    )
+
+
+def _check_protocol(path: str) -> None:
+    """Raise a clear error when an fsspec URL needs a filesystem package that is missing."""
+    if not _is_url(path):
+        return
+    protocol = path.split("://", 1)[0]
+    if protocol in ("http", "https", "file"):
+        return
+    try:
+        import fsspec
+
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as err:
+        package = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "az": "adlfs", "abfs": "adlfs"}
+        raise ClimdownError(
+            f"cannot open {path!r}: the {protocol}:// protocol needs "
+            f"{package.get(protocol, 'an fsspec filesystem package')} "
+            f"(`pip install {package.get(protocol, 'fsspec[full]')}`); original error: {err}"
+        ) from err
+    except ValueError as err:
+        raise ClimdownError(f"cannot open {path!r}: unknown URL protocol {protocol!r}") from err
+
+
+def _float32_packing(ds: xr.Dataset) -> xr.Dataset:
+    """Make packed integer variables decode to float32 (CF: unpacked type = scale_factor type).
+
+    ERA5 netCDF stores ``scale_factor``/``add_offset`` as float64, which would decode to
+    float64; the packing resolution (~1e-3 kg m-2) is far coarser than float32's.
+    """
+    for var in ds.data_vars.values():
+        attrs = var.attrs
+        packed = "scale_factor" in attrs or "add_offset" in attrs
+        if packed and np.issubdtype(var.dtype, np.integer):
+            for key in ("scale_factor", "add_offset"):
+                if key in attrs:
+                    attrs[key] = np.float32(attrs[key])
+    return ds
+
+
+def _open_one(
+    path: str, engine: str | None, chunks: Any, storage_options: Mapping[str, Any] | None
+) -> xr.Dataset:
+    if engine == "cfgrib":
+        # cfgrib does no CF packing; keep its own decoding and no index file beside the data
+        return xr.open_dataset(
+            path, engine="cfgrib", chunks=chunks, backend_kwargs={"indexpath": ""}
+        )
+    kwargs: dict[str, Any] = {}
+    if storage_options:
+        if engine != "zarr":
+            raise ClimdownError(
+                f"storage_options are only used for zarr stores, got engine={engine!r} for "
+                f"{path!r}; open remote netCDF with fsspec yourself and pass the file object"
+            )
+        kwargs["storage_options"] = dict(storage_options)
+    raw = xr.open_dataset(path, engine=engine, chunks=chunks, decode_cf=False, **kwargs)
+    return xr.decode_cf(_float32_packing(raw), decode_timedelta=False)
+
+
+def open_era5(
+    path_or_url: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    var: str | None = None,
+    *,
+    chunks: Any = None,
+    engine: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Open ERA5 (or any ERA5-like) total column water and normalise it.
+
+    Parameters
+    ----------
+    path_or_url : str, path or sequence of them
+        A netCDF file, a zarr store (local path or URL such as ``gs://...zarr``, read through
+        fsspec; ``gs://`` needs gcsfs), a GRIB file (needs cfgrib), a glob pattern or a list
+        of netCDF files (combined by coordinates).
+    var : str, optional
+        Variable to keep; found with :func:`find_variable` when omitted.
+    chunks : optional
+        Passed to xarray: ``None`` reads netCDF/GRIB lazily into numpy on first use, ``{}``
+        uses the file's own chunks with dask, ``{"time": 24}`` sets them. Zarr stores default
+        to ``{}`` (dask) because they are often too large for memory (ARCO-ERA5 is ~2 PB).
+    engine : str, optional
+        xarray engine; guessed from the path (``.zarr`` or a zarr directory -> ``"zarr"``,
+        ``.grib``/``.grb`` -> ``"cfgrib"``, otherwise xarray's default).
+    storage_options : mapping, optional
+        fsspec options for zarr URLs, e.g. ``{"token": "anon"}`` for public buckets.
+
+    Returns
+    -------
+    xarray.Dataset
+        The chosen variable alone in kg m-2, dims ``(..., time, lat, lon)``; see the module
+        docstring for the normalisation.
+
+    Raises
+    ------
+    ClimdownError
+        If the engine or URL protocol needs a package that is not installed, or the variable
+        cannot be chosen.
+    CoordinateError
+        If latitude, longitude or time cannot be found.
+    UnitsError
+        If the variable's units are missing or not a column mass / water depth (e.g. K).
+
+    Examples
+    --------
+    >>> ds = open_era5(sample_path("rhine"))
+    >>> ds.tcw.dims
+    ('time', 'lat', 'lon')
+
+    The public ARCO-ERA5 store (needs gcsfs and network)::
+
+        open_era5("gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3",
+                  "total_column_water", storage_options={"token": "anon"})
+    """
+    if isinstance(path_or_url, (list, tuple)) or (
+        isinstance(path_or_url, str)
+        and any(ch in path_or_url for ch in "*?[")
+        and not _is_url(path_or_url)
+    ):
+        paths = path_or_url if isinstance(path_or_url, (list, tuple)) else [path_or_url]
+        description = ", ".join(str(p) for p in paths)
+        ds = xr.open_mfdataset(
+            [os.fspath(p) for p in paths]
+            if isinstance(path_or_url, (list, tuple))
+            else path_or_url,
+            engine=engine,
+            chunks={} if chunks is None else chunks,
+            combine="by_coords",
+            decode_cf=False,
+            preprocess=lambda d: xr.decode_cf(_float32_packing(d), decode_timedelta=False),
+        )
+    else:
+        path = os.fspath(path_or_url)
+        description = path
+        engine = engine or _guess_engine(path)
+        if engine is not None:
+            _check_engine(engine, path)
+        _check_protocol(path)
+        if engine == "zarr" and chunks is None:
+            chunks = {}
+        if not _is_url(path) and not os.path.exists(path):
+            raise FileNotFoundError(f"no such file or store: {path!r}")
+        ds = _open_one(path, engine, chunks, storage_options)
+    return normalize_dataset(ds, var, source=description)
+
+
+def _drop_singletons(ds: xr.Dataset, keep: Sequence[str]) -> xr.Dataset:
+    for dim, size in list(ds.sizes.items()):
+        if size == 1 and dim not in keep:
+            ds = ds.isel({dim: 0}, drop=True)
+    scalars = [n for n, c in ds.coords.items() if c.ndim == 0 and n != "time"]
+    return ds.drop_vars(scalars)
+
+
+def _normalise_time(ds: xr.Dataset) -> xr.Dataset:
+    if "valid_time" in ds.variables:
+        vt = ds["valid_time"]
+        if "valid_time" in ds.dims:  # CDS netCDF (2024+): valid_time is the dimension
+            ds = ds.drop_vars("time", errors="ignore").rename({"valid_time": "time"})
+        elif vt.ndim == 1 and "time" in ds.dims and vt.dims == ("time",):
+            # cfgrib: time = forecast reference time, valid_time = time + step
+            ds = ds.assign_coords(time=("time", vt.values)).drop_vars("valid_time")
+        elif vt.ndim == 0:
+            ds = ds.drop_vars("time", errors="ignore").rename({"valid_time": "time"})
+        else:
+            raise CoordinateError(
+                f"valid_time has dims {vt.dims}: forecast data with several steps per "
+                "reference time is not supported; select one step first "
+                "(e.g. ds.isel(step=0)) or stack to a single time axis"
+            )
+    if "time" not in ds.variables:
+        raise CoordinateError(
+            f"time not found: looked for 'time' and 'valid_time' among {list(ds.coords)}; "
+            "add one, e.g. ds.expand_dims(time=[np.datetime64('2020-01-01')])"
+        )
+    if ds["time"].ndim == 0:
+        ds = ds.expand_dims("time")
+    return ds
+
+
+def normalize_dataset(
+    ds: xr.Dataset, var: str | None = None, *, source: str | None = None
+) -> xr.Dataset:
+    """Normalise an opened ERA5-like dataset to climdown's layout (see the module docstring).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        As opened by xarray (decoded).
+    var : str, optional
+        Variable to keep; found with :func:`find_variable` when omitted.
+    source : str, optional
+        Where the data came from, recorded in ``attrs['climdown_source']`` and ``history``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Only ``var`` and its coordinates; dims ``(..., time, lat, lon)``; kg m-2.
+
+    Raises
+    ------
+    ClimdownError, CoordinateError, UnitsError
+        As :func:`open_era5`.
+    """
+    name = find_variable(ds, var)
+    out = ds[[name]]
+    lat_name, lon_name = find_latlon(out)
+    renames = {k: v for k, v in ((lat_name, "lat"), (lon_name, "lon")) if k != v}
+    for old, new in renames.items():
+        if new in out.variables:
+            raise CoordinateError(
+                f"cannot rename {old!r} to {new!r}: the dataset already has a {new!r}; "
+                f"pass a dataset with one latitude/longitude coordinate"
+            )
+    out = out.rename(renames)
+    for coord in ("lat", "lon"):
+        dim = out[coord].dims[0]
+        if dim != coord:
+            out = out.swap_dims({dim: coord})
+    out = _normalise_time(out)
+    out = _drop_singletons(out, keep=("time", "lat", "lon"))
+    da = to_kg_m2(out[name])
+    if da.dtype == np.float64 and out[name].encoding.get("dtype", np.dtype("f8")).kind in "iu":
+        da = da.astype(np.float32)  # packed data decoded by someone else's xarray call
+    extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
+    da = da.transpose(*extra, "time", "lat", "lon")
+    out = da.to_dataset(name=name)
+    out = out.assign_coords(lat=out["lat"].astype(np.float64), lon=out["lon"].astype(np.float64))
+    out["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude", **ds[lat_name].attrs}
+    out["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude", **ds[lon_name].attrs}
+    attrs = dict(ds.attrs)
+    if source is not None:
+        attrs["climdown_source"] = source
+    out.attrs = append_history(attrs, f"opened {source or 'dataset'}, variable {name!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Variables
+# ---------------------------------------------------------------------------------------
+def _describe_vars(ds: xr.Dataset) -> str:
+    return (
+        ", ".join(f"{n} [{ds[n].attrs.get('units', 'no units')}]" for n in ds.data_vars) or "none"
+    )
+
+
+def find_variable(ds: xr.Dataset, var: str | None = None) -> str:
+    """Name of the total column water variable of ``ds``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    var : str, optional
+        Explicit name; returned if present.
+
+    Returns
+    -------
+    str
+        ``var``, else the first of :data:`KNOWN_VARIABLES` present, else the only data
+        variable whose units are a column mass or water depth.
+
+    Raises
+    ------
+    ClimdownError
+        If ``var`` is absent, or no single candidate can be chosen; the message lists the
+        variables and their units.
+    """
+    if var is not None:
+        if var in ds.data_vars:
+            return var
+        raise ClimdownError(
+            f"variable {var!r} not found; the dataset has {_describe_vars(ds)}. "
+            "Pass one of these names (e.g. var='tcw')."
+        )
+    for name in KNOWN_VARIABLES:
+        if name in ds.data_vars:
+            return name
+    candidates = []
+    for name, da in ds.data_vars.items():
+        try:
+            canonical_units(da.attrs.get("units"))
+        except UnitsError:
+            continue
+        candidates.append(str(name))
+    if len(candidates) == 1:
+        return candidates[0]
+    why = "several variables have" if candidates else "no variable has"
+    raise ClimdownError(
+        f"cannot choose the total column water variable: none of {', '.join(KNOWN_VARIABLES)} "
+        f"is present and {why} column-mass units (kg m-2, mm, m). The dataset has "
+        f"{_describe_vars(ds)}. Pass the name explicitly, e.g. var='{candidates[0] if candidates else 'tcw'}'."
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Packaged samples and source specifications
+# ---------------------------------------------------------------------------------------
+def sample_path(name: str) -> pathlib.Path:
+    """Path of a packaged real ERA5 sample: ``"rhine"`` (tcw, 24 h, 0.25 deg) or ``"global"``.
+
+    Raises
+    ------
+    ClimdownError
+        If ``name`` is not a known sample.
+    """
+    if name not in SAMPLES:
+        raise ClimdownError(
+            f"unknown sample {name!r}: expected one of {', '.join(repr(k) for k in SAMPLES)}"
+        )
+    path = pathlib.Path(str(importlib.resources.files("climdown") / "_data" / SAMPLES[name]))
+    if not path.is_file():
+        raise ClimdownError(
+            f"packaged sample {SAMPLES[name]} is missing at {path}; reinstall climdown "
+            "(pip install -e .) so its package data is present"
+        )
+    return path
+
+
+def open_sample(name: str, chunks: Any = None) -> xr.Dataset:
+    """Open a packaged ERA5 sample (see :func:`sample_path`) normalised like :func:`open_era5`."""
+    return open_era5(sample_path(name), chunks=chunks)
+
+
+def open_source(
+    source: str | os.PathLike[str] | Mapping[str, Any] | xr.Dataset,
+    *,
+    variable: str | None = None,
+    chunks: Any = None,
+    **kw: Any,
+) -> xr.Dataset:
+    """Open any data source climdown understands, normalised to the same layout.
+
+    Parameters
+    ----------
+    source : str, path, mapping or xarray.Dataset
+        * ``"synthetic"`` or ``{"kind": "synthetic", "seed": 0, "resolution": 0.25,
+          "times": 48, "start": ..., "freq": ..., "region": ...}`` -> :func:`synthetic_tcw`;
+        * ``"sample:rhine"`` / ``"sample:global"`` or ``{"kind": "sample", "name": "rhine"}``
+          -> :func:`open_sample`;
+        * ``{"kind": "era5", "path": ..., "variable": ..., "engine": ...,
+          "storage_options": ...}``, or any other string/path -> :func:`open_era5`;
+        * an opened Dataset -> :func:`normalize_dataset`.
+    variable : str, optional
+        Variable to keep (``"tcw"`` for synthetic data).
+    chunks : optional
+        As in :func:`open_era5` / :func:`synthetic_tcw`.
+    **kw
+        Passed on to the opener (e.g. ``times=48, region=(...)`` for synthetic data,
+        ``engine=`` for files).
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable in kg m-2 with dims ``(time, lat, lon)``.
+
+    Raises
+    ------
+    RecipeError
+        If a mapping has an unknown ``kind`` or key.
+    """
+    from climdown.data.synthetic import synthetic_tcw
+
+    if isinstance(source, xr.Dataset):
+        return normalize_dataset(source, variable, source=kw.pop("description", None))
+    if isinstance(source, Mapping):
+        spec = dict(source)
+        kind = spec.pop("kind", None)
+        allowed = {
+            "synthetic": _SYNTHETIC_KEYS + ("chunks",),
+            "sample": ("name", "chunks"),
+            "era5": ("path", "variable", "engine", "storage_options", "chunks"),
+        }
+        if kind not in allowed:
+            raise RecipeError(
+                f"source kind {kind!r} is unknown: expected 'synthetic', 'sample' or 'era5', "
+                "e.g. {kind: synthetic, seed: 0} or {kind: era5, path: era5.zarr}"
+            )
+        unknown = sorted(set(spec) - set(allowed[kind]))
+        if unknown:
+            raise RecipeError(
+                f"unknown key(s) {unknown} in {kind} source; allowed: {', '.join(allowed[kind])}"
+            )
+        chunks = spec.pop("chunks", chunks)
+        if kind == "synthetic":
+            _check_synthetic_variable(variable)
+            return synthetic_tcw(**{**spec, **kw}, chunks=chunks)
+        if kind == "sample":
+            if "name" not in spec:
+                raise RecipeError("sample source needs a 'name': 'rhine' or 'global'")
+            return open_sample(spec["name"], chunks=chunks)
+        if "path" not in spec:
+            raise RecipeError("era5 source needs a 'path' (file, zarr store or URL)")
+        return open_era5(
+            spec.pop("path"),
+            spec.pop("variable", variable),
+            chunks=chunks,
+            **{**spec, **kw},
+        )
+    if isinstance(source, str) and source == "synthetic":
+        _check_synthetic_variable(variable)
+        return synthetic_tcw(**kw, chunks=chunks)
+    if isinstance(source, str) and source.startswith("sample:"):
+        return open_sample(source.split(":", 1)[1], chunks=chunks)
+    return open_era5(source, variable, chunks=chunks, **kw)
+
+
+def _check_synthetic_variable(variable: str | None) -> None:
+    if variable not in (None, "tcw"):
+        raise RecipeError(
+            f"synthetic data provide only 'tcw', got variable={variable!r}; drop the variable "
+            "or use variable: tcw"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Reference tensors
+# ---------------------------------------------------------------------------------------
+def _coord_values(
+    values: Any, size: int, dim: str, what: str
+) -> tuple[tuple[str, ...], np.ndarray]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1 and arr.shape[0] == size:
+        return (dim,), arr
+    raise CoordinateError(
+        f"{what} has shape {arr.shape}, expected ({size},) to match the tensor's {dim} size"
+    )
+
+
+def load_reference_pt(
+    path: str | os.PathLike[str],
+    *,
+    lat: Any = None,
+    lon: Any = None,
+    start: Any = None,
+    freq: str = "1h",
+    name: str = "tcw",
+    units: str = "kg m-2",
+) -> xr.DataArray:
+    """Import a reference-code tensor file ``[N, T, C, H, W]`` as a labelled DataArray.
+
+    Parameters
+    ----------
+    path : str or path
+        A ``.pt`` file holding one tensor, loaded with ``torch.load(weights_only=True)``.
+    lat, lon : array_like, optional
+        Cell-centre latitudes (H values) and longitudes (W values) in degrees; become
+        coordinates ``lat(y)`` and ``lon(x)``.
+    start : datetime-like or sequence of N datetime-likes, optional
+        Time of frame 0 of each sample (a single value is used for every sample); frames
+        follow every ``freq``. Gives the coordinate ``time(sample, frame)``.
+    freq : str
+        pandas frequency between frames.
+    name, units : str
+        Name and units of the result. The study's tensors were rescaled to 0-100; pass the
+        units that match (e.g. ``units="1"``) if they are not in kg m-2.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(sample, frame, channel, y, x)``, the tensor's dtype, ``attrs['source']``.
+
+    Raises
+    ------
+    DataValueError
+        If the file does not hold a tensor, or the tensor is not 5-D.
+    CoordinateError
+        If ``lat``/``lon``/``start`` do not match the tensor's shape.
+    """
+    import torch
+
+    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    if not isinstance(obj, torch.Tensor):
+        raise DataValueError(
+            f"{os.fspath(path)!r} holds a {type(obj).__name__}, expected a single tensor "
+            "[N, T, C, H, W]; save it with torch.save(tensor, path)"
+        )
+    if obj.ndim != 5:
+        fix = (
+            "add the frame axis first: tensor.unsqueeze(1)"
+            if obj.ndim == 4
+            else "reshape it to [N, T, C, H, W]"
+        )
+        raise DataValueError(
+            f"{os.fspath(path)!r} holds a {obj.ndim}-D tensor of shape {tuple(obj.shape)}, "
+            f"expected 5-D [N, T, C, H, W] (samples, frames, channels, rows, columns); {fix}"
+        )
+    n, t, _, h, w = obj.shape
+    coords: dict[str, Any] = {}
+    if lat is not None:
+        coords["lat"] = _coord_values(lat, h, "y", "lat")
+    if lon is not None:
+        coords["lon"] = _coord_values(lon, w, "x", "lon")
+    if start is not None:
+        starts = pd.DatetimeIndex(
+            [start]
+            if isinstance(start, (str, np.datetime64, pd.Timestamp))
+            or not hasattr(start, "__len__")
+            else start
+        )
+        if starts.size == 1:
+            starts = starts.repeat(n)
+        if starts.size != n:
+            raise CoordinateError(
+                f"start has {starts.size} values, expected 1 or {n} (one per sample)"
+            )
+        step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+        times = starts.values[:, None] + (np.arange(t) * step).to_numpy()[None, :]
+        coords["time"] = (("sample", "frame"), times.astype("datetime64[ns]"))
+    data = obj.detach().cpu().contiguous().numpy()
+    da = xr.DataArray(
+        data,
+        dims=("sample", "frame", "channel", "y", "x"),
+        coords=coords,
+        name=name,
+        attrs={"units": units, "source": f"reference tensor {os.fspath(path)}"},
+    )
+    if "lat" in coords:
+        da["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude"}
+    if "lon" in coords:
+        da["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude"}
+    return da
