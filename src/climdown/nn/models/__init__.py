@@ -1,0 +1,34 @@
+"""Model families of the study (CNN, GAN, ConvGRU, FlowConvGRU, baselines) and their registry.
+
+``get_model(name, factor, constraint, ...)`` builds any model x constraint;
+``build_model(model.config)`` rebuilds it (see :mod:`climdown.nn.models.registry`).
+"""
+
+from __future__ import annotations
+
+from climdown.nn.models.baselines import Bicubic, Bilinear, Interpolation, Nearest
+from climdown.nn.models.cnn import CNN, ResidualBlock
+from climdown.nn.models.convgru import ConvGRU, ConvGRUCell
+from climdown.nn.models.flow import FlowConvGRU, warp
+from climdown.nn.models.gan import GANGenerator, GANModel, PatchDiscriminator, make_discriminator
+from climdown.nn.models.registry import MODELS, build_model, get_model
+
+__all__ = [
+    "MODELS",
+    "get_model",
+    "build_model",
+    "CNN",
+    "ResidualBlock",
+    "GANGenerator",
+    "GANModel",
+    "PatchDiscriminator",
+    "make_discriminator",
+    "ConvGRU",
+    "ConvGRUCell",
+    "FlowConvGRU",
+    "warp",
+    "Interpolation",
+    "Nearest",
+    "Bilinear",
+    "Bicubic",
+]

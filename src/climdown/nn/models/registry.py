@@ -1,0 +1,177 @@
+"""The model registry: build any model x constraint by name, and rebuild it from its config.
+
+Every model is a :class:`~climdown.nn.normalize.ConstrainedModel` (backbone + scale-only
+normaliser + constraint layer), called as ``model(lr, area=None)`` with ``lr`` ``[B, T, C, h, w]``
+in physical units and ``area`` the fine-cell areas ``[B, H, W]`` (None = equal weights); it
+returns ``[B, T, C, H, W]`` in the units of ``lr`` and reports ``n_parameters``. ``model.config``
+holds everything :func:`build_model` needs to rebuild it (a checkpoint stores it beside the
+state dict).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from climdown.errors import ConfigError
+from climdown.nn.constraints import Constraint, get_constraint
+from climdown.nn.models.baselines import Bicubic, Bilinear, Nearest
+from climdown.nn.models.cnn import CNN, check_positive_int
+from climdown.nn.models.convgru import ConvGRU
+from climdown.nn.models.flow import FlowConvGRU
+from climdown.nn.models.gan import GANGenerator, GANModel
+from climdown.nn.normalize import ConstrainedModel
+
+__all__ = ["MODELS", "get_model", "build_model", "CONFIG_KEYS"]
+
+MODELS: dict[str, type[nn.Module]] = {
+    "cnn": CNN,
+    "gan": GANGenerator,
+    "convgru": ConvGRU,
+    "flowconvgru": FlowConvGRU,
+    "nearest": Nearest,
+    "bilinear": Bilinear,
+    "bicubic": Bicubic,
+}
+"""Backbone class of each model name; ``cls.options`` lists its options and their defaults."""
+
+_WRAPPERS: dict[str, type[ConstrainedModel]] = {"gan": GANModel}
+
+CONFIG_KEYS = (
+    "name",
+    "factor",
+    "constraint",
+    "constraint_options",
+    "scale",
+    "frames",
+    "channels",
+    "options",
+)
+
+
+def _constraint_args(constraint: str | Constraint, given: dict[str, Any] | None) -> tuple:
+    """(layer, name, constructor arguments) for a constraint given by name or as a layer."""
+    if isinstance(constraint, Constraint):
+        if given:
+            raise ConfigError("constraint_options only apply to a constraint given by name")
+        params = inspect.signature(type(constraint).__init__).parameters
+        args = {k: getattr(constraint, k) for k in params if k != "self"}
+        return constraint, constraint.name, args
+    args = dict(given or {})
+    try:
+        layer = get_constraint(constraint, **args)
+    except TypeError as err:
+        raise ConfigError(
+            f"constraint {constraint!r} does not take options {sorted(args)}: {err}"
+        ) from None
+    return layer, layer.name, args
+
+
+def get_model(
+    name: str,
+    factor: int = 4,
+    constraint: str | Constraint = "none",
+    *,
+    scale: float = 1.0,
+    frames: int = 1,
+    channels: int = 1,
+    constraint_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> ConstrainedModel:
+    """Build a model by name, wrapped with its normaliser and constraint layer.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODELS`: ``cnn``, ``gan``, ``convgru``, ``flowconvgru``, ``nearest``,
+        ``bilinear``, ``bicubic``.
+    factor : int
+        Downscaling factor f (fine grid = f x coarse grid on both axes).
+    constraint : str or Constraint
+        ``none``, ``softmax``, ``add``, ``mult``, ``scadd``, ``clip`` or ``soft``
+        (:mod:`climdown.nn.constraints`).
+    scale : float
+        Normalisation scale in physical units (kg m-2), e.g. the training HR standard deviation.
+    frames : int
+        Number of time frames T of the data the model is made for (recorded in the config;
+        CNN-type models treat frames independently, recurrent ones run over any T).
+    channels : int
+        Number of physical channels C.
+    constraint_options : dict, optional
+        Constructor arguments of the constraint (e.g. ``{"lam": 0.1}`` for ``soft``).
+    **options
+        Model options: ``cnn`` width=64, blocks=4, layout="fast"|"reference"; ``gan`` the same
+        plus noise_channels=1; ``convgru`` width=64, hidden=64; ``flowconvgru`` the same plus
+        flow_width=32; baselines take none.
+
+    Returns
+    -------
+    ConstrainedModel
+        ``model(lr, area=None)`` -> ``[B, T, C, H, W]``; ``model.config`` rebuilds it.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown model, constraint or option name, or an invalid option value.
+
+    Examples
+    --------
+    >>> model = get_model("cnn", factor=4, constraint="softmax", layout="reference")
+    >>> baseline = get_model("bicubic", factor=4, constraint="softmax")  # conserving, no training
+    """
+    key = str(name).lower()
+    if key not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    cls = MODELS[key]
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        known = ", ".join(cls.options) or "none"
+        raise ConfigError(f"model {key!r} has no option(s) {unknown}; its options are: {known}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ConfigError(f"factor must be a positive integer, got {factor!r}")
+    check_positive_int(frames, "frames")
+    check_positive_int(channels, "channels")
+    if not float(scale) > 0:
+        raise ConfigError(f"scale must be a positive number (physical units), got {scale!r}")
+    layer, cname, cargs = _constraint_args(constraint, constraint_options)
+    resolved = {**cls.options, **options}
+    if getattr(cls, "parameter_free", False):
+        target = "logits" if layer.logits else "positive" if cname == "mult" else "values"
+        backbone = cls(factor, channels, target=target, scale=float(scale))
+    else:
+        backbone = cls(factor, channels, **resolved)
+    config = {
+        "name": key,
+        "factor": factor,
+        "constraint": cname,
+        "constraint_options": cargs,
+        "scale": float(scale),
+        "frames": frames,
+        "channels": channels,
+        "options": resolved,
+    }
+    wrapper = _WRAPPERS.get(key, ConstrainedModel)
+    return wrapper(backbone, layer, factor, scale=float(scale), config=config)
+
+
+def build_model(config: dict[str, Any]) -> ConstrainedModel:
+    """Rebuild a model from its ``config`` (as recorded in ``model.config``).
+
+    The result has freshly initialised weights; load the state dict to restore them.
+
+    Raises
+    ------
+    ConfigError
+        For a missing ``name``, an unknown key, or anything :func:`get_model` rejects.
+    """
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown or "name" not in config:
+        raise ConfigError(
+            f"model config must have 'name' and only the keys {', '.join(CONFIG_KEYS)}; "
+            f"got {sorted(config)}"
+        )
+    cfg = dict(config)
+    options = dict(cfg.pop("options", None) or {})
+    return get_model(**cfg, **options)
