@@ -1,0 +1,218 @@
+"""Helpers for tests, docs and users: tiny grids, small CF-compliant fields, a no-compute guard.
+
+Nothing here is used by the library itself; everything is small, deterministic and cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from climdown.errors import CoordinateError
+from climdown.grid import Grid
+from climdown.units import CANONICAL
+
+__all__ = [
+    "tiny_latlon",
+    "tiny_grid",
+    "random_field",
+    "tcw_dataarray",
+    "raise_if_dask_computes",
+]
+
+_LON_CONVENTIONS = ("0..360", "-180..180")
+
+
+def tiny_latlon(
+    nlat: int = 8,
+    nlon: int = 16,
+    *,
+    descending: bool = True,
+    lon_convention: str = "0..360",
+    global_: bool = False,
+    spacing: float = 0.25,
+    origin: tuple[float, float] = (45.0, 0.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre latitudes and longitudes (degrees) of a small regular grid.
+
+    Parameters
+    ----------
+    nlat, nlon : int
+        Number of rows and columns.
+    descending : bool
+        Latitudes from north to south, as ERA5 stores them.
+    lon_convention : {"0..360", "-180..180"}
+        How longitudes are written; a regional grid at ``origin`` longitude 0 crosses the
+        meridian, so the two conventions give different-looking but equivalent grids.
+    global_ : bool
+        Cover the sphere with ``180 / nlat`` x ``360 / nlon`` deg cells (centres off the
+        poles); ``spacing`` and ``origin`` are then ignored.
+    spacing : float
+        Regional grid spacing in degrees.
+    origin : (lat, lon)
+        Centre of the regional box in degrees.
+
+    Returns
+    -------
+    lat, lon : numpy.ndarray
+        float64 centres.
+    """
+    if lon_convention not in _LON_CONVENTIONS:
+        raise CoordinateError(
+            f"lon_convention {lon_convention!r} is unknown: expected one of {_LON_CONVENTIONS}"
+        )
+    if global_:
+        dlat, dlon = 180.0 / nlat, 360.0 / nlon
+        lat = -90.0 + dlat * (np.arange(nlat) + 0.5)
+        lon = dlon * np.arange(nlon)
+    else:
+        lat = origin[0] + spacing * (np.arange(nlat) - (nlat - 1) / 2.0)
+        lon = origin[1] + spacing * (np.arange(nlon) - (nlon - 1) / 2.0)
+        if np.any(np.abs(lat) > 90.0):
+            raise CoordinateError(
+                f"{nlat} rows of {spacing} deg around latitude {origin[0]} leave the sphere; "
+                "use fewer rows, a smaller spacing or global_=True"
+            )
+    if lon_convention == "0..360":
+        lon = lon % 360.0
+    else:
+        lon = (lon + 180.0) % 360.0 - 180.0
+    if descending:
+        lat = lat[::-1]
+    return lat.astype(np.float64), lon.astype(np.float64)
+
+
+def tiny_grid(nlat: int = 8, nlon: int = 16, **kwargs: Any) -> Grid:
+    """A :class:`~climdown.grid.Grid` of :func:`tiny_latlon` (same keyword arguments)."""
+    return Grid(*tiny_latlon(nlat, nlon, **kwargs))
+
+
+def random_field(
+    shape: tuple[int, ...],
+    *,
+    seed: int = 0,
+    low: float = 1.0,
+    high: float = 60.0,
+    smooth: bool = True,
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """A strictly positive random field in ``[low, high]`` (kg m-2-like values).
+
+    With ``smooth=True`` the last two axes are spatially correlated (a 3 x 3 periodic box
+    filter of uniform noise, rescaled), which looks more like TCW than white noise.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.random(shape)
+    if smooth and len(shape) >= 2:
+        x = sum(np.roll(np.roll(x, i, axis=-2), j, axis=-1) for i in (-1, 0, 1) for j in (-1, 0, 1))
+        lo, hi = x.min(), x.max()
+        x = (x - lo) / (hi - lo) if hi > lo else np.full(shape, 0.5)
+    return (low + (high - low) * x).astype(dtype)
+
+
+def tcw_dataarray(
+    nlat: int = 8,
+    nlon: int = 16,
+    ntime: int = 2,
+    *,
+    lat_name: str = "lat",
+    lon_name: str = "lon",
+    descending: bool = True,
+    lon_convention: str = "0..360",
+    global_: bool = False,
+    spacing: float = 0.25,
+    origin: tuple[float, float] = (45.0, 0.0),
+    units: str = CANONICAL,
+    seed: int = 0,
+    start: str = "2020-01-01",
+    chunks: Any = None,
+) -> Any:
+    """A small CF-compliant total column water DataArray ``tcw`` (time, lat, lon).
+
+    Parameters
+    ----------
+    nlat, nlon, ntime : int
+        Sizes.
+    lat_name, lon_name : str
+        Coordinate (and dimension) names, e.g. ``"latitude"``/``"longitude"`` for ERA5 style.
+    descending, lon_convention, global_, spacing, origin
+        As in :func:`tiny_latlon`.
+    units : str
+        The ``units`` attribute (values are not converted: use it to test unit handling).
+    seed : int
+        Seed of :func:`random_field`.
+    start : str
+        First hourly time.
+    chunks : optional
+        If given, the result is dask-backed with these chunks.
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 values in ``[1, 60]``, ``units``, ``long_name``, ``short_name`` attributes;
+        latitude/longitude with CF ``units`` and ``standard_name``.
+    """
+    import pandas as pd
+    import xarray as xr
+
+    lat, lon = tiny_latlon(
+        nlat,
+        nlon,
+        descending=descending,
+        lon_convention=lon_convention,
+        global_=global_,
+        spacing=spacing,
+        origin=origin,
+    )
+    da = xr.DataArray(
+        random_field((ntime, nlat, nlon), seed=seed),
+        dims=("time", lat_name, lon_name),
+        coords={
+            "time": pd.date_range(start, periods=ntime, freq="1h"),
+            lat_name: (lat_name, lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            lon_name: (lon_name, lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+        name="tcw",
+        attrs={"units": units, "long_name": "Total column water", "short_name": "tcw"},
+    )
+    return da.chunk(chunks) if chunks is not None else da
+
+
+class _CountingScheduler:
+    """A dask scheduler that counts computations and raises past a limit."""
+
+    def __init__(self, max_computes: int) -> None:
+        self.max_computes = max_computes
+        self.total_computes = 0
+
+    def __call__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        import dask
+
+        self.total_computes += 1
+        if self.total_computes > self.max_computes:
+            raise RuntimeError(
+                f"dask computed {self.total_computes} time(s) where at most "
+                f"{self.max_computes} were allowed: something is not lazy"
+            )
+        return dask.get(dsk, keys, **kwargs)
+
+
+@contextmanager
+def raise_if_dask_computes(max_computes: int = 0) -> Iterator[_CountingScheduler]:
+    """Context manager under which any dask computation beyond ``max_computes`` raises.
+
+    Use it to prove that a function stays lazy::
+
+        with raise_if_dask_computes():
+            out = coarsen_dataarray(da_dask, 4)   # raises RuntimeError if it computes
+
+    Yields the scheduler, whose ``total_computes`` tells how many computations happened.
+    """
+    import dask
+
+    scheduler = _CountingScheduler(max_computes)
+    with dask.config.set(scheduler=scheduler):
+        yield scheduler
