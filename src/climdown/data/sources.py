@@ -29,7 +29,7 @@ import xarray as xr
 
 from climdown.errors import ClimdownError, CoordinateError, DataValueError, RecipeError, UnitsError
 from climdown.grid import find_latlon
-from climdown.units import append_history, canonical_units, to_kg_m2
+from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -132,6 +132,24 @@ def _float32_packing(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _local_zarr_consolidated(path: str) -> bool | None:
+    """Whether a local zarr store has consolidated metadata (None: let zarr decide).
+
+    Saying so avoids xarray's fallback warning when a store was written unconsolidated.
+    """
+    if os.path.exists(os.path.join(path, ".zmetadata")):
+        return True
+    meta = os.path.join(path, "zarr.json")
+    if os.path.exists(meta):
+        import json
+
+        with open(meta, encoding="utf-8") as f:
+            return json.load(f).get("consolidated_metadata") is not None
+    if os.path.exists(os.path.join(path, ".zgroup")):
+        return False
+    return None
+
+
 def _open_one(
     path: str, engine: str | None, chunks: Any, storage_options: Mapping[str, Any] | None
 ) -> xr.Dataset:
@@ -148,6 +166,8 @@ def _open_one(
                 f"{path!r}; open remote netCDF with fsspec yourself and pass the file object"
             )
         kwargs["storage_options"] = dict(storage_options)
+    if engine == "zarr" and not _is_url(path):
+        kwargs["consolidated"] = _local_zarr_consolidated(path)
     raw = xr.open_dataset(path, engine=engine, chunks=chunks, decode_cf=False, **kwargs)
     return xr.decode_cf(_float32_packing(raw), decode_timedelta=False)
 
@@ -314,8 +334,17 @@ def normalize_dataset(
             out = out.swap_dims({dim: coord})
     out = _normalise_time(out)
     out = _drop_singletons(out, keep=("time", "lat", "lon"))
+    if "time" not in out[name].dims:
+        raise CoordinateError(
+            f"variable {name!r} has dims {out[name].dims} without 'time' although the dataset "
+            "has a time coordinate; select a variable that varies in time"
+        )
+    units = out[name].attrs.get("units")
     da = to_kg_m2(out[name])
-    if da.dtype == np.float64 and out[name].encoding.get("dtype", np.dtype("f8")).kind in "iu":
+    if canonical_units(units) != CANONICAL:
+        # a water depth (mm, m, ...) is a different quantity: record it even when the factor is 1
+        da.attrs["units_original"] = units
+    if da.dtype == np.float64 and np.dtype(out[name].encoding.get("dtype", "f8")).kind in "iu":
         da = da.astype(np.float32)  # packed data decoded by someone else's xarray call
     extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
     da = da.transpose(*extra, "time", "lat", "lon")
@@ -598,8 +627,8 @@ def load_reference_pt(
             raise CoordinateError(
                 f"start has {starts.size} values, expected 1 or {n} (one per sample)"
             )
-        step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
-        times = starts.values[:, None] + (np.arange(t) * step).to_numpy()[None, :]
+        step = pd.Timedelta(freq).to_timedelta64()
+        times = starts.values[:, None] + np.arange(t)[None, :] * step
         coords["time"] = (("sample", "frame"), times.astype("datetime64[ns]"))
     data = obj.detach().cpu().contiguous().numpy()
     da = xr.DataArray(
