@@ -67,7 +67,8 @@ def _is_url(path: str) -> bool:
 def _guess_engine(path: str) -> str | None:
     p = path.rstrip("/")
     low = p.lower()
-    if low.endswith(".zarr") or ".zarr/" in low or low.endswith(".zarr.zip"):
+    # "store.zarr", "store.zarr.zip", ARCO's "full_37-1h-0p25deg-chunk-1.zarr-v3"
+    if ".zarr" in low.rsplit("/", 1)[-1]:
         return "zarr"
     if low.endswith(_GRIB_SUFFIXES):
         return "cfgrib"

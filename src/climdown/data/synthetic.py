@@ -219,15 +219,16 @@ def _static_field(seed: int, resolution: float) -> np.ndarray:
     return np.fft.irfft(_field_rows(seed, 0, 0, resolution), n=nlon, axis=-1)
 
 
-def _moving_field(
-    seed: int, index: int, resolution: float, rows: np.ndarray, shift_deg: np.ndarray
-) -> np.ndarray:
-    """Weather field ``index`` on ``rows`` shifted eastward by ``shift_deg[row]`` degrees."""
-    _, nlon = _global_shape(resolution)
-    spec = _field_rows(seed, 1, index, resolution)[rows]
-    kx = np.fft.rfftfreq(nlon, d=resolution)
-    phase = np.exp(-2j * np.pi * shift_deg[:, None] * kx[None, :])
-    return np.fft.irfft(spec * phase, n=nlon, axis=-1)
+def _shift_phase(shift_deg: np.ndarray, nk: int, dk: float) -> np.ndarray:
+    """``exp(-2 pi i k dk shift)`` for k = 0..nk-1 per row: an eastward shift of ``shift_deg``.
+
+    Built as powers of one complex number per row (a cumulative product, ~10x cheaper than
+    ``exp`` of the full table; the rounding error after 720 factors is ~1e-13).
+    """
+    phase = np.empty((shift_deg.size, nk), dtype=np.complex128)
+    phase[:, 0] = 1.0
+    phase[:, 1:] = np.exp(-2j * np.pi * dk * shift_deg)[:, None]
+    return np.cumprod(phase, axis=1, out=phase)
 
 
 def _hours_since_epoch(times: pd.DatetimeIndex) -> np.ndarray:
@@ -236,18 +237,35 @@ def _hours_since_epoch(times: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _anomaly(
-    hour: float, seed: int, resolution: float, rows: np.ndarray, lat: np.ndarray
+    hour: float,
+    seed: int,
+    resolution: float,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    lat: np.ndarray,
 ) -> np.ndarray:
-    """Unit-variance anomaly ``[len(rows), nlon]`` at ``hour`` hours since the epoch."""
+    """Unit-variance anomaly ``[len(rows), len(cols)]`` at ``hour`` hours since the epoch."""
+    _, nlon = _global_shape(resolution)
     n = int(np.floor(hour / _TAU_H))
     s = hour / _TAU_H - n
     theta = 0.5 * np.pi * (3.0 * s**2 - 2.0 * s**3)  # smoothstep: C1 at both ends
     speed = _deg_per_hour(lat[rows])
-    # each field is advected from its own reference time (n * tau), so shear stays bounded
-    f0 = _moving_field(seed, n, resolution, rows, speed * (hour - n * _TAU_H))
-    f1 = _moving_field(seed, n + 1, resolution, rows, speed * (hour - (n + 1) * _TAU_H))
-    weather = np.cos(theta) * f0 + np.sin(theta) * f1
-    static = _static_field(seed, resolution)[rows]
+    nk = nlon // 2 + 1
+    dk = 1.0 / (nlon * resolution)  # spacing of the longitudinal wavenumbers, cycles/deg
+    # Each field is advected from its own reference time (n * tau), so shear stays bounded;
+    # the two are mixed in spectral space (the transform is linear): one inverse FFT.
+    spec = (
+        np.cos(theta)
+        * _field_rows(seed, 1, n, resolution)[rows]
+        * _shift_phase(speed * (hour - n * _TAU_H), nk, dk)
+    )
+    spec += (
+        np.sin(theta)
+        * _field_rows(seed, 1, n + 1, resolution)[rows]
+        * _shift_phase(speed * (hour - (n + 1) * _TAU_H), nk, dk)
+    )
+    weather = np.fft.irfft(spec, n=nlon, axis=-1)[:, cols]
+    static = _static_field(seed, resolution)[np.ix_(rows, cols)]
     return _STATIC * static + np.sqrt(1.0 - _STATIC**2) * weather
 
 
@@ -268,7 +286,7 @@ def _block(
     lat, _ = _global_coords(resolution)
     out = np.empty((len(hours), rows.size, cols.size), dtype=np.float32)
     for i, hour in enumerate(np.asarray(hours, dtype=np.float64)):
-        a = _anomaly(float(hour), seed, resolution, rows, lat)[:, cols]
+        a = _anomaly(float(hour), seed, resolution, rows, cols, lat)
         out[i] = _tcw_from_anomaly(a, lat[rows])
     return out
 
@@ -362,7 +380,7 @@ def synthetic_tcw(
     --------
     >>> ds = synthetic_tcw(6, region=(45, 55, 0, 10), seed=1)
     >>> ds.tcw.shape
-    (6, 41, 41)
+    (6, 40, 41)
     """
     seed = int(seed)
     resolution = float(resolution)
