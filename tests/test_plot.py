@@ -1,0 +1,369 @@
+"""Tests of climdown.plot: maps are drawn where the cells are, with vendored coastlines, offline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import cartopy  # noqa: E402
+import cartopy.crs as ccrs  # noqa: E402
+import matplotlib.image as mpimg  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+from cartopy.mpl.geoaxes import GeoAxes  # noqa: E402
+from matplotlib.collections import QuadMesh  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from climdown import plot  # noqa: E402
+from climdown.errors import ClimdownError, CoordinateError, GridShapeError  # noqa: E402
+from climdown.grid import Grid, coarsen_dataarray  # noqa: E402
+
+
+def tcw(lat, lon, nt=2, seed=0, name="tcw"):
+    """A smooth TCW-like field (kg m-2) with a time axis on the given 1-D centres."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    base = 5.0 + 45.0 * np.cos(np.deg2rad(lat))[:, None] ** 2
+    wave = 5.0 * np.sin(np.deg2rad(3 * lon))[None, :] * np.cos(np.deg2rad(lat))[:, None]
+    data = base + wave + rng.normal(0, 1.0, (nt, lat.size, lon.size))
+    return xr.DataArray(
+        np.clip(data, 0.5, None),
+        dims=("time", "latitude", "longitude"),
+        coords={
+            "time": np.array(["2020-01-01T00", "2020-01-01T06"][:nt], dtype="datetime64[ns]"),
+            "latitude": lat,
+            "longitude": lon,
+        },
+        name=name,
+        attrs={"units": "kg m-2", "long_name": "Total column water"},
+    )
+
+
+@pytest.fixture
+def rhine_like():
+    """Regional, latitude descending like ERA5, 0.25 deg: HR 32 x 32, LR 4x coarser."""
+    hr = tcw(np.arange(55.0, 47.0, -0.25), np.arange(0.0, 8.0, 0.25))
+    return coarsen_dataarray(hr, 4), hr
+
+
+def meshes(ax):
+    return [c for c in ax.collections if isinstance(c, QuadMesh)]
+
+
+def geo_axes(fig):
+    return [a for a in fig.axes if isinstance(a, GeoAxes)]
+
+
+def colorbar_axes(fig):
+    return [a for a in fig.axes if not isinstance(a, GeoAxes)]
+
+
+def has_coastline(ax):
+    return any(a.get_gid() == plot.COASTLINE_GID for a in ax.get_children())
+
+
+def pixels(path):
+    img = mpimg.imread(path)
+    assert img.ndim == 3
+    return img[..., :3]
+
+
+# ---------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------
+def test_compare_png_is_non_blank_with_coastlines(tmp_path, rhine_like):
+    lr, hr = rhine_like
+    truth = hr + 0.3
+    out = tmp_path / "maps" / "compare.png"
+    fig = plot.compare(lr, hr, truth, path=out)
+    assert isinstance(fig, Figure)
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = pixels(out)
+    assert img.var() > 1e-3
+    axes = geo_axes(fig)
+    assert len(axes) == 4  # LR | downscaled | truth | error
+    assert all(has_coastline(ax) for ax in axes)
+
+    # the coastline really changes the picture: draw the same without it
+    blank = tmp_path / "nocoast.png"
+    orig = plot.coastlines
+    try:
+        plot.coastlines = lambda ax, **kw: None
+        plot.compare(lr, hr, truth, path=blank)
+    finally:
+        plot.coastlines = orig
+    other = pixels(blank)
+    assert other.shape == img.shape
+    assert np.abs(other - img).max() > 0.1
+
+
+def test_error_panel_absent_without_truth(rhine_like):
+    lr, hr = rhine_like
+    assert len(geo_axes(plot.compare(lr, hr))) == 2
+    assert len(geo_axes(plot.compare(lr, hr, hr * 1.01, error=False))) == 3
+    fig = plot.compare(lr, hr, hr * 1.01)
+    assert len(geo_axes(fig)) == 4
+    assert "error" in geo_axes(fig)[-1].get_title()
+    assert all("error" not in ax.get_title() for ax in geo_axes(plot.compare(lr, hr)))
+
+
+def test_shared_scale_units_and_symmetric_error(rhine_like):
+    lr, hr = rhine_like
+    truth = hr.copy(data=hr.values * 0.9)
+    fig = plot.compare(lr, hr, truth)
+    axes = geo_axes(fig)
+    field_meshes = [meshes(ax)[0] for ax in axes[:3]]
+    lims = {(m.norm.vmin, m.norm.vmax) for m in field_meshes}
+    assert len(lims) == 1  # one colour scale for LR, downscaled and truth
+    vmin, vmax = lims.pop()
+    all_vals = np.concatenate([lr.isel(time=0).values.ravel(), hr.isel(time=0).values.ravel()])
+    all_vals = np.concatenate([all_vals, truth.isel(time=0).values.ravel()])
+    assert vmin == pytest.approx(all_vals.min()) and vmax == pytest.approx(all_vals.max())
+    assert field_meshes[0].get_cmap().name == "viridis"
+    err = meshes(axes[3])[0]
+    assert err.norm.vmin == -err.norm.vmax
+    e = (hr - truth).isel(time=0).values
+    assert err.norm.vmax == pytest.approx(np.abs(e).max())
+    assert err.get_cmap().name == "RdBu_r"
+    # two colour bars: one for the fields, one for the error, both with units
+    labels = [a.get_xlabel() or a.get_ylabel() for a in colorbar_axes(fig)]
+    assert len(labels) == 2
+    assert any("kg m-2" in s and "Total column water" in s for s in labels)
+    assert any(s.startswith("error") and "kg m-2" in s for s in labels)
+
+
+def test_titles_name_time_and_factor(rhine_like):
+    lr, hr = rhine_like
+    fig = plot.compare(lr, hr, time="2020-01-01T06")
+    sup = fig.get_suptitle()
+    assert "4x" in sup and "2020-01-01 06:00" in sup
+    titles = [ax.get_title() for ax in geo_axes(fig)]
+    assert all("2020-01-01 06:00" in t for t in titles)
+    assert "4x" in titles[1]
+    # the chosen time is drawn, not the first
+    drawn = meshes(geo_axes(fig)[1])[0].get_array()
+    np.testing.assert_allclose(np.asarray(drawn).ravel(), hr.isel(time=1).values.ravel())
+    assert plot.compare(lr, hr, title="mine").get_suptitle() == "mine"
+    # no time dim at all
+    fig = plot.compare(lr.isel(time=0, drop=True), hr.isel(time=0, drop=True))
+    assert "4x" in fig.get_suptitle()
+
+
+def test_descending_regional_cells_drawn_where_they_are(rhine_like):
+    lr, hr = rhine_like
+    fig = plot.compare(lr, hr)
+    ax_lr, ax_hr = geo_axes(fig)
+    for ax, da in ((ax_lr, lr), (ax_hr, hr)):
+        g = Grid.from_xarray(da)
+        coords = meshes(ax)[0].get_coordinates()  # [ny + 1, nx + 1, 2] in the map frame
+        np.testing.assert_allclose(coords[:, 0, 1], g.lat_b)  # descending rows kept in order
+        assert coords[0, 0, 1] == 55.125 and coords[-1, 0, 1] == 47.125
+        centre = -ax.projection.transform_point(0.0, 0.0, ccrs.PlateCarree())[0]
+        np.testing.assert_allclose(coords[0, :, 0] + centre, g.lon_b, atol=1e-9)
+        # the drawn values are the field's, row for row
+        np.testing.assert_allclose(
+            np.asarray(meshes(ax)[0].get_array()).reshape(da.shape[1:]), da.isel(time=0).values
+        )
+    assert ax_hr.get_xlim() == pytest.approx((-4.0, 4.0))
+    assert ax_hr.get_ylim() == pytest.approx((47.125, 55.125))
+
+
+@pytest.mark.parametrize("lon0", [0.0, -180.0])
+def test_global_field_both_longitude_conventions(tmp_path, lon0):
+    hr = tcw(np.arange(88.0, -90.0, -4.0), lon0 + np.arange(0.0, 360.0, 4.0), nt=1)
+    lr = coarsen_dataarray(hr, 3)
+    out = tmp_path / "global.png"
+    fig = plot.compare(lr, hr, hr * 1.02, path=out)
+    assert pixels(out).var() > 1e-3
+    for ax in geo_axes(fig):
+        x = meshes(ax)[0].get_coordinates()[0, :, 0]
+        assert np.all(np.diff(x) > 0)  # one piece, no wrap-around cell
+        assert x[0] == pytest.approx(-180.0) and x[-1] == pytest.approx(180.0)
+        assert ax.get_xlim() == pytest.approx((-180.0, 180.0))
+        assert ax.get_ylim() == pytest.approx((-90.0, 90.0))
+        assert has_coastline(ax)
+
+
+def test_region_across_the_date_line():
+    lon = np.concatenate([np.arange(160.5, 180.0, 1.0), np.arange(-179.5, -160.0, 1.0)])
+    hr = tcw(np.arange(-10.5, -30.0, -1.0), lon, nt=1)
+    fig = plot.compare(coarsen_dataarray(hr, 2), hr)
+    ax = geo_axes(fig)[1]
+    centre = -ax.projection.transform_point(0.0, 0.0, ccrs.PlateCarree())[0]
+    assert centre % 360.0 == pytest.approx(180.0)
+    x = meshes(ax)[0].get_coordinates()[0, :, 0]
+    assert np.all(np.diff(x) > 0)
+    assert ax.get_xlim() == pytest.approx((-20.0, 20.0))
+
+
+def test_other_coordinate_names_are_found(rhine_like):
+    lr, hr = rhine_like
+    ren = {"latitude": "lat", "longitude": "lon"}
+    fig = plot.compare(lr.rename(ren), hr.rename(ren))
+    assert len(geo_axes(fig)) == 2
+
+
+def test_bad_inputs(rhine_like):
+    lr, hr = rhine_like
+    with pytest.raises(GridShapeError, match="same fine grid"):
+        plot.compare(lr, hr, lr)
+    with pytest.raises(ClimdownError, match="DataArray"):
+        plot.compare(lr, hr.values)
+    lat2d, lon2d = np.meshgrid(np.arange(4.0), np.arange(5.0), indexing="ij")
+    curvi = xr.DataArray(
+        np.ones((4, 5)),
+        dims=("y", "x"),
+        coords={"lat": (("y", "x"), lat2d), "lon": (("y", "x"), lon2d)},
+    )
+    with pytest.raises(CoordinateError, match="curvilinear"):
+        plot.field(curvi)
+    member = hr.expand_dims(member=2)
+    with pytest.raises(GridShapeError, match="member"):
+        plot.compare(lr, member)
+
+
+# ---------------------------------------------------------------------------------------
+# Offline: cartopy must never download
+# ---------------------------------------------------------------------------------------
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty cartopy data directory and a network that raises on any use."""
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("cartopy tried to download")
+
+    empty = tmp_path / "cartopy-empty"
+    empty.mkdir()
+    monkeypatch.setitem(cartopy.config, "data_dir", str(empty))
+    monkeypatch.setitem(cartopy.config, "pre_existing_data_dir", "")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(cartopy.io.Downloader, "_urlopen", no_network)
+    plot._coastline_geometries.cache_clear()  # read the vendored file inside the test
+    yield empty
+    plot._coastline_geometries.cache_clear()
+
+
+def test_maps_render_offline_without_cartopy_data(tmp_path, offline, rhine_like):
+    lr, hr = rhine_like
+    out = tmp_path / "offline.png"
+    fig = plot.compare(lr, hr, hr + 1.0, path=out)
+    assert pixels(out).var() > 1e-3
+    assert all(has_coastline(ax) for ax in geo_axes(fig))
+    plot.field(hr, path=tmp_path / "field.png")
+    assert list(offline.iterdir()) == []  # nothing was fetched into the data directory
+
+
+def test_offline_guard_catches_cartopys_own_coastlines(tmp_path, offline):
+    """The contrast: cartopy's built-in coastlines would download, and the guard catches it."""
+    fig = Figure()
+    ax = fig.add_subplot(projection=ccrs.PlateCarree())
+    ax.coastlines()
+    with pytest.raises(AssertionError, match="cartopy tried to download"):
+        fig.savefig(tmp_path / "bad.png")
+
+
+def test_coastline_is_the_vendored_file():
+    p = plot.coastline_path()
+    assert p.name == "ne_110m_coastline.shp" and p.is_file()
+    assert "climdown" in str(p)
+    assert len(plot._coastline_geometries()) > 100
+
+
+def test_import_climdown_does_not_import_matplotlib_or_cartopy():
+    code = (
+        "import sys, climdown, climdown.plot\n"
+        "bad = [m for m in ('matplotlib', 'cartopy') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ---------------------------------------------------------------------------------------
+# field, spectrum, training curves
+# ---------------------------------------------------------------------------------------
+def test_field_map(tmp_path, rhine_like):
+    _, hr = rhine_like
+    with_coast = tmp_path / "a.png"
+    without = tmp_path / "b.png"
+    fig = plot.field(hr, path=with_coast)
+    assert has_coastline(geo_axes(fig)[0])
+    assert "kg m-2" in colorbar_axes(fig)[0].get_xlabel()
+    plot.field(hr, coast=False, path=without)
+    assert np.abs(pixels(with_coast) - pixels(without)).max() > 0.1
+    # drawing into an existing GeoAxes
+    f2 = Figure()
+    ax = f2.add_subplot(projection=ccrs.PlateCarree())
+    assert plot.field(hr, ax=ax, colorbar=False, vmin=0, vmax=60) is f2
+    assert meshes(ax)[0].norm.vmax == 60
+
+
+def test_spectrum_plot(tmp_path, rhine_like):
+    lr, hr = rhine_like
+    out = tmp_path / "spec.png"
+    fig = plot.spectrum({"LR": lr, "HR": hr}, path=out)
+    assert pixels(out).var() > 1e-3
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "per degree" in ax.get_xlabel()
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {"LR", "HR"}
+    # the HR spectrum reaches 4x further in wavenumber (0.25 vs 1 deg cells)
+    assert lines["HR"].get_xdata().max() == pytest.approx(4 * lines["LR"].get_xdata().max())
+    # plain arrays: per grid cell
+    fig = plot.spectrum({"noise": np.random.default_rng(0).normal(size=(32, 32))})
+    assert "per cell" in fig.axes[0].get_xlabel()
+    with pytest.raises(ClimdownError, match="at least one"):
+        plot.spectrum({})
+
+
+def test_training_curves_from_jsonl(tmp_path):
+    log = tmp_path / "log.jsonl"
+    recs = [
+        {"epoch": e, "train_loss": 1.0 / e, "val_rmse": 2.0 - 0.1 * e, "mass_violation": 1e-7}
+        for e in range(1, 6)
+    ]
+    recs[2].pop("val_rmse")  # metrics may be missing in some epochs
+    log.write_text("\n".join(json.dumps(r) for r in recs) + "\n\n")
+    out = tmp_path / "curves.png"
+    fig = plot.training_curves(log, path=out)
+    assert pixels(out).var() > 1e-3
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "val_rmse", "mass_violation"]
+    rmse = fig.axes[1].get_lines()[0]
+    np.testing.assert_array_equal(rmse.get_xdata(), [1, 2, 4, 5])
+    # records directly, with a non-numeric field ignored
+    fig = plot.training_curves([{"epoch": 1, "train_loss": 0.5, "note": "x"}])
+    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+
+
+def test_training_curves_bad_logs(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        plot.training_curves(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"epoch": 1}\nnot json\n')
+    with pytest.raises(ClimdownError, match="bad.jsonl:2"):
+        plot.training_curves(bad)
+    with pytest.raises(ClimdownError, match="no numeric metrics"):
+        plot.training_curves([{"epoch": 1, "note": "x"}])
+    with pytest.raises(ClimdownError, match="no training records"):
+        plot.training_curves([])
+
+
+def test_compare_files(tmp_path, rhine_like):
+    lr, hr = rhine_like
+    paths = {}
+    for name, da in (("lr", lr), ("hr", hr), ("truth", hr + 0.5)):
+        paths[name] = tmp_path / f"{name}.nc"
+        da.to_dataset(name="tcw").to_netcdf(paths[name])
+    out = tmp_path / "files.png"
+    fig = plot.compare_files(paths["lr"], paths["hr"], paths["truth"], path=out)
+    assert out.is_file() and pixels(out).var() > 1e-3
+    assert len(geo_axes(fig)) == 4
