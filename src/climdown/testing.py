@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from climdown.errors import CoordinateError
 from climdown.grid import Grid
 from climdown.units import CANONICAL
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
 
 __all__ = [
     "tiny_latlon",
@@ -129,7 +132,7 @@ def tcw_dataarray(
     seed: int = 0,
     start: str = "2020-01-01",
     chunks: Any = None,
-) -> Any:
+) -> xr.DataArray:
     """A small CF-compliant total column water DataArray ``tcw`` (time, lat, lon).
 
     Parameters

@@ -405,3 +405,11 @@ def test_load_reference_pt_bad_input(tmp_path):
         load_reference_pt(five, lat=[1.0, 2.0, 3.0])
     with pytest.raises(CoordinateError, match="start has 3 values"):
         load_reference_pt(five, start=["2020-01-01"] * 3)
+
+
+def test_arco_store_name_recognised_as_zarr(tmp_path):
+    """ARCO-ERA5's store is named '...chunk-1.zarr-v3': opened as zarr without engine=."""
+    store = tmp_path / "full_37-1h-0p25deg-chunk-1.zarr-v3"
+    write_arco_like(store, packed=False, zarr_format=2)
+    ds = open_era5(str(store))
+    assert ds["total_column_water"].sizes == {"time": 6, "lat": 9, "lon": 16}
