@@ -1,0 +1,697 @@
+"""Training stores: the only writer and reader of LR/HR patch stores (zarr v3, dask, atomic).
+
+One store per recipe, one group per split (``train``, ``val``, optionally ``test``). Each group
+opens with ``xr.open_zarr(store, group=split)`` as a Dataset with
+
+* ``hr`` [sample, frame, y, x] and ``lr`` [sample, frame, y_lr, x_lr], float32, kg m-2;
+* per-patch coordinates ``lat`` [sample, y], ``lon`` [sample, x], ``lat_lr`` [sample, y_lr],
+  ``lon_lr`` [sample, x_lr] (degrees, in the source's order) and ``time`` [sample, frame].
+
+``lr`` is the area-weighted coarsening of ``hr`` (:func:`climdown.grid.coarsen` with the
+patch's ``Grid(lat, lon).area``) and ``lat_lr``/``lon_lr`` come from :meth:`Grid.coarsen`.
+The root group carries the units, variable, factor, patch, frames, normalisation statistics
+of train HR, the recipe text and hash, a source description, the climdown version and, written
+last, ``complete = True``.
+
+Building is lazy and chunked: the source is opened with dask (one time step per chunk) and
+patches are cut and written ``chunks`` samples at a time, so memory stays bounded by one
+chunk of samples plus the source steps it needs. Builds are atomic: everything is written to
+a hidden sibling ``.NAME.partial`` and renamed into place at the end, so the final path only
+ever holds a complete store. A killed run leaves the partial path, which the next run removes
+and rebuilds; a re-run of the same recipe on a complete store is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from climdown.data.recipe import STORE_FORMAT, Recipe, Split
+from climdown.errors import DataValueError, GridShapeError, RecipeError, StoreError
+from climdown.grid import Grid, coarsen
+from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
+
+__all__ = [
+    "build_store",
+    "open_store",
+    "store_info",
+    "split_arrays",
+    "is_complete",
+    "partial_path",
+]
+
+_MARKER = "complete"
+
+
+# ---------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------
+def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = False) -> Path:
+    """Build the zarr store a recipe describes (or do nothing if it is already built).
+
+    Parameters
+    ----------
+    recipe : Recipe
+        From :func:`climdown.data.recipe.load_recipe`.
+    overwrite : bool
+        Rebuild and replace an existing store at ``recipe.output``.
+    progress : bool
+        Show a tqdm progress bar (one step per chunk of samples).
+
+    Returns
+    -------
+    pathlib.Path
+        The store path, ``recipe.output``.
+
+    Raises
+    ------
+    StoreError
+        If a store built from a different recipe (or an incomplete one) is at the output path
+        and ``overwrite`` is False.
+    RecipeError
+        If the source cannot supply the requested splits or sample counts.
+    GridShapeError
+        If the region is smaller than one patch.
+    DataValueError
+        If source patches hold NaN or inf (the message names the split and count); the
+        partial store is removed.
+    UnitsError
+        If the source variable is not a column mass.
+
+    Notes
+    -----
+    A re-run with the same recipe finds the complete store, compares ``recipe.hash`` and
+    returns without opening the source. Splits are written in the order train, val, test;
+    the normalisation statistics come from train HR, accumulated chunk by chunk.
+    """
+    final = Path(recipe.output)
+    if final.exists():
+        attrs = _root_attrs_or_none(final)
+        same = attrs is not None and attrs.get(_MARKER) is True
+        same = same and attrs.get("recipe_hash") == recipe.hash
+        if same and not overwrite:
+            return final
+        if not overwrite:
+            why = (
+                "was built from a different recipe"
+                if attrs is not None and attrs.get(_MARKER) is True
+                else "is not a complete climdown store"
+            )
+            raise StoreError(
+                f"{str(final)!r} {why} (recipe hash {recipe.hash[:12]} expected, found "
+                f"{(attrs or {}).get('recipe_hash', 'none')!s:.12}); rebuild with "
+                "`climdown build RECIPE --overwrite` (build_store(..., overwrite=True)) or "
+                "set another output path"
+            )
+
+    src = _open_source(recipe)
+    plans = [_plan_split(recipe, src, split) for split in recipe.splits]
+
+    tmp = partial_path(final)
+    if tmp.exists():  # left by a killed run
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_all(recipe, src, plans, tmp, progress)
+    except DataValueError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_into_place(tmp, final)
+    return final
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """The temporary sibling a build of ``path`` writes to before renaming it into place."""
+    p = Path(path)
+    return p.parent / f".{p.name}.partial"
+
+
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a climdown store whose completion marker is set."""
+    attrs = _root_attrs_or_none(Path(path))
+    return attrs is not None and attrs.get(_MARKER) is True
+
+
+def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Attributes of a complete store: units, variable, factor, stats, recipe, provenance.
+
+    Parameters
+    ----------
+    path : str or path
+        The store.
+
+    Returns
+    -------
+    dict
+        The root attributes, with ``normalisation`` (``mean``, ``std``, ``min``, ``max``,
+        ``scale``, ``scale_method``; kg m-2), ``samples`` per split, ``recipe`` (YAML text),
+        ``recipe_hash``, ``source``, ``climdown_version``, ``created`` and ``complete``.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is missing, not a climdown store, or incomplete.
+    """
+    return dict(_complete_attrs(Path(path)))
+
+
+def open_store(path: str | os.PathLike[str], split: str = "train") -> xr.Dataset:
+    """Open one split of a complete store as a lazy (dask) Dataset.
+
+    Parameters
+    ----------
+    path : str or path
+        The store.
+    split : str
+        ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``hr``, ``lr`` and the per-patch coordinates (see the module docstring), chunked
+        like the store's work units.
+
+    Raises
+    ------
+    StoreError
+        If the store is missing, incomplete or has no such split.
+    """
+    p = Path(path)
+    attrs = _split_attrs(p, split)
+    return xr.open_zarr(p, group=split, chunks={"sample": int(attrs["chunks"])})
+
+
+def split_arrays(path: str | os.PathLike[str], split: str = "train") -> dict[str, Any]:
+    """The zarr arrays of one split, for fast per-sample reads (used by ``PatchDataset``).
+
+    Parameters
+    ----------
+    path : str or path
+        A complete store.
+    split : str
+        ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns
+    -------
+    dict
+        ``hr``, ``lr``, ``lat``, ``lon``, ``lat_lr``, ``lon_lr`` and ``time`` as read-only
+        :class:`zarr.Array` objects (``time`` holds encoded integers; use
+        :func:`open_store` for decoded times). Indexing one sample reads one zarr chunk.
+
+    Raises
+    ------
+    StoreError
+        If the store is missing, incomplete or has no such split.
+    """
+    import zarr
+
+    p = Path(path)
+    _split_attrs(p, split)
+    group = zarr.open_group(p, path=split, mode="r")
+    return {k: group[k] for k in ("hr", "lr", "lat", "lon", "lat_lr", "lon_lr", "time")}
+
+
+# ---------------------------------------------------------------------------------------
+# Reading attributes
+# ---------------------------------------------------------------------------------------
+def _root_attrs_or_none(path: Path) -> dict[str, Any] | None:
+    import zarr
+
+    if not (path / "zarr.json").is_file():
+        return None
+    try:
+        group = zarr.open_group(path, mode="r")
+    except Exception:  # any unreadable metadata means "not a store we can trust"
+        return None
+    attrs = dict(group.attrs)
+    if attrs.get("climdown_store_format") is None:
+        return None
+    return attrs
+
+
+def _split_attrs(path: Path, split: str) -> dict[str, Any]:
+    """Root attributes of a complete store that has ``split``."""
+    attrs = _complete_attrs(path)
+    splits = list(attrs.get("samples", {}))
+    if split not in splits:
+        raise StoreError(f"store {str(path)!r} has no split {split!r}; it has {splits}")
+    return attrs
+
+
+def _complete_attrs(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise StoreError(
+            f"no store at {str(path)!r}; build it first with `climdown build RECIPE.yaml` "
+            "(climdown.data.store.build_store)"
+        )
+    attrs = _root_attrs_or_none(path)
+    if attrs is None:
+        raise StoreError(f"{str(path)!r} is not a climdown store (no climdown_store_format attr)")
+    if attrs.get(_MARKER) is not True:
+        raise StoreError(
+            f"store {str(path)!r} is incomplete (its build was interrupted); rebuild it with "
+            "`climdown build RECIPE.yaml --overwrite`"
+        )
+    fmt = attrs.get("climdown_store_format")
+    if fmt != STORE_FORMAT:
+        raise StoreError(
+            f"store {str(path)!r} has layout version {fmt}, this climdown reads {STORE_FORMAT}; "
+            "rebuild it with `climdown build RECIPE.yaml --overwrite`"
+        )
+    return attrs
+
+
+# ---------------------------------------------------------------------------------------
+# Opening the source and planning the samples (cheap: no data are read)
+# ---------------------------------------------------------------------------------------
+def _is_synthetic(source: Any) -> bool:
+    return source == "synthetic" or (isinstance(source, dict) and source.get("kind") == "synthetic")
+
+
+def _open_source(recipe: Recipe) -> xr.DataArray:
+    """The recipe's variable as a dask DataArray (time, lat, lon) in kg m-2, region/time cut."""
+    import pandas as pd
+
+    from climdown.data.sources import open_source
+
+    tr = recipe.time_range
+    kw: dict[str, Any] = {}
+    if _is_synthetic(recipe.source):
+        spec = recipe.source if isinstance(recipe.source, dict) else {}
+        freq = spec.get("freq", "1h")
+        times = pd.date_range(tr.start, tr.end, freq=freq, inclusive="left")
+        if times.size == 0:
+            raise RecipeError(f"time range [{tr.start}, {tr.end}) holds no step of freq {freq!r}")
+        kw["times"] = list(times)
+    try:
+        ds = open_source(recipe.source, variable=recipe.variable, chunks={"time": 1}, **kw)
+    except FileNotFoundError as exc:
+        raise RecipeError(f"source {recipe.source!r} cannot be opened: {exc}") from exc
+    if recipe.variable in ds.data_vars:
+        da = ds[recipe.variable]
+    elif len(ds.data_vars) == 1:
+        da = next(iter(ds.data_vars.values()))
+    else:
+        raise RecipeError(
+            f"variable {recipe.variable!r} not in source; it has {list(ds.data_vars)}: set "
+            "variable: to one of them"
+        )
+    canonical_units(da.attrs.get("units"))  # UnitsError with the fix if not a column mass
+    da = to_kg_m2(da)
+    if set(da.dims) != {"time", "lat", "lon"}:
+        raise RecipeError(
+            f"source variable {da.name!r} has dims {da.dims}, expected (time, lat, lon); select "
+            "one level or member first (e.g. ds.isel(level=0)) and save that as the source"
+        )
+    da = da.transpose("time", "lat", "lon")
+    if da.chunks is None:
+        da = da.chunk({"time": 1})
+
+    times = da["time"].values
+    keep = np.flatnonzero((times >= tr.start.to_datetime64()) & (times < tr.end.to_datetime64()))
+    if keep.size == 0:
+        raise RecipeError(
+            f"the source has no time step in [{tr.start}, {tr.end}) (it covers "
+            f"{_fmt_time(times[0])} .. {_fmt_time(times[-1])}); move time/splits into its range"
+        )
+    if np.any(np.diff(times[keep]) <= np.timedelta64(0)):
+        raise RecipeError("source times are not strictly increasing; sort the source by time")
+    rows, cols = _region_indices(da["lat"].values, da["lon"].values, recipe)
+    da = da.isel(time=slice(keep[0], keep[-1] + 1), lat=_as_slice(rows), lon=_as_slice(cols))
+    da.attrs["climdown_description"] = _describe_source(recipe, ds)
+    return da
+
+
+def _describe_source(recipe: Recipe, ds: xr.Dataset) -> str:
+    src = recipe.source if isinstance(recipe.source, str) else json.dumps(recipe.source)
+    detail = ds.attrs.get("climdown_source") or ds.attrs.get("source") or ds.attrs.get("title")
+    return f"{src} ({detail})" if detail and str(detail) != src else src
+
+
+def _fmt_time(t: Any) -> str:
+    return str(np.datetime_as_string(np.datetime64(t, "s")))
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    if idx.size and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _region_indices(
+    lat: np.ndarray, lon: np.ndarray, recipe: Recipe
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns whose centres lie in the region; columns ordered eastward from lon_min."""
+    region = recipe.region
+    if region is None:
+        rows, cols = np.arange(lat.size), np.arange(lon.size)
+    else:
+        eps = 1e-9
+        rows = np.flatnonzero((lat >= region.lat_min - eps) & (lat <= region.lat_max + eps))
+        span = region.lon_max - region.lon_min
+        offset = (lon - region.lon_min) % 360.0
+        offset = np.where(offset > 360.0 - eps, 0.0, offset)
+        cols = np.flatnonzero(offset <= span + eps)
+        cols = cols[np.argsort(offset[cols], kind="stable")]
+    p = recipe.patch
+    if rows.size < p or cols.size < p:
+        where = "the source" if region is None else f"region {region.as_tuple()}"
+        raise GridShapeError(
+            f"{where} holds {rows.size} x {cols.size} cells, fewer than one {p} x {p} patch; "
+            f"widen the region (at least {p} cells each way) or lower patch"
+        )
+    return rows, cols
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each sample of one split comes from (indices into the cut source)."""
+
+    split: Split
+    t: np.ndarray  # [n, frames] time indices
+    y0: np.ndarray  # [n] first row
+    x0: np.ndarray  # [n] first column
+
+    @property
+    def n(self) -> int:
+        return int(self.y0.size)
+
+
+def _plan_split(recipe: Recipe, src: xr.DataArray, split: Split) -> _Plan:
+    times = src["time"].values
+    in_split = np.flatnonzero(
+        (times >= split.start.to_datetime64()) & (times < split.end.to_datetime64())
+    )
+    where = f"splits.{split.name} [{split.start}, {split.end})"
+    if in_split.size == 0:
+        raise RecipeError(
+            f"{where} holds no time step of the source ({_fmt_time(times[0])} .. "
+            f"{_fmt_time(times[-1])}); move the split into the source's time range"
+        )
+    frames = recipe.frames
+    # a sequence starts at k when its frames k .. k+T-1 are all inside the split and evenly
+    # spaced in time (no gap in the source), so no sequence straddles a split boundary
+    starts = in_split[: in_split.size - frames + 1] if in_split.size >= frames else in_split[:0]
+    if frames > 1 and starts.size:
+        step = np.median(np.diff(times))
+        span = times[starts + frames - 1] - times[starts]
+        starts = starts[span == step * (frames - 1)]
+    if starts.size == 0:
+        raise RecipeError(
+            f"{where} holds {in_split.size} time steps, too few for one sequence of {frames} "
+            "consecutive frames; widen the split or lower frames"
+        )
+    ny, nx = src.sizes["lat"], src.sizes["lon"]
+    p, f = recipe.patch, recipe.factor
+    s = recipe.sampling
+    rng = np.random.default_rng([s.seed, ("train", "val", "test").index(split.name)])
+    if s.mode == "random":
+        ty, tx = np.arange(0, ny - p + 1, f), np.arange(0, nx - p + 1, f)
+        tt = starts
+    else:
+        assert s.stride is not None and s.time_stride is not None
+        ty, tx = np.arange(0, ny - p + 1, s.stride), np.arange(0, nx - p + 1, s.stride)
+        tt = starts[:: s.time_stride]
+    total = tt.size * ty.size * tx.size
+    n = total if split.samples is None else split.samples
+    if n > total:
+        raise RecipeError(
+            f"{where} asks for {n} samples but only {total} distinct patches exist "
+            f"({tt.size} start times x {ty.size} x {tx.size} positions); lower "
+            f"splits.{split.name}.samples, or widen the split's time range or the region"
+        )
+    flat = np.arange(total) if n == total else rng.choice(total, size=n, replace=False)
+    flat = np.sort(flat)  # time-major order: each chunk needs few source steps
+    it, iy, ix = np.unravel_index(flat, (tt.size, ty.size, tx.size))
+    t = tt[it][:, None] + np.arange(frames)[None, :]
+    return _Plan(split, t.astype(np.int64), ty[iy].astype(np.int64), tx[ix].astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+class _Stats:
+    """Streaming mean/std/min/max in float64 (Chan et al. pairwise update)."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.min, self.max = math.inf, -math.inf
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        nb = x.size
+        if nb == 0:
+            return
+        mb = float(x.mean())
+        m2b = float(((x - mb) ** 2).sum())
+        delta = mb - self.mean
+        n = self.n + nb
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta**2 * self.n * nb / n
+        self.n = n
+        self.min = min(self.min, float(x.min()))
+        self.max = max(self.max, float(x.max()))
+
+    def result(self, scale: str | float) -> dict[str, Any]:
+        std = math.sqrt(self.m2 / self.n)
+        named = {"max": self.max, "std": std, "mean": self.mean}
+        value = named[scale] if isinstance(scale, str) else float(scale)
+        return {
+            "mean": self.mean,
+            "std": std,
+            "min": self.min,
+            "max": self.max,
+            "scale": value,
+            "scale_method": scale if isinstance(scale, str) else "fixed",
+            "computed_on": "train hr",
+            "units": CANONICAL,
+        }
+
+
+def _patch_coords(recipe: Recipe, src: xr.DataArray, plan: _Plan) -> dict[str, Any]:
+    """Per-sample lat/lon (HR and LR) and time, and the area-weighted LR coordinates."""
+    p, f = recipe.patch, recipe.factor
+    lat_all, lon_all = src["lat"].values, src["lon"].values
+    ar = np.arange(p)
+    lat = lat_all[plan.y0[:, None] + ar[None, :]]
+    lon = lon_all[plan.x0[:, None] + ar[None, :]]
+    lat_lr = np.empty((plan.n, p // f))
+    lon_lr = np.empty((plan.n, p // f))
+    for i in range(plan.n):
+        coarse = Grid(lat[i], lon[i]).coarsen(f)
+        lat_lr[i], lon_lr[i] = coarse.lat, coarse.lon
+    time = src["time"].values[plan.t].astype("datetime64[ns]")
+    return {"lat": lat, "lon": lon, "lat_lr": lat_lr, "lon_lr": lon_lr, "time": time}
+
+
+def _layout(recipe: Recipe, plan: _Plan, coords: dict[str, Any], src: xr.DataArray) -> xr.Dataset:
+    import dask.array as dsa
+
+    n, t, p, f, c = plan.n, recipe.frames, recipe.patch, recipe.factor, recipe.chunks
+    name = src.attrs.get("long_name", recipe.variable)
+    ds = xr.Dataset(
+        {
+            "hr": (
+                ("sample", "frame", "y", "x"),
+                dsa.zeros((n, t, p, p), chunks=(c, t, p, p), dtype=np.float32),
+                {"units": CANONICAL, "long_name": f"{name} (high resolution patch)"},
+            ),
+            "lr": (
+                ("sample", "frame", "y_lr", "x_lr"),
+                dsa.zeros((n, t, p // f, p // f), chunks=(c, t, p // f, p // f), dtype=np.float32),
+                {
+                    "units": CANONICAL,
+                    "long_name": f"{name} (low resolution patch, area-weighted {f}x{f} mean)",
+                },
+            ),
+        },
+        coords={
+            "lat": (
+                ("sample", "y"),
+                coords["lat"],
+                {"units": "degrees_north", "standard_name": "latitude"},
+            ),
+            "lon": (
+                ("sample", "x"),
+                coords["lon"],
+                {"units": "degrees_east", "standard_name": "longitude"},
+            ),
+            "lat_lr": (("sample", "y_lr"), coords["lat_lr"], {"units": "degrees_north"}),
+            "lon_lr": (("sample", "x_lr"), coords["lon_lr"], {"units": "degrees_east"}),
+            "time": (("sample", "frame"), coords["time"], {"standard_name": "time"}),
+        },
+        attrs={
+            "split": plan.split.name,
+            "split_start": plan.split.start.isoformat(),
+            "split_end": plan.split.end.isoformat(),
+            "samples": n,
+        },
+    )
+    return ds
+
+
+def _encoding(recipe: Recipe) -> dict[str, Any]:
+    """Data: a zarr chunk per sample (cheap random reads) in shards of ``chunks`` samples."""
+    t, p, f, c = recipe.frames, recipe.patch, recipe.factor, recipe.chunks
+    return {
+        "hr": {"chunks": (1, t, p, p), "shards": (c, t, p, p)},
+        "lr": {"chunks": (1, t, p // f, p // f), "shards": (c, t, p // f, p // f)},
+        "lat": {"chunks": (c, p)},
+        "lon": {"chunks": (c, p)},
+        "lat_lr": {"chunks": (c, p // f)},
+        "lon_lr": {"chunks": (c, p // f)},
+        "time": {"chunks": (c, t)},
+    }
+
+
+def _extract(src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> np.ndarray:
+    """HR patches ``[hi - lo, frames, patch, patch]`` float32 for samples lo..hi (dask compute)."""
+    import dask
+    import dask.array as dsa
+
+    data = src.data
+    pieces = [
+        data[:, plan.y0[i] : plan.y0[i] + patch, plan.x0[i] : plan.x0[i] + patch][plan.t[i]]
+        for i in range(lo, hi)
+    ]
+    (hr,) = dask.compute(dsa.stack(pieces))
+    return np.asarray(hr, dtype=np.float32)
+
+
+def _check_finite(hr: np.ndarray, plan: _Plan, coords: dict[str, Any], lo: int, hi: int) -> None:
+    bad = ~np.isfinite(hr)
+    count = int(bad.sum())
+    if not count:
+        return
+    i = lo + int(np.flatnonzero(bad.reshape(hi - lo, -1).any(axis=1))[0])
+    raise DataValueError(
+        f"split {plan.split.name!r}: {count} NaN/inf values in source patches (samples "
+        f"{lo}..{hi - 1}; first in sample {i} at {_fmt_time(coords['time'][i, 0])}, lat "
+        f"{coords['lat'][i].max():.2f}..{coords['lat'][i].min():.2f}, lon {coords['lon'][i, 0]:.2f}"
+        f"..{coords['lon'][i, -1]:.2f}). Choose a region and time range where the variable is "
+        "defined everywhere (missing values usually mean a masked or partly missing source), "
+        "or fill the gaps in the source first"
+    )
+
+
+def _write_chunk(tmp: Path, split: str, lo: int, hi: int, hr: np.ndarray, lr: np.ndarray) -> None:
+    import zarr
+
+    group = zarr.open_group(tmp, path=split, mode="r+")
+    group["hr"][lo:hi] = hr
+    group["lr"][lo:hi] = lr
+
+
+def _write_all(
+    recipe: Recipe, src: xr.DataArray, plans: list[_Plan], tmp: Path, progress: bool
+) -> None:
+    import zarr
+    from tqdm.auto import tqdm
+
+    from climdown import __version__
+
+    c, p, f = recipe.chunks, recipe.patch, recipe.factor
+    root = zarr.open_group(tmp, mode="w", zarr_format=3)
+    # identify the store at once, marked incomplete until the very end
+    root.attrs.update(
+        {"climdown_store_format": STORE_FORMAT, "recipe_hash": recipe.hash, _MARKER: False}
+    )
+    coords = {}
+    for plan in plans:
+        coords[plan.split.name] = _patch_coords(recipe, src, plan)
+        ds = _layout(recipe, plan, coords[plan.split.name], src)
+        ds.to_zarr(
+            tmp,
+            group=plan.split.name,
+            mode="w",
+            compute=False,
+            zarr_format=3,
+            consolidated=False,
+            encoding=_encoding(recipe),
+        )
+
+    stats = _Stats()
+    total = sum(math.ceil(plan.n / c) for plan in plans)
+    with tqdm(total=total, desc=f"build {recipe.name}", unit="chunk", disable=not progress) as bar:
+        for plan in plans:
+            pc = coords[plan.split.name]
+            for lo in range(0, plan.n, c):
+                hi = min(lo + c, plan.n)
+                hr = _extract(src, plan, lo, hi, p)
+                _check_finite(hr, plan, pc, lo, hi)
+                area = np.stack([Grid(pc["lat"][i], pc["lon"][i]).area for i in range(lo, hi)])
+                lr = coarsen(hr.astype(np.float64), area[:, None], f).astype(np.float32)
+                if plan.split.name == "train":
+                    stats.update(hr)
+                _write_chunk(tmp, plan.split.name, lo, hi, hr, lr)
+                bar.update(1)
+
+    norm = stats.result(recipe.normalisation.scale)
+    shared = {
+        "units": CANONICAL,
+        "variable": recipe.variable,
+        "factor": f,
+        "patch": p,
+        "patch_lr": p // f,
+        "frames": recipe.frames,
+        "normalisation": norm,
+        "recipe_hash": recipe.hash,
+    }
+    root = zarr.open_group(tmp, mode="r+")
+    for plan in plans:
+        root[plan.split.name].attrs.update(shared)
+    long_name = src.attrs.get("long_name", recipe.variable)
+    attrs = {
+        "climdown_store_format": STORE_FORMAT,
+        "title": f"climdown training store {recipe.name}",
+        "name": recipe.name,
+        "long_name": long_name,
+        **shared,
+        "chunks": c,
+        "samples": {plan.split.name: plan.n for plan in plans},
+        "splits": {
+            plan.split.name: [plan.split.start.isoformat(), plan.split.end.isoformat()]
+            for plan in plans
+        },
+        "recipe": recipe.text,
+        "recipe_json": json.dumps(recipe.to_dict(), sort_keys=True),
+        "source": src.attrs["climdown_description"],
+        "climdown_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    attrs = append_history(attrs, f"built store {recipe.name} (recipe {recipe.hash[:12]})")
+    root.attrs.update(attrs)
+    root.attrs.update({_MARKER: True})  # last: only a finished build carries it
+    _consolidate(tmp)
+
+
+def _consolidate(path: Path) -> None:
+    """Consolidate metadata so ``xr.open_zarr`` opens groups in one read and without warning."""
+    import zarr
+
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not in the v3 spec yet; xarray relies on it
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+        zarr.consolidate_metadata(path)
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` (``overwrite``) is moved aside first."""
+    old = final.parent / f".{final.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
