@@ -1,0 +1,135 @@
+"""The ``.climdown`` xarray accessor: thin, stateless delegation to climdown's public functions.
+
+``import climdown`` registers ``ds.climdown`` (Dataset) and ``da.climdown`` (DataArray). An
+accessor stores its object and nothing else: it validates nothing in ``__init__`` (xarray would
+turn such an error into a bare RuntimeError) and holds no maths. Each method calls a public
+function that works without it:
+
+=====================  ==============================================================
+accessor method        public function
+=====================  ==============================================================
+``downscale``          :func:`climdown.inference.downscale`
+``conservation``       :func:`climdown.conservation.conservation` (``lr`` = the object)
+``assert_conserves``   :func:`climdown.conservation.assert_conserves`
+``coarsen``            :func:`climdown.grid.coarsen_dataarray` (what the recipes use)
+``plot``               :func:`climdown.plot.compare` (``lr`` = the object)
+=====================  ==============================================================
+
+xarray caches an accessor per object and ``ds["tcw"]`` is a new object each time, so loaded
+models are cached at module level by :mod:`climdown.inference`, never here. On a Dataset,
+methods that need one field take ``var=`` (default: the only variable on the lat/lon grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import xarray as xr
+
+from climdown.conservation import assert_conserves, conservation
+from climdown.errors import CoordinateError
+from climdown.grid import coarsen_dataarray, find_latlon
+from climdown.inference import downscale
+
+__all__ = ["ClimdownDataArrayAccessor", "ClimdownDatasetAccessor"]
+
+
+def _gridded(ds: xr.Dataset) -> list[str]:
+    """Names of the data variables on the dataset's lat/lon grid."""
+    lat, lon = find_latlon(ds)
+    spatial = {ds[lat].dims[0], ds[lon].dims[0]}
+    return [str(k) for k, v in ds.data_vars.items() if spatial <= set(v.dims)]
+
+
+def _variable(obj: Any, var: str | None) -> Any:
+    """``obj`` itself (DataArray), or its variable ``var`` / its only gridded variable."""
+    if not isinstance(obj, xr.Dataset):
+        return obj
+    if var is not None:
+        return obj[var]
+    names = _gridded(obj)
+    if len(names) != 1:
+        raise CoordinateError(
+            f"the dataset has {len(names)} variables on its lat/lon grid ({names}); pass "
+            "var='name' to choose one"
+        )
+    return obj[names[0]]
+
+
+def _each_gridded(ds: xr.Dataset, fn: Callable[[xr.DataArray], xr.DataArray]) -> xr.Dataset:
+    """Apply ``fn`` to every gridded variable; drop other variables on the lat/lon dims."""
+    lat, lon = find_latlon(ds)
+    spatial = {ds[lat].dims[0], ds[lon].dims[0]}
+    names = _gridded(ds)
+    out = {k: fn(ds[k]) for k in names}
+    keep = {k: v for k, v in ds.data_vars.items() if not spatial & set(v.dims)}
+    return xr.Dataset({**keep, **out}, attrs=dict(ds.attrs))
+
+
+class _Base:
+    """Shared by both accessors: store the object, nothing else."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def downscale(
+        self,
+        factor: int = 4,
+        constraint: str = "softmax",
+        model: Any = None,
+        var: str | Sequence[str] | None = None,
+        device: str = "auto",
+        batch_size: int = 16,
+        tile: int = 64,
+        halo: int = 8,
+    ) -> Any:
+        """Downscale by ``factor``; see :func:`climdown.inference.downscale`.
+
+        Lazy on dask-backed data. ``model`` is a checkpoint path, a loaded model, a baseline
+        name (``"bicubic"``, ``"bilinear"``, ``"nearest"``) or None for the packaged default.
+        """
+        return downscale(self._obj, factor, constraint, model, var, device, batch_size, tile, halo)
+
+    def conservation(self, hr: Any, lr: Any = None, var: str | None = None) -> xr.Dataset:
+        """Mass budget of ``hr`` against ``lr`` (default: this object) per time step, in kg.
+
+        See :func:`climdown.conservation.conservation`.
+        """
+        return conservation(_variable(hr, var), _variable(self._obj if lr is None else lr, var))
+
+    def assert_conserves(self, hr: Any, rtol: float = 1e-5, var: str | None = None) -> xr.Dataset:
+        """Raise :class:`~climdown.errors.ConservationError` unless ``hr`` conserves this field.
+
+        See :func:`climdown.conservation.assert_conserves`.
+        """
+        return assert_conserves(_variable(hr, var), _variable(self._obj, var), rtol=rtol)
+
+    def plot(self, hr: Any, truth: Any = None, var: str | None = None, **kwargs: Any) -> Any:
+        """Maps LR (this object) | downscaled | truth | error; see :func:`climdown.plot.compare`."""
+        from climdown.plot import compare  # matplotlib and cartopy load only when plotting
+
+        return compare(
+            _variable(self._obj, var),
+            _variable(hr, var),
+            truth=None if truth is None else _variable(truth, var),
+            **kwargs,
+        )
+
+
+@xr.register_dataarray_accessor("climdown")
+class ClimdownDataArrayAccessor(_Base):
+    """``da.climdown``: downscale, conservation, assert_conserves, coarsen, plot."""
+
+    def coarsen(self, factor: int) -> xr.DataArray:
+        """Area-weighted coarsening; see :func:`climdown.grid.coarsen_dataarray`."""
+        return coarsen_dataarray(self._obj, factor)
+
+
+@xr.register_dataset_accessor("climdown")
+class ClimdownDatasetAccessor(_Base):
+    """``ds.climdown``: downscale, conservation, assert_conserves, coarsen, plot."""
+
+    def coarsen(self, factor: int) -> xr.Dataset:
+        """Area-weighted coarsening of every gridded variable (:func:`climdown.grid.coarsen_dataarray`)."""
+        return _each_gridded(self._obj, lambda da: coarsen_dataarray(da, factor))

@@ -1,0 +1,304 @@
+"""Downscaler: tiled == untiled, exact conservation across seams, laziness, the date line, checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import climdown.inference as inference
+from climdown.checkpoint import save_checkpoint
+from climdown.conservation import assert_conserves
+from climdown.errors import (
+    CheckpointError,
+    ConfigError,
+    ConservationError,
+    CoordinateError,
+    DataValueError,
+    StoreError,
+    UnitsError,
+)
+from climdown.grid import Grid, coarsen_dataarray
+from climdown.inference import Downscaler, downscale, downscale_file
+from climdown.nn.models import get_model
+from climdown.testing import raise_if_dask_computes, tcw_dataarray
+
+# conv3x3 stem + 1 residual block (2 convs) + conv3x3 + 3x3 head = 5 LR cells of receptive radius
+RADIUS = 5
+
+
+def tiny_cnn(constraint: str = "softmax", factor: int = 4, seed: int = 0) -> torch.nn.Module:
+    """A 1-block CNN with random weights: rough enough to show any tiling seam."""
+    torch.manual_seed(seed)
+    model = get_model("cnn", factor, constraint, scale=30.0, width=8, blocks=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # larger weights: a busier output, seams stand out
+    return model.eval()
+
+
+def untiled(model: torch.nn.Module, da: xr.DataArray, factor: int = 4) -> np.ndarray:
+    """The model run once on the whole field, with the refined grid's areas."""
+    area = torch.from_numpy(Grid(da.lat.values, da.lon.values).refine(factor).area)
+    x = torch.from_numpy(da.values.astype(np.float32))[:, None, None]
+    with torch.inference_mode():
+        return model(x, area=area)[:, 0, 0].numpy()
+
+
+@pytest.fixture(scope="module")
+def regional() -> xr.DataArray:
+    return tcw_dataarray(13, 19, 2, seed=1)  # sizes with remainders for any tile
+
+
+@pytest.fixture(scope="module")
+def global_da() -> xr.DataArray:
+    return tcw_dataarray(12, 24, 2, global_=True, seed=2)
+
+
+# --------------------------------------------------------------------------- tiling seams
+def test_tiled_equals_untiled_and_conserves(regional: xr.DataArray) -> None:
+    model = tiny_cnn()
+    hr = downscale(regional, 4, "softmax", model=model, tile=4, halo=RADIUS)
+    want = untiled(model, regional)
+    np.testing.assert_allclose(hr.values, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+    assert_conserves(hr, regional, rtol=1e-5)
+    # contrast: a halo smaller than the receptive field shows seams (still conserving)
+    seamy = downscale(regional, 4, "softmax", model=model, tile=4, halo=1)
+    assert np.abs(seamy.values - want).max() > 1e-3 * float(np.abs(want).max())
+    assert_conserves(seamy, regional, rtol=1e-5)
+
+
+def test_unconstrained_model_does_not_conserve(regional: xr.DataArray) -> None:
+    hr = downscale(regional, 4, "none", model=tiny_cnn("none"), tile=4, halo=RADIUS)
+    with pytest.raises(ConservationError):
+        assert_conserves(hr, regional, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_other_factors(regional: xr.DataArray, factor: int) -> None:
+    model = tiny_cnn(factor=factor)
+    hr = downscale(regional, factor, "softmax", model=model, tile=5, halo=RADIUS)
+    assert hr.shape == (2, 13 * factor, 19 * factor)
+    np.testing.assert_allclose(hr.values, untiled(model, regional, factor), rtol=1e-5, atol=1e-4)
+    assert_conserves(hr, regional, rtol=1e-5)
+
+
+def test_date_line_uses_a_periodic_halo(global_da: xr.DataArray) -> None:
+    model = tiny_cnn()
+    hr = downscale(global_da, 4, "softmax", model=model, tile=5, halo=RADIUS).values
+    n = global_da.sizes["lon"]
+    rolled = global_da.roll(lon=n // 2, roll_coords=True)  # the date line in the middle
+    want = np.roll(untiled(model, rolled), -4 * (n // 2), axis=-1)
+    near = np.r_[0 : 4 * (n // 4), 4 * (3 * n // 4) : 4 * n]  # fine columns by the date line
+    np.testing.assert_allclose(hr[..., near], want[..., near], rtol=1e-5, atol=1e-4)
+    assert_conserves(downscale(global_da, 4, "softmax", model=model, tile=5), global_da)
+    # contrast: an untiled run on the unrolled field pads with zeros at the date line
+    plain = untiled(model, global_da)
+    assert np.abs(plain[..., :4] - hr[..., :4]).max() > 1e-2
+
+
+# --------------------------------------------------------------------------- laziness
+def test_dask_input_stays_lazy_until_compute(global_da: xr.DataArray) -> None:
+    model = tiny_cnn()
+    lazy_in = global_da.chunk({"time": 1, "lat": 5, "lon": 7})
+    with raise_if_dask_computes():
+        hr = downscale(lazy_in, 4, "softmax", model=model, tile=4, halo=RADIUS)
+        _ = hr.attrs, hr.lat.values, hr.shape
+    assert hr.chunks is not None
+    assert hr.chunks[0] == lazy_in.chunks[0]
+    # several spatial chunks; chunks thinner than the halo (2 rows, 3 columns) are merged
+    assert hr.chunks[1] == (20, 28) and hr.chunks[2] == (28, 28, 40)
+    with raise_if_dask_computes(max_computes=1):
+        got = hr.compute()
+    eager = downscale(global_da, 4, "softmax", model=model, tile=4, halo=RADIUS)
+    np.testing.assert_allclose(got.values, eager.values, rtol=1e-5, atol=1e-4)
+    assert_conserves(got, global_da)
+
+
+def test_dask_bad_values_raise_at_compute(regional: xr.DataArray) -> None:
+    bad = regional.copy(data=np.where(regional.values > 50, np.nan, regional.values)).chunk()
+    with raise_if_dask_computes():
+        hr = downscale(bad, 4, "softmax", model="bicubic")
+    with pytest.raises(DataValueError, match="NaN"):
+        hr.compute()
+
+
+def test_dask_arrays_and_numpy_arrays(regional: xr.DataArray) -> None:
+    import dask.array as dsa
+
+    down = Downscaler("bicubic", factor=2, constraint="softmax", tile=4, halo=3)
+    grid = Grid(regional.lat.values, regional.lon.values)
+    eager = down(regional.values, grid=grid)
+    lazy = down(dsa.from_array(regional.values, chunks=(1, 6, 6)), grid=grid)
+    assert isinstance(eager, np.ndarray) and isinstance(lazy, dsa.Array)
+    np.testing.assert_allclose(lazy.compute(), eager, rtol=1e-6)
+    with pytest.raises(CoordinateError, match="does not match"):
+        down(regional.values[..., :5], grid=grid)
+
+
+# --------------------------------------------------------------------------- xarray output
+def test_output_coords_attrs_and_history(regional: xr.DataArray) -> None:
+    src = regional.transpose("lat", "time", "lon")  # dimension order is kept
+    hr = downscale(src, 4, "softmax", model="bicubic", tile=8)
+    assert hr.dims == ("lat", "time", "lon") and hr.name == "tcw"
+    fine = Grid(regional.lat.values, regional.lon.values).refine(4)
+    np.testing.assert_allclose(hr.lat.values, fine.lat)
+    np.testing.assert_allclose(hr.lon.values, fine.lon)
+    assert np.all(np.diff(hr.lat.values) < 0)  # descending latitude stays descending
+    assert hr.lat.attrs["standard_name"] == "latitude"
+    np.testing.assert_array_equal(hr.time.values, regional.time.values)
+    assert hr.attrs["units"] == "kg m-2"
+    assert hr.attrs["long_name"] == "Total column water"
+    line = hr.attrs["history"].splitlines()[-1]
+    for word in ("'bicubic'", "'softmax'", "4x", "climdown 0."):
+        assert word in line
+    assert hr.dtype == np.float32
+
+
+def test_dataset_in_dataset_out(regional: xr.DataArray) -> None:
+    ds = xr.Dataset({"tcw": regional, "step": ("time", [1, 2])}, attrs={"title": "t"})
+    out = downscale(ds, 2, "softmax", model="nearest")
+    assert isinstance(out, xr.Dataset)
+    assert out["tcw"].shape == (2, 26, 38) and "step" in out and out.attrs["title"] == "t"
+    assert "'nearest'" in out.attrs["history"]
+    np.testing.assert_allclose(coarsen_dataarray(out["tcw"], 2), regional, rtol=1e-5)
+    with pytest.raises(CoordinateError, match="not in the dataset"):
+        downscale(ds, 2, "softmax", model="nearest", var="tp")
+    with pytest.raises(ConfigError, match="Dataset"):
+        downscale(regional, 2, "softmax", model="nearest", var="tcw")
+
+
+def test_water_depth_is_converted(regional: xr.DataArray) -> None:
+    metres = regional / 1000.0
+    metres.attrs = {**regional.attrs, "units": "m"}
+    hr = downscale(metres, 2, "softmax", model="nearest")
+    assert hr.attrs["units"] == "kg m-2" and hr.attrs["units_original"] == "m"
+    np.testing.assert_allclose(coarsen_dataarray(hr, 2), regional, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_units_coordinates_and_values_are_checked(regional: xr.DataArray) -> None:
+    kelvin = regional.assign_attrs(units="K")
+    with pytest.raises(UnitsError, match="'K'"):
+        downscale(kelvin, model="bicubic")
+    with pytest.raises(CoordinateError, match="latitude not found"):
+        downscale(regional.drop_vars("lat"), model="bicubic")
+    nan = regional.copy(data=regional.values.copy())
+    nan[0, 0, :3] = np.nan
+    with pytest.raises(DataValueError, match=r"3 NaN/inf value\(s\).*fillna"):
+        downscale(nan, model="bicubic")
+    neg = regional - 30.0
+    neg.attrs = regional.attrs
+    with pytest.raises(DataValueError, match="negative"):
+        downscale(neg, model="bicubic", constraint="softmax")
+    # contrast: a signed constraint takes negative values
+    hr = downscale(neg, 2, "add", model="bicubic")
+    assert_conserves(hr, neg)
+
+
+def test_curvilinear_grid_is_refused() -> None:
+    lat2d, lon2d = np.meshgrid(np.linspace(40, 50, 6), np.linspace(0, 10, 8), indexing="ij")
+    da = xr.DataArray(
+        np.ones((6, 8)),
+        dims=("y", "x"),
+        coords={"lat": (("y", "x"), lat2d), "lon": (("y", "x"), lon2d)},
+        attrs={"units": "kg m-2"},
+    )
+    with pytest.raises(CoordinateError, match="curvilinear grids .* not supported yet"):
+        downscale(da, model="bicubic")
+
+
+@pytest.mark.parametrize("constraint", ["softmax", "mult"])
+def test_zeros_give_zeros(regional: xr.DataArray, constraint: str) -> None:
+    x = regional.copy(data=regional.values.copy())
+    x[:, 3:7, 2:9] = 0.0  # a dry patch
+    hr = downscale(x, 4, constraint, model=tiny_cnn(constraint), tile=4, halo=2)
+    dry = hr.isel(lat=slice(12, 28), lon=slice(8, 36)).values
+    assert np.all(dry == 0.0) and not np.isnan(hr.values).any()
+    zeros = downscale(x * 0.0, 4, constraint, model="bicubic")
+    assert np.all(zeros.values == 0.0)
+
+
+def test_bad_options_raise(regional: xr.DataArray) -> None:
+    with pytest.raises(ConfigError, match="tile"):
+        Downscaler("bicubic", tile=0)
+    with pytest.raises(ConfigError, match="halo"):
+        Downscaler("bicubic", halo=-1)
+    with pytest.raises(ConfigError, match="constraint"):
+        Downscaler("bicubic", constraint="magic")
+    with pytest.raises(ConfigError, match="model must be"):
+        Downscaler(3.5)
+    with pytest.raises(CheckpointError, match="factor 4"):
+        Downscaler(tiny_cnn(), factor=2)
+    with pytest.raises(CheckpointError, match="constraint 'softmax'"):
+        Downscaler(tiny_cnn(), constraint="none")
+
+
+# --------------------------------------------------------------------------- models
+@pytest.fixture()
+def ckpt(tmp_path):
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, tiny_cnn(), meta={"variable": "tcw", "lr_spacing_deg": 0.25})
+    inference.clear_model_cache()
+    yield path
+    inference.clear_model_cache()
+
+
+def test_checkpoint_is_loaded_once_and_cached(ckpt, regional: xr.DataArray) -> None:
+    a = Downscaler(ckpt, factor=4, constraint="softmax", device="cpu")
+    b = Downscaler(str(ckpt), factor=4, constraint="softmax", device="cpu")
+    assert a.model is b.model and a.name == "tiny.pt"
+    np.testing.assert_allclose(a(regional).values, untiled(tiny_cnn(), regional), atol=1e-4)
+    with pytest.raises(CheckpointError, match="factor 4"):
+        Downscaler(ckpt, factor=2)
+    with pytest.raises(CheckpointError, match="constraint 'softmax'"):
+        Downscaler(ckpt, constraint="none")
+    with pytest.raises(CheckpointError, match="neither a file nor a baseline"):
+        Downscaler(ckpt.with_name("missing.pt"))
+
+
+def test_grid_spacing_far_from_training_warns(ckpt, regional: xr.DataArray) -> None:
+    coarse = tcw_dataarray(6, 8, 1, spacing=1.5)
+    with pytest.warns(UserWarning, match="spacing"):
+        downscale(coarse, model=ckpt)
+    downscale(regional, model=ckpt)  # 0.25 deg, as trained: no warning (warnings are errors)
+
+
+def test_no_default_model_falls_back_to_bicubic(monkeypatch, regional: xr.DataArray) -> None:
+    import climdown.pretrained
+
+    def missing(factor: int, constraint: str):
+        raise CheckpointError("none packaged")
+
+    monkeypatch.setattr(climdown.pretrained, "default_checkpoint", missing)
+    with pytest.warns(UserWarning, match="bicubic"):
+        down = Downscaler(None, factor=2)
+    assert down.name == "bicubic"
+
+
+def test_default_model_is_used_when_packaged(monkeypatch, ckpt) -> None:
+    import climdown.pretrained
+
+    monkeypatch.setattr(climdown.pretrained, "default_checkpoint", lambda f, c: ckpt)
+    assert Downscaler(None, factor=4).name == "tiny.pt"
+
+
+# --------------------------------------------------------------------------- files
+@pytest.mark.parametrize("suffix", [".zarr", ".nc"])
+def test_downscale_file(tmp_path, regional: xr.DataArray, suffix: str) -> None:
+    src = tmp_path / "in.nc"
+    xr.Dataset({"tcw": regional}).to_netcdf(src)
+    dst = tmp_path / f"out{suffix}"
+    downscale_file(src, dst, factor=2, constraint="softmax", model="bicubic", scheduler="sync")
+    opts = {"engine": "zarr", "consolidated": False} if suffix == ".zarr" else {}
+    with xr.open_dataset(dst, **opts) as out:
+        want = downscale(regional, 2, "softmax", model="bicubic")
+        np.testing.assert_allclose(out["tcw"].values, want.values, rtol=1e-6)
+        assert "'bicubic'" in out.attrs["history"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.nc", dst.name])
+    with pytest.raises(StoreError, match="exists"):
+        downscale_file(src, dst, factor=2, constraint="softmax", model="bicubic")
+    downscale_file(src, dst, factor=2, constraint="softmax", model="nearest", overwrite=True)
+    with pytest.raises(StoreError, match="not found"):
+        downscale_file(tmp_path / "nope.nc", tmp_path / "x.nc", factor=2, constraint="softmax")
