@@ -128,11 +128,6 @@ def test_float32_quarter_degree_coords_like_era5_files():
     assert abs(g.area.sum() / SPHERE - 1.0) < 1e-9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grid.py bug: Grid.periodic uses an absolute 1e-6 deg tolerance, so float32 global "
-    "longitudes with a non-dyadic spacing (0.1 deg: span off by 3e-6) count as regional",
-)
 @pytest.mark.parametrize("start", [0.0, -180.0])
 def test_float32_tenth_degree_global_is_periodic(start):
     lon = (start + 0.1 * np.arange(3600)).astype(np.float32)
@@ -351,11 +346,6 @@ def test_find_latlon_names_and_attributes():
     assert find_latlon(_era5_like(), lat="latitude", lon="longitude") == ("latitude", "longitude")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grid.py bug: find_latlon only accepts units starting 'degrees_n'/'degrees_e'; the "
-    "other CF spellings degree_north, degree_N, degreeN, degrees_N (and east) are missed",
-)
 @pytest.mark.parametrize(
     ("lat_u", "lon_u"), [("degree_north", "degree_east"), ("degreeN", "degreeE")]
 )
@@ -465,11 +455,6 @@ def test_shape_not_divisible_names_fix():
     assert check_factor((8, 12), np.int64(2)) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grid.py bug: check_factor always suggests ds.isel(latitude=...) even when only the "
-    "longitude size is not divisible (that crop is a no-op)",
-)
 def test_shape_message_names_the_axis_to_crop():
     with pytest.raises(GridShapeError) as info:
         check_factor((8, 10), 4)

@@ -207,7 +207,8 @@ class Grid:
     def periodic(self) -> bool:
         """True when the longitudes cover the full circle (the grid wraps around)."""
         span = abs(self.lon_b[-1] - self.lon_b[0])
-        return bool(abs(span - 360.0) < 1e-6)
+        # relative to the spacing: float32 coordinates (0.1 deg steps) miss 360 by ~1e-5 deg
+        return bool(abs(span - 360.0) < 1e-3 * span / self.lon.size)
 
     @cached_property
     def area(self) -> np.ndarray:
@@ -299,10 +300,15 @@ def check_factor(shape: tuple[int, ...], factor: int) -> int:
     factor = _check_int_factor(factor)
     h, w = shape[-2], shape[-1]
     if h % factor or w % factor:
+        crops = [
+            f"{axis}=slice(0, {n - n % factor})"
+            for axis, n in (("latitude", h), ("longitude", w))
+            if n % factor
+        ]
         raise GridShapeError(
-            f"grid of {h} x {w} cells is not divisible by factor {factor}: crop it to "
-            f"{h - h % factor} x {w - w % factor} (e.g. ds.isel(latitude=slice(0, "
-            f"{h - h % factor}))) or pad it to a multiple of {factor}"
+            f"grid of {h} x {w} cells is not divisible by factor "
+            f"{factor}: crop it to {h - h % factor} x {w - w % factor} (e.g. "
+            f"ds.isel({', '.join(crops)})) or pad it to a multiple of {factor}"
         )
     return factor
 
@@ -385,9 +391,9 @@ def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tup
         Naming what was looked for and how to fix it.
     """
     found = []
-    for given, names, std, unit_prefix, kind in (
-        (lat, _LAT_NAMES, "latitude", "degrees_n", "latitude"),
-        (lon, _LON_NAMES, "longitude", "degrees_e", "longitude"),
+    for given, names, std, unit_spellings, kind in (
+        (lat, _LAT_NAMES, "latitude", ("degreesnorth", "degreesn"), "latitude"),
+        (lon, _LON_NAMES, "longitude", ("degreeseast", "degreese"), "longitude"),
     ):
         if given is not None:
             if given not in obj.coords and given not in getattr(obj, "variables", {}):
@@ -399,9 +405,10 @@ def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tup
         name = next((n for n in names if n in obj.coords), None)
         if name is None:
             for cname, coord in obj.coords.items():
-                if coord.attrs.get("standard_name") == std or str(
-                    coord.attrs.get("units", "")
-                ).lower().replace(" ", "_").startswith(unit_prefix):
+                if (
+                    coord.attrs.get("standard_name") == std
+                    or _cf_degrees(coord.attrs.get("units")) in unit_spellings
+                ):
                     name = str(cname)
                     break
         if name is None:
@@ -419,6 +426,12 @@ def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tup
                 "supported yet; regrid to a regular lat/lon grid first (e.g. with xESMF)"
             )
     return lat_name, lon_name
+
+
+def _cf_degrees(units: Any) -> str:
+    """CF's many spellings of degrees_north/east (degree_N, degreeN, ...) in one form."""
+    s = str(units or "").lower().replace("_", "").replace(" ", "")
+    return s.replace("degrees", "degree").replace("degree", "degrees")
 
 
 def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:

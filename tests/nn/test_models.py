@@ -156,12 +156,6 @@ def test_float64_conserves_to_round_off(name, constraint):
     assert conservation_error(y32, lr, area, 4) > 1e-12
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="Constraint._apply in nn/constraints.py overrides torch.nn.Module._apply, so "
-    ".double()/.to(device) on any ConstrainedModel fails; rename it there (e.g. _constrain)",
-)
 def test_model_converts_with_double_and_to():
     model = tiny("cnn", 4, "softmax").double().to(torch.device("cpu"))
     y = model(tcw_like(dtype=torch.float64))

@@ -120,9 +120,9 @@ class Constraint(nn.Module):
         Tensor ``[..., H, W]`` in the units of x.
         """
         factor = infer_factor(z.shape, x.shape)
-        return self._apply(z, x, factor, weights)
+        return self._constrain(z, x, factor, weights)
 
-    def _apply(
+    def _constrain(
         self, z: torch.Tensor, x: torch.Tensor, factor: int, weights: torch.Tensor | None
     ) -> torch.Tensor:
         raise NotImplementedError
@@ -142,7 +142,7 @@ class NoConstraint(Constraint):
 
     name = "none"
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         return z
 
 
@@ -158,7 +158,7 @@ class SoftmaxConstraint(Constraint):
     positive = True
     logits = True
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         e = torch.exp(z - block_expand(_block_max(z, factor), factor).detach())
         return e * block_expand(x / block_mean(e, factor, weights), factor)
 
@@ -169,7 +169,7 @@ class AddConstraint(Constraint):
     name = "add"
     conserving = True
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         return z + block_expand(x - block_mean(z, factor, weights), factor)
 
 
@@ -190,17 +190,18 @@ class MultConstraint(Constraint):
         """Make z non-negative before the layer (used by the model wrapper)."""
         return nn.functional.softplus(z)
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         if bool((z < 0).any()):
             raise DataValueError(
                 "the 'mult' constraint needs a non-negative z (it rescales z by x / mean z); "
                 "pass z through softplus/ReLU first, or use 'softmax'"
             )
         s = block_mean(z, factor, weights)
-        ok = s > torch.finfo(s.dtype).tiny
-        ratio = torch.where(ok, x / torch.where(ok, s, torch.ones_like(s)), torch.zeros_like(s))
-        y = z * block_expand(ratio, factor)
-        return torch.where(block_expand(ok, factor), y, block_expand(x, factor))
+        ok = block_expand(s > 0, factor)
+        # z / mean(z) first: it is bounded by 1 / w_i, so a tiny block mean cannot overflow
+        shape = z / block_expand(torch.where(s > 0, s, torch.ones_like(s)), factor)
+        y = shape * block_expand(x, factor)
+        return torch.where(ok, y, block_expand(x, factor))
 
 
 class ScAddConstraint(Constraint):
@@ -214,7 +215,7 @@ class ScAddConstraint(Constraint):
     name = "scadd"
     conserving = True
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         zbar = block_mean(z, factor, weights)
         d = x - zbar
         s = torch.sign(-d)
@@ -235,7 +236,7 @@ class ClipConstraint(Constraint):
     name = "clip"
     positive = True
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         return torch.clamp(z, min=0.0)
 
 
@@ -251,7 +252,7 @@ class SoftConstraint(Constraint):
         super().__init__()
         self.lam = float(lam)
 
-    def _apply(self, z, x, factor, weights):
+    def _constrain(self, z, x, factor, weights):
         return z
 
     def penalty(self, y, x, weights=None):

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from climdown.errors import GridShapeError
 from climdown.grid import block_weights
 from climdown.nn.constraints import Constraint, MultConstraint, get_constraint
 
@@ -90,10 +91,32 @@ class ConstrainedModel(nn.Module):
         The constraint runs in at least float32 even under autocast, so conservation holds.
         """
         z = self.raw(lr, **kwargs)
+        self._check_shapes(lr, z, area)
         dtype = torch.promote_types(lr.dtype, torch.float32)
         with torch.autocast(device_type=z.device.type, enabled=False):
             z, x = z.to(dtype), lr.to(dtype)
             return self.constraint(z, x, area_weights(area, self.factor, z))
+
+    def _check_shapes(self, lr: torch.Tensor, z: torch.Tensor, area: torch.Tensor | None) -> None:
+        want = (lr.shape[-2] * self.factor, lr.shape[-1] * self.factor)
+        if tuple(z.shape[-2:]) != want:
+            raise GridShapeError(
+                f"backbone returned a {tuple(z.shape[-2:])} grid for a {tuple(lr.shape[-2:])} "
+                f"input, expected {want} for factor {self.factor}: the backbone was built for "
+                "another factor"
+            )
+        if area is None:
+            return
+        if tuple(area.shape[-2:]) != want:
+            raise GridShapeError(
+                f"area has shape {tuple(area.shape)}, expected fine-cell areas [..., {want[0]}, "
+                f"{want[1]}] (factor {self.factor} x the input grid {tuple(lr.shape[-2:])})"
+            )
+        if area.ndim == 3 and area.shape[0] not in (1, lr.shape[0]):
+            raise GridShapeError(
+                f"area has batch size {area.shape[0]} but the input has {lr.shape[0]}; pass "
+                "one area per sample [B, H, W] or one for all [H, W]"
+            )
 
     def penalty(
         self, y: torch.Tensor, lr: torch.Tensor, area: torch.Tensor | None = None
