@@ -152,18 +152,9 @@ def test_mult_finite_for_tiny_block_mean_in_float32():
     torch.testing.assert_close(block_sum(y, 2) / 4, x, rtol=1e-5, atol=0)
 
 
-_SUBNORMAL = pytest.mark.xfail(
-    strict=True,
-    reason="mult divides by block means below finfo.tiny (float32 subnormals, where w_i z_i "
-    "keeps only a few significant bits): conservation fails by 3e-4 at a mean of 1e-41 and "
-    "4e-2 at 1e-43. Fix: treat blocks with mean <= finfo.tiny / finfo.eps (about 1e-31 in "
-    "float32) as empty (block-constant x), keeping z / mean first; or softplus(z) * scale.",
-)
-
-
 @pytest.mark.parametrize(
     "logit",
-    [-80.0, -86.0, pytest.param(-95.0, marks=_SUBNORMAL), pytest.param(-100.0, marks=_SUBNORMAL)],
+    [-80.0, -86.0, -95.0, -100.0],
 )
 def test_mult_conserves_for_tiny_block_means_in_float32(logit):
     # softplus(logit) ~ exp(logit): block means from 1e-35 down to float32 subnormals (~1e-43)

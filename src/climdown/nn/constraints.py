@@ -197,9 +197,12 @@ class MultConstraint(Constraint):
                 "pass z through softplus/ReLU first, or use 'softmax'"
             )
         s = block_mean(z, factor, weights)
-        ok = block_expand(s > 0, factor)
+        # a mean below tiny/eps holds subnormal z with only a few significant bits: its shape
+        # cannot be trusted, so such blocks count as empty (block-constant x, still conserving)
+        good = s > torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
+        ok = block_expand(good, factor)
         # z / mean(z) first: it is bounded by 1 / w_i, so a tiny block mean cannot overflow
-        shape = z / block_expand(torch.where(s > 0, s, torch.ones_like(s)), factor)
+        shape = z / block_expand(torch.where(good, s, torch.ones_like(s)), factor)
         y = shape * block_expand(x, factor)
         return torch.where(ok, y, block_expand(x, factor))
 
