@@ -6,12 +6,14 @@ lazily, where they are used.
 
 from __future__ import annotations
 
+from climdown import accessor as _accessor  # noqa: F401  (registers the .climdown accessor)
+from climdown import plot  # matplotlib/cartopy are imported inside its functions
 from climdown._version import __version__
 from climdown.errors import (
     CheckpointError,
     ClimdownError,
-    ConservationError,
     ConfigError,
+    ConservationError,
     CoordinateError,
     DataValueError,
     GridShapeError,
@@ -24,6 +26,7 @@ from climdown.grid import Grid
 __all__ = [
     "__version__",
     "Grid",
+    "plot",
     "ClimdownError",
     "UnitsError",
     "ConfigError",
