@@ -1,0 +1,267 @@
+"""Save and load model checkpoints: a state dict plus JSON metadata, read with ``weights_only=True``.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python data::
+
+    {
+        "format": "climdown-checkpoint",
+        "format_version": 1,
+        "meta_json": "{...}",          # everything needed to use the weights without the store
+        "state_dict": {...},           # model weights and buffers (incl. the normalising scale)
+        "optimizer": {...},            # optional: optimiser state(s), for resuming training
+        "extra": {...},                # optional: RNG states, epoch, history, ... (plain data)
+    }
+
+It is always read with ``torch.load(path, weights_only=True)``, which refuses to run arbitrary
+pickled code, so a checkpoint from an untrusted source cannot execute anything on load. The
+model is rebuilt from ``meta["model"]`` (the ``config`` of the model that was saved) with
+:func:`climdown.nn.models.build_model`, then its weights are loaded strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from climdown._version import __version__
+from climdown.errors import CheckpointError, ClimdownError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "read_meta",
+]
+
+FORMAT = "climdown-checkpoint"
+FORMAT_VERSION = 1
+
+
+def _jsonable(obj: Any) -> Any:
+    """``json.dumps`` fallback for numpy/torch scalars and arrays and paths."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return obj.tolist()
+    if isinstance(obj, (Path, torch.device, torch.dtype)):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"checkpoint metadata must be JSON data; got {type(obj).__name__}: {obj!r}")
+
+
+def _optimizer_state(optimizer: Any) -> Any:
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, Mapping):
+        return {name: opt.state_dict() for name, opt in optimizer.items()}
+    return optimizer.state_dict()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    meta: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights and metadata to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file (conventionally ``*.pt``); its directory is created if needed.
+    model : ConstrainedModel
+        The model; ``model.config`` (the arguments that rebuild it) goes into the metadata.
+    meta : mapping
+        JSON-serialisable metadata: variable, units, normalisation stats, grid spacing of the
+        training data (deg), ... The keys ``format``, ``format_version``, ``climdown_version``,
+        ``created``, ``model``, ``factor``, ``constraint`` and ``scale`` are filled in here from
+        the model and the package and take precedence over the same keys in ``meta``.
+    optimizer : Optimizer or mapping of name -> Optimizer, optional
+        Optimiser state to resume training from.
+    extra : mapping, optional
+        Further plain data (tensors, numbers, strings, lists, dicts), e.g. RNG states.
+
+    Returns
+    -------
+    Path
+        The written file. A temporary file in the same directory is renamed over ``path``
+        (``os.replace``), so an interrupted save never leaves a truncated checkpoint.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = dict(getattr(model, "config", {}) or {})
+    constraint = getattr(model, "constraint", None)
+    full = dict(meta)
+    full.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        climdown_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=config,
+        factor=int(getattr(model, "factor", config.get("factor", 1))),
+        constraint=getattr(constraint, "name", config.get("constraint")),
+        scale=float(model.scale) if hasattr(model, "scale") else config.get("scale"),
+    )
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta_json": json.dumps(full, default=_jsonable, sort_keys=True),
+        "state_dict": model.state_dict(),
+    }
+    if optimizer is not None:
+        payload["optimizer"] = _optimizer_state(optimizer)
+    if extra is not None:
+        payload["extra"] = dict(extra)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> dict:
+    """The whole checkpoint as plain data, with ``meta`` parsed from its JSON.
+
+    Read with ``torch.load(path, map_location=device, weights_only=True)`` only.
+
+    Returns
+    -------
+    dict
+        ``meta`` (dict), ``state_dict``, and ``optimizer`` / ``extra`` when saved.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, unreadable, corrupt, of another format or of a newer format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} not found; pass the .pt file written by `climdown train` "
+            "(e.g. run/best.pt)"
+        )
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r}: it is corrupt, truncated, or not a climdown "
+            "checkpoint (climdown loads only tensors and plain data, weights_only=True); "
+            f"re-save it with climdown.checkpoint.save_checkpoint. Reader said: {err}"
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        seen = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{str(path)!r} is not a climdown checkpoint: expected a dict with "
+            f"format={FORMAT!r}, found {seen}; save models with climdown.checkpoint.save_checkpoint"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {version!r}; this climdown "
+            f"({__version__}) reads versions 1 to {FORMAT_VERSION}: upgrade climdown"
+        )
+    try:
+        meta = json.loads(payload["meta_json"])
+        state_dict = payload["state_dict"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: its metadata or weights are missing or "
+            f"unreadable ({err}); re-train or re-save it"
+        ) from err
+    out = {"meta": meta, "state_dict": state_dict}
+    for key in ("optimizer", "extra"):
+        if key in payload:
+            out[key] = payload[key]
+    return out
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The metadata of a checkpoint (model config, factor, variable, units, stats, version, ...)."""
+    return read_checkpoint(path)["meta"]
+
+
+def _check_expected(path: Path, meta: dict, factor: int | None, variable: str | None) -> None:
+    if factor is not None and int(meta.get("factor", -1)) != int(factor):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} downscales by factor {meta.get('factor')} but factor "
+            f"{factor} is needed here; use a checkpoint trained at factor {factor} "
+            f"(climdown train --store <a {factor}x store>) or data at factor {meta.get('factor')}"
+        )
+    seen = meta.get("variable")
+    if variable is not None and str(seen).lower() != str(variable).lower():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was trained on variable {seen!r} but the data here is "
+            f"{variable!r}; use a checkpoint trained on {variable!r} or pass the {seen!r} field"
+        )
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    expect_factor: int | None = None,
+    expect_variable: str | None = None,
+) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the saved model with its weights, in eval mode, on ``device``.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`save_checkpoint` (e.g. ``run/best.pt``).
+    device : str or torch.device
+        Where to put the weights (``"cpu"``, ``"cuda"``, ``"mps"``).
+    expect_factor, expect_variable : optional
+        The factor and variable of the data the model will be used on; a mismatch raises.
+
+    Returns
+    -------
+    model : ConstrainedModel
+        In eval mode.
+    meta : dict
+        The checkpoint's metadata (see :func:`save_checkpoint`).
+
+    Raises
+    ------
+    CheckpointError
+        Missing/corrupt/unknown-format file, a factor or variable other than expected (naming
+        both and the fix), or weights that do not fit the recorded model configuration.
+    """
+    from climdown.nn.models import build_model  # models import this package's nn layer only
+
+    path = Path(path)
+    ckpt = read_checkpoint(path, device=device)
+    meta = ckpt["meta"]
+    _check_expected(path, meta, expect_factor, expect_variable)
+    try:
+        model = build_model(meta["model"])
+    except (KeyError, TypeError, ClimdownError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} records a model this climdown ({__version__}) cannot "
+            f"build: {err}; it was written by climdown {meta.get('climdown_version')}"
+        ) from err
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the weights in {str(path)!r} do not fit its recorded model "
+            f"{meta['model'].get('name', '?')!r}: {err}"
+        ) from err
+    return model.to(device).eval(), meta

@@ -1,0 +1,591 @@
+"""The training loop: Adam on a store's train split, validation on val, a log and checkpoints.
+
+One call, :func:`train`, does what the study did for every model (Adam, lr 1e-3, batch 64,
+20 epochs, MSE; the GAN adds 0.01 x a BCE adversarial term and alternates discriminator and
+generator steps; the ``soft`` constraint adds its penalty to the loss) and writes into ``out/``:
+
+* ``metrics.jsonl``: one JSON record per epoch (train loss, val RMSE in kg m-2, area-weighted
+  val RMSE, mass violation, negative count, time);
+* ``last.pt``: the latest epoch, with optimiser and RNG states, so an interrupted run resumes
+  to exactly the result of an uninterrupted one with the same seed;
+* ``best.pt``: the epoch with the lowest val RMSE (picked on ``val``, never on ``test``);
+* ``curves.png``: the training curves (:func:`climdown.plot.training_curves`).
+
+The loss is computed on the normalised scale (fields divided by the store's normalisation
+``scale``), which is where the soft penalty also lives; metrics are in physical units.
+:func:`evaluate_model` scores a model on a split (with an ensemble for the GAN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from climdown import metrics
+from climdown.checkpoint import read_checkpoint, save_checkpoint
+from climdown.data.dataset import PatchDataset, make_loader
+from climdown.data.store import store_info
+from climdown.errors import CheckpointError, ConfigError, StoreError
+from climdown.nn.constraints import get_constraint
+from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
+from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
+from climdown.nn.normalize import ConstrainedModel
+
+__all__ = ["train", "evaluate_model", "validate", "pick_device", "ADV_WEIGHT"]
+
+#: Weight of the adversarial term in the GAN generator's loss (the study's 0.01).
+ADV_WEIGHT = 0.01
+LOG_NAME, LAST_NAME, BEST_NAME, CURVES_NAME = "metrics.jsonl", "last.pt", "best.pt", "curves.png"
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------
+def train(
+    store: str | os.PathLike,
+    model: str = "cnn",
+    constraint: str = "softmax",
+    *,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    device: str = "auto",
+    out: str | os.PathLike = "run",
+    seed: int = 0,
+    resume: bool = True,
+    max_steps: int | None = None,
+    model_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+    soft_lambda: float = 1.0,
+    cache: bool = True,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` with ``constraint`` on the store's ``train`` split, validating on ``val``.
+
+    Parameters
+    ----------
+    store : path
+        A store built by ``climdown build`` (:func:`climdown.data.store.build_store`).
+    model : str
+        ``cnn``, ``gan``, ``convgru``, ``flowconvgru`` (:func:`climdown.nn.models.get_model`).
+    constraint : str
+        ``none``, ``softmax``, ``add``, ``mult``, ``scadd``, ``clip`` or ``soft``.
+    epochs : int
+        Total number of epochs (a resumed run continues up to this number).
+    batch_size : int
+        Samples per optimiser step (64 in the study).
+    lr : float
+        Adam learning rate (1e-3 in the study; also used for the GAN discriminator).
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string.
+    out : path
+        Folder for the log, checkpoints and curves; created if needed.
+    seed : int
+        Seeds the weights, the noise and the shuffling (epoch e shuffles with ``seed + e``).
+    resume : bool
+        Continue from ``out/last.pt`` when it exists; False starts afresh (and overwrites).
+    max_steps : int, optional
+        At most this many optimiser steps per epoch (quick runs and tests); None = whole epochs.
+    model_options : dict, optional
+        Model options (e.g. ``{"width": 8, "layout": "reference"}``), see ``get_model``.
+    progress : bool
+        Show a tqdm bar per epoch (loss, mass violation) and a line per epoch.
+    num_workers : int
+        DataLoader worker processes.
+    soft_lambda : float
+        Weight of the ``soft`` constraint's penalty (ignored by the other constraints).
+    cache : bool
+        Read the train and val splits into memory once (fast epochs; a zarr chunk is not
+        decompressed per sample). False for stores larger than memory.
+    plot : bool
+        Draw ``out/curves.png`` at the end (skipped when plotting is not installed).
+
+    Returns
+    -------
+    dict
+        ``best_val_rmse`` (kg m-2), ``best_epoch``, ``epochs`` (completed), ``steps``,
+        ``device``, ``n_parameters`` and the paths ``out``, ``best``, ``last``, ``log``,
+        ``curves`` (None when no plot was made).
+
+    Raises
+    ------
+    StoreError
+        If the store is missing, lacks a split or its normalisation statistics.
+    ConfigError
+        For an unknown model, constraint or option, or when ``out/last.pt`` holds a run with
+        other settings (pass ``resume=False`` or another ``out``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path, last_path, best_path = out / LOG_NAME, out / LAST_NAME, out / BEST_NAME
+    if str(model).lower() not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    get_constraint(constraint)  # ConfigError for an unknown name, before any data are read
+    dev = pick_device(device)
+    scale = normalisation_scale(store)
+    train_set = PatchDataset(store, "train", cache=cache)
+    val_set = PatchDataset(store, "val", cache=cache)
+    settings = {
+        "model": str(model).lower(),
+        "constraint": str(constraint).lower(),
+        "model_options": dict(model_options or {}),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "seed": int(seed),
+        "soft_lambda": float(soft_lambda),
+    }
+
+    torch.manual_seed(seed)
+    net = _build(settings, train_set, scale).to(dev)
+    if net.n_parameters == 0:
+        raise ConfigError(
+            f"model {model!r} has no trainable parameters; score it with evaluate_model "
+            "(climdown evaluate) instead of training it"
+        )
+    disc = make_discriminator(net).to(dev) if isinstance(net, GANModel) else None
+    opts = {"model": torch.optim.Adam(net.parameters(), lr=lr)}
+    if disc is not None:
+        opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=lr)
+    state = {"epoch": 0, "step": 0, "best_val_rmse": math.inf, "best_epoch": None}
+    if resume and last_path.is_file():
+        state = _restore(last_path, net, disc, opts, settings, dev)
+        _keep_log_until(log_path, state["epoch"])
+    else:
+        log_path.unlink(missing_ok=True)
+        best_path.unlink(missing_ok=True)
+    meta = _meta(train_set, store, settings)
+
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        t0 = time.perf_counter()
+        loader = make_loader(
+            train_set,
+            batch_size=batch_size,
+            shuffle=True,
+            seed=seed + epoch,
+            num_workers=num_workers,
+        )
+        n_batches = len(loader) if max_steps is None else min(len(loader), max_steps)
+        bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not progress)
+        net.train()
+        loss_sum, d_loss_sum, seen = 0.0, 0.0, 0
+        for i, batch in enumerate(bar):
+            if i >= n_batches:
+                break
+            x, y, area = (batch[k].to(dev) for k in ("lr", "hr", "area"))
+            pred, loss, d_loss = _step(net, disc, opts, x, y, area)
+            state["step"] += 1
+            loss_sum, d_loss_sum, seen = (
+                loss_sum + loss * len(x),
+                d_loss_sum + d_loss * len(x),
+                seen + len(x),
+            )
+            if progress:
+                mass = metrics.mass_violation(pred, x, _per_sample(area), net.factor)["max_abs"]
+                bar.set_postfix(loss=f"{loss:.4g}", mass=f"{mass:.1e}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+
+        record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1)}
+        if disc is not None:
+            record["train_d_loss"] = d_loss_sum / max(seen, 1)
+        record.update(validate(net, val_set, batch_size=batch_size, device=dev))
+        record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
+        state["epoch"] = epoch
+        if record["val_rmse"] < state["best_val_rmse"]:
+            state.update(best_val_rmse=record["val_rmse"], best_epoch=epoch)
+            save_checkpoint(best_path, net, meta=meta, extra={"epoch": epoch, "val": record})
+        with log_path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        extra = {
+            "state": state,
+            "settings": settings,
+            "rng": _rng_state(),
+            "discriminator": None if disc is None else disc.state_dict(),
+        }
+        save_checkpoint(last_path, net, meta=meta, optimizer=opts, extra=extra)
+        if progress:
+            tqdm.write(_epoch_line(record))
+
+    curves = _plot_curves(log_path, out / CURVES_NAME) if plot else None
+    return {
+        "best_val_rmse": state["best_val_rmse"],
+        "best_epoch": state["best_epoch"],
+        "epochs": state["epoch"],
+        "steps": state["step"],
+        "device": str(dev),
+        "n_parameters": net.n_parameters,
+        "out": str(out),
+        "best": str(best_path) if best_path.is_file() else None,
+        "last": str(last_path) if last_path.is_file() else None,
+        "log": str(log_path) if log_path.is_file() else None,
+        "curves": curves,
+    }
+
+
+def _step(
+    net: ConstrainedModel,
+    disc: torch.nn.Module | None,
+    opts: dict[str, torch.optim.Optimizer],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    area: torch.Tensor,
+) -> tuple[torch.Tensor, float, float]:
+    """One optimiser step; returns (detached prediction, loss, discriminator loss or 0)."""
+    s = net.scale
+    pred = net(x, area)  # [B, T, C, H, W] in kg m-2
+    d_loss = torch.zeros(())
+    if disc is None:
+        loss = mse_loss(pred / s, y / s)
+    else:
+        # discriminator first, on a detached fake; then the generator against the updated D
+        d_loss = discriminator_loss(disc(y, x), disc(pred.detach(), x))
+        opts["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opts["discriminator"].step()
+        disc.requires_grad_(False)  # the generator step needs gradients through D, not for D
+        loss = generator_loss(pred / s, y / s, disc(pred, x), adv_weight=ADV_WEIGHT)
+        disc.requires_grad_(True)
+    loss = loss + net.penalty(pred, x, area)
+    opts["model"].zero_grad(set_to_none=True)
+    loss.backward()
+    opts["model"].step()
+    return pred.detach(), float(loss.detach()), float(d_loss.detach())
+
+
+# ---------------------------------------------------------------------------------------
+# Validation and evaluation
+# ---------------------------------------------------------------------------------------
+def _per_sample(area: torch.Tensor) -> torch.Tensor:
+    """Fine-cell areas ``[B, H, W]`` -> ``[B, 1, 1, H, W]``, to broadcast against ``[B, T, C, H, W]``."""
+    return area[:, None, None]
+
+
+@torch.no_grad()
+def _predict(
+    net: ConstrainedModel, dataset: PatchDataset, batch_size: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Run ``net`` over a whole split in order; CPU tensors ``pred``, ``hr``, ``lr``, ``area``."""
+    was_training = net.training
+    net.eval()
+    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x, area = batch["lr"].to(device), batch["area"].to(device)
+        parts["pred"].append(net(x, area).cpu())
+        for key in ("hr", "lr", "area"):
+            parts[key].append(batch[key])
+    net.train(was_training)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def validate(
+    net: ConstrainedModel,
+    dataset: PatchDataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Scores of ``net`` on a split, for the training log.
+
+    Returns
+    -------
+    dict
+        ``val_rmse`` and ``val_rmse_area`` (area-weighted) in kg m-2, ``val_mass_violation``
+        (largest ``|coarsen(pred) - lr|`` over all coarse cells, kg m-2),
+        ``val_mass_violation_rel`` (that, relative to the mean ``|lr|``) and ``val_neg`` (count
+        of negative pixels).
+    """
+    p = _predict(net, dataset, batch_size, torch.device(device))
+    area = _per_sample(p["area"])
+    mv = metrics.mass_violation(p["pred"], p["lr"], area, net.factor)
+    return {
+        "val_rmse": metrics.rmse(p["pred"], p["hr"]),
+        "val_rmse_area": metrics.rmse(p["pred"], p["hr"], area=area),
+        "val_mass_violation": mv["max_abs"],
+        "val_mass_violation_rel": mv["max_rel"],
+        "val_neg": metrics.neg_count(p["pred"]),
+    }
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: ConstrainedModel,
+    store: str | os.PathLike,
+    split: str = "val",
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    members: int = 10,
+    seed: int = 0,
+    cache: bool = True,
+) -> dict[str, float]:
+    """All scores of ``model`` on one split of a store (one row of the evaluation table).
+
+    Parameters
+    ----------
+    model : ConstrainedModel
+        E.g. from :func:`climdown.checkpoint.load_checkpoint` or a baseline from ``get_model``.
+    store : path
+        The store; its factor must be the model's.
+    split : str
+        ``"val"`` (model selection) or ``"test"`` (the reported numbers).
+    batch_size : int
+        Samples per forward pass.
+    device : str
+        ``"auto"`` or a torch device string.
+    members : int
+        Ensemble size for models that sample (the GAN): each sample gets ``members``
+        independent noise draws, from a generator seeded with ``seed``.
+    seed : int
+        Seed of the ensemble noise.
+    cache : bool
+        Read the split into memory once.
+
+    Returns
+    -------
+    dict[str, float]
+        :func:`climdown.metrics.score_table` of the prediction (MSE, RMSE, PSNR, MAE, SSIM,
+        neg_num, mass violation, area-weighted RMSE/MAE; kg m-2), with ``n_samples``. For
+        ensembles the point scores are those of member 0 (one draw, as a user gets it), and
+        ``CRPS`` (the standard ECDF estimator) and ``CRPS_fair`` are over all members.
+
+    Raises
+    ------
+    ConfigError
+        If the model's factor is not the store's.
+    """
+    dev = pick_device(device)
+    dataset = PatchDataset(store, split, cache=cache)
+    if int(model.factor) != int(dataset.factor):
+        raise ConfigError(
+            f"the model downscales by factor {model.factor} but store {str(store)!r} holds "
+            f"factor-{dataset.factor} pairs; evaluate it on a store built at factor {model.factor}"
+        )
+    model = model.to(dev).eval()
+    sampler = getattr(model, "sample", None) if members else None
+    if sampler is None:
+        p = _predict(model, dataset, batch_size, dev)
+        crps: dict[str, float] = {}
+    else:
+        p, crps = _predict_ensemble(model, dataset, batch_size, dev, members, seed)
+    row = metrics.score_table(p["pred"], p["hr"], p["lr"], _per_sample(p["area"]), model.factor)
+    row.update(crps)
+    row["n_samples"] = int(p["pred"].shape[0])
+    return row
+
+
+def _predict_ensemble(
+    model: GANModel,
+    dataset: PatchDataset,
+    batch_size: int,
+    device: torch.device,
+    members: int,
+    seed: int,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Member-0 predictions of a sampling model, and CRPS over all members (batch-weighted)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
+    sums, n = {"CRPS": 0.0, "CRPS_fair": 0.0}, 0
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x, area = batch["lr"].to(device), batch["area"].to(device)
+        ens = model.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
+        b = ens.shape[1]
+        # CRPS is a mean over pixels, so batch means weighted by batch size give the set mean
+        sums["CRPS"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0)
+        sums["CRPS_fair"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0, fair=True)
+        n += b
+        parts["pred"].append(ens[0])
+        for key in ("hr", "lr", "area"):
+            parts[key].append(batch[key])
+    return {k: torch.cat(v) for k, v in parts.items()}, {k: v / n for k, v in sums.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers: device, model, normalisation, resume, metadata, log
+# ---------------------------------------------------------------------------------------
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, then Apple MPS, then CPU; otherwise ``torch.device(device)``.
+
+    Raises
+    ------
+    ConfigError
+        For a device string torch does not know, or a CUDA/MPS device that is not available.
+    """
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(
+            f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from err
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available(),
+    }
+    if not available.get(dev.type, True):
+        raise ConfigError(f"device {device!r} is not available on this machine; use device='auto'")
+    return dev
+
+
+def normalisation_scale(store: str | os.PathLike) -> float:
+    """The store's normalisation scale (kg m-2, computed on train HR when it was built).
+
+    Raises
+    ------
+    StoreError
+        If the store is missing, incomplete, or records no usable (positive, finite) scale.
+    """
+    norm = store_info(store).get("normalisation")
+    value = norm.get("scale") if isinstance(norm, dict) else None
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise StoreError(
+            f"store {str(store)!r} has no usable normalisation scale (its 'normalisation' "
+            f"attribute is {norm!r}; expected a dict with a positive 'scale' in kg m-2); rebuild "
+            "it with `climdown build RECIPE.yaml --overwrite`, which computes it on train HR"
+        )
+    return scale
+
+
+def _build(settings: dict[str, Any], dataset: PatchDataset, scale: float) -> ConstrainedModel:
+    """The model for these settings, sized for the dataset (factor, frames, channels)."""
+    item = dataset[0]
+    frames, channels = int(item["lr"].shape[0]), int(item["lr"].shape[1])
+    constraint_options = (
+        {"lam": settings["soft_lambda"]} if settings["constraint"] == "soft" else None
+    )
+    return get_model(
+        settings["model"],
+        int(dataset.factor),
+        settings["constraint"],
+        scale=scale,
+        frames=frames,
+        channels=channels,
+        constraint_options=constraint_options,
+        **settings["model_options"],
+    )
+
+
+def _rng_state() -> dict[str, Any]:
+    """The torch RNG states (weights init, GAN noise); shuffling has its own seeded generator.
+
+    numpy's and Python's global RNGs are not used by the loop, the dataset or the models.
+    """
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"].cpu())
+
+
+def _restore(
+    path: Path,
+    net: ConstrainedModel,
+    disc: torch.nn.Module | None,
+    opts: dict[str, torch.optim.Optimizer],
+    settings: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Load weights, optimiser and RNG states from ``last.pt``; returns the loop state."""
+    ckpt = read_checkpoint(path, device=device)
+    extra = ckpt.get("extra") or {}
+    saved = extra.get("settings")
+    if saved != settings:
+        raise ConfigError(
+            f"{str(path)!r} holds a run with settings {saved}, not {settings}; pass resume=False "
+            "(climdown train --no-resume) to start afresh there, or choose another out folder"
+        )
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+        for name, opt in opts.items():
+            opt.load_state_dict(ckpt["optimizer"][name])
+        if disc is not None:
+            disc.load_state_dict(extra["discriminator"])
+        _set_rng_state(extra["rng"])
+        state = dict(extra["state"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}: it lacks or mismatches training state ({err}); "
+            "pass resume=False (climdown train --no-resume) to start afresh"
+        ) from err
+    return state
+
+
+def _meta(dataset: PatchDataset, store: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint metadata: what the weights mean without the store at hand."""
+    return {
+        "variable": getattr(dataset, "variable", None),
+        "units": getattr(dataset, "units", None),
+        "normalisation": dict(getattr(dataset, "stats", None) or {}),
+        **_spacing(dataset),
+        "store": str(store),
+        "training": settings,
+    }
+
+
+def _spacing(dataset: PatchDataset) -> dict[str, list[float]]:
+    """Grid spacing ``[dlat, dlon]`` (deg) of the training patches, fine and coarse."""
+    lat, lon = np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0]
+    hr = [
+        float(np.median(np.abs(np.diff(lat)))),
+        float(np.median(np.abs((np.diff(lon) + 180.0) % 360.0 - 180.0))),
+    ]
+    return {"hr_spacing_deg": hr, "lr_spacing_deg": [d * dataset.factor for d in hr]}
+
+
+def _keep_log_until(log_path: Path, epoch: int) -> None:
+    """Drop log records after ``epoch`` (written by a run interrupted before its checkpoint)."""
+    if not log_path.is_file():
+        return
+    lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epoch]
+    log_path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    return (
+        f"epoch {record['epoch']}: loss {record['train_loss']:.4g}, "
+        f"val RMSE {record['val_rmse']:.4g} kg m-2, "
+        f"mass violation {record['val_mass_violation']:.2e} kg m-2, "
+        f"neg {record['val_neg']}, {record['time_s']:.1f} s"
+    )
+
+
+def _plot_curves(log_path: Path, path: Path) -> str | None:
+    """Training curves PNG via :func:`climdown.plot.training_curves`, when plotting is available."""
+    if not log_path.is_file():
+        return None
+    try:
+        from climdown.plot import training_curves
+    except (ImportError, AttributeError):
+        return None
+    training_curves(log_path, path=path)
+    return str(path)

@@ -1,0 +1,244 @@
+"""The training loop on a tiny store: loss falls, checkpoints round-trip, resume is exact, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from climdown.checkpoint import load_checkpoint, read_checkpoint, read_meta
+from climdown.data.recipe import load_recipe
+from climdown.data.store import build_store
+from climdown.errors import ConfigError, StoreError
+from climdown.nn.models import GANModel, get_model
+from climdown.train import evaluate_model, pick_device, train
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SMALL = {"width": 8, "blocks": 1}  # a few thousand weights: steps take milliseconds
+FAST = {"batch_size": 8, "progress": False, "plot": False, "model_options": SMALL}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """recipes/tiny.yaml (32 train / 16 val / 16 test synthetic 4x pairs, 16 x 16 HR)."""
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    recipe["output"] = str(tmp_path_factory.mktemp("stores") / "tiny.zarr")
+    return build_store(load_recipe(recipe))
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def softmax_run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run") / "softmax"
+    summary = train(store, "cnn", "softmax", epochs=3, out=out, **FAST)
+    return out, summary
+
+
+def test_cnn_softmax_loss_falls_and_conserves(softmax_run):
+    out, summary = softmax_run
+    log = _log(out)
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert log[-1]["val_rmse"] < log[0]["val_rmse"]
+    for rec in log:
+        assert rec["val_neg"] == 0
+        assert rec["val_mass_violation_rel"] < 1e-5
+        assert {"val_rmse_area", "val_mass_violation", "time_s", "train_time_s"} <= set(rec)
+    assert summary["epochs"] == 3 and summary["steps"] == 3 * 4  # 32 samples / batch 8
+    best = min(log, key=lambda r: r["val_rmse"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best_val_rmse"] == pytest.approx(best["val_rmse"])
+    assert read_checkpoint(out / "best.pt")["extra"]["epoch"] == best["epoch"]
+
+
+def test_unconstrained_run_violates_mass(store, softmax_run, tmp_path):
+    # contrast case: the same training without the layer neither conserves mass nor keeps it
+    # within float32 round-off, which is what the softmax run above is checked against
+    train(store, "cnn", "none", epochs=1, out=tmp_path, **FAST)
+    assert _log(tmp_path)[0]["val_mass_violation_rel"] > 1e-3
+    assert _log(softmax_run[0])[0]["val_mass_violation_rel"] < 1e-5
+
+
+def test_checkpoint_metadata(softmax_run, store):
+    out, _ = softmax_run
+    meta = read_meta(out / "best.pt")
+    assert meta["model"]["name"] == "cnn" and meta["constraint"] == "softmax"
+    assert meta["factor"] == 4 and meta["variable"] == "tcw" and meta["units"] == "kg m-2"
+    assert meta["normalisation"]["scale"] == pytest.approx(meta["scale"])
+    assert meta["lr_spacing_deg"] == pytest.approx([4.0, 4.0])  # tiny: 1 deg HR, 4x
+    assert meta["hr_spacing_deg"] == pytest.approx([1.0, 1.0])
+    assert meta["training"]["batch_size"] == 8 and meta["training"]["seed"] == 0
+    assert {"climdown_version", "format_version", "created"} <= set(meta)
+
+
+def test_checkpoint_round_trips_in_a_fresh_process(softmax_run, tmp_path):
+    out, _ = softmax_run
+    torch.manual_seed(1)
+    lr = 40.0 * torch.rand(2, 1, 1, 4, 4)
+    torch.save(lr, tmp_path / "lr.pt")
+    model, _ = load_checkpoint(out / "best.pt")
+    with torch.no_grad():
+        here = model(lr)
+    code = (
+        "import torch; from climdown.checkpoint import load_checkpoint;"
+        f"m, _ = load_checkpoint({str(out / 'best.pt')!r});"
+        f"lr = torch.load({str(tmp_path / 'lr.pt')!r}, weights_only=True);"
+        f"torch.save(m(lr).detach(), {str(tmp_path / 'y.pt')!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    there = torch.load(tmp_path / "y.pt", weights_only=True)
+    assert torch.equal(here, there)
+    # contrast: a freshly initialised model of the same config gives other outputs
+    fresh = get_model("cnn", 4, "softmax", scale=float(model.scale), **SMALL)
+    with torch.no_grad():
+        assert not torch.allclose(fresh(lr), here)
+
+
+@pytest.mark.parametrize("model", ["cnn", "gan"])  # gan: its noise comes from the torch RNG
+def test_resume_equals_uninterrupted(store, tmp_path, model):
+    kw = {**FAST, "max_steps": 2}
+    straight = tmp_path / "straight"
+    train(store, model, "softmax", epochs=2, out=straight, **kw)
+    resumed = tmp_path / "resumed"
+    train(store, model, "softmax", epochs=1, out=resumed, **kw)
+    summary = train(store, model, "softmax", epochs=2, out=resumed, **kw)
+    assert summary["epochs"] == 2 and summary["steps"] == 4
+    a = read_checkpoint(straight / "last.pt")
+    b = read_checkpoint(resumed / "last.pt")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for ra, rb in zip(_log(straight), _log(resumed), strict=True):
+        for key in ("epoch", "step", "train_loss", "val_rmse", "val_mass_violation", "val_neg"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-6, abs=1e-12), key
+    # contrast: another seed gives other weights, so the equality above is not vacuous
+    other = tmp_path / "other"
+    train(store, model, "softmax", epochs=2, out=other, seed=1, **kw)
+    c = read_checkpoint(other / "last.pt")["state_dict"]
+    assert any(not torch.equal(value, c[key]) for key, value in b["state_dict"].items())
+
+
+def test_resume_of_a_finished_run_does_nothing(store, softmax_run):
+    out, before = softmax_run
+    stamp = (out / "last.pt").stat().st_mtime_ns
+    after = train(store, "cnn", "softmax", epochs=3, out=out, **FAST)
+    assert after["epochs"] == 3 and after["best_val_rmse"] == before["best_val_rmse"]
+    assert (out / "last.pt").stat().st_mtime_ns == stamp
+    assert len(_log(out)) == 3
+
+
+def test_resume_with_other_settings_is_refused(store, softmax_run):
+    out, _ = softmax_run
+    with pytest.raises(ConfigError, match="resume=False"):
+        train(store, "cnn", "softmax", epochs=4, out=out, lr=1e-2, **FAST)
+
+
+def test_no_resume_starts_afresh(store, tmp_path):
+    train(store, "cnn", "softmax", epochs=1, out=tmp_path, max_steps=1, **FAST)
+    summary = train(
+        store, "cnn", "softmax", epochs=1, out=tmp_path, max_steps=2, resume=False, **FAST
+    )
+    assert summary["steps"] == 2 and len(_log(tmp_path)) == 1
+
+
+def test_gan_alternating_steps_and_ensemble_scores(store, tmp_path):
+    summary = train(store, "gan", "softmax", epochs=1, max_steps=2, out=tmp_path, **FAST)
+    assert summary["steps"] == 2
+    rec = _log(tmp_path)[0]
+    assert rec["train_d_loss"] > 0 and rec["val_neg"] == 0
+    ckpt = read_checkpoint(tmp_path / "last.pt")
+    assert set(ckpt["optimizer"]) == {"model", "discriminator"}
+    assert ckpt["extra"]["discriminator"]  # the discriminator's weights, for resuming
+    model, _ = load_checkpoint(tmp_path / "best.pt")
+    assert isinstance(model, GANModel)
+    scores = evaluate_model(model, store, "val", batch_size=8, members=3)
+    assert 0 <= scores["CRPS_fair"] <= scores["CRPS"]
+    assert scores["n_samples"] == 16 and scores["neg_num"] == 0
+    assert scores["mass_violation_rel"] < 1e-5
+
+
+def test_soft_constraint_trains_with_its_penalty(store, tmp_path):
+    train(store, "cnn", "soft", epochs=1, max_steps=1, out=tmp_path, soft_lambda=0.5, **FAST)
+    meta = read_meta(tmp_path / "best.pt")
+    assert meta["constraint"] == "soft"
+    assert meta["model"]["constraint_options"] == {"lam": 0.5}
+    model, _ = load_checkpoint(tmp_path / "best.pt")
+    lr = 40.0 * torch.rand(1, 1, 1, 4, 4)
+    y = model(lr).detach()
+    assert float(model.penalty(y, lr)) > 0  # the term the trainer adds
+
+
+def test_evaluate_model_baseline_and_factor_check(store):
+    scores = evaluate_model(get_model("bicubic", 4, "softmax"), store, "test", batch_size=8)
+    assert scores["n_samples"] == 16 and scores["mass_violation_rel"] < 1e-5
+    assert "CRPS" not in scores and scores["RMSE"] > 0
+    with pytest.raises(ConfigError, match="factor 2"):
+        evaluate_model(get_model("bicubic", 2, "softmax"), store, "val")
+
+
+@pytest.mark.parametrize(
+    ("model", "constraint", "match"),
+    [("resnet", "softmax", "unknown model 'resnet'"), ("cnn", "hard", "unknown constraint")],
+)
+def test_unknown_names_are_config_errors(store, tmp_path, model, constraint, match):
+    with pytest.raises(ConfigError, match=match):
+        train(store, model, constraint, out=tmp_path, **FAST)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_untrainable_baseline_is_a_config_error(store, tmp_path):
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        train(store, "bicubic", "softmax", out=tmp_path, progress=False, plot=False)
+
+
+def test_store_without_normalisation_is_a_store_error(store, tmp_path):
+    import zarr
+
+    broken = tmp_path / "nostats.zarr"
+    shutil.copytree(store, broken)
+    group = zarr.open_group(broken, mode="r+")
+    attrs = dict(group.attrs)
+    attrs.pop("normalisation")
+    group.attrs.put(attrs)
+    with pytest.raises(StoreError, match="normalisation"):
+        train(broken, out=tmp_path / "run", **FAST)
+    with pytest.raises(StoreError, match="no store"):
+        train(tmp_path / "missing.zarr", out=tmp_path / "run", **FAST)
+
+
+def test_pick_device():
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected is None:
+        expected = "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pick_device("auto").type == expected
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        pick_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="not available"):
+            pick_device("cuda")
+
+
+def test_training_curves_are_drawn(store, tmp_path):
+    pytest.importorskip("matplotlib")
+    summary = train(
+        store,
+        "cnn",
+        "softmax",
+        epochs=1,
+        max_steps=1,
+        out=tmp_path,
+        batch_size=8,
+        progress=False,
+        model_options=SMALL,
+    )
+    assert summary["curves"] == str(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
