@@ -103,8 +103,12 @@ def test_source_paths_are_resolved_and_checked(tmp_path, monkeypatch):
     assert load_recipe(_base(source="era5.nc")).source == str(tmp_path / "era5.nc")
     assert load_recipe(_base(source="gs://bucket/x.zarr")).source == "gs://bucket/x.zarr"
     assert load_recipe(_base(source="sample:rhine")).source == "sample:rhine"
+    era5 = {"kind": "era5", "path": "era5.nc"}
+    assert load_recipe(_base(source=era5)).source["path"] == str(tmp_path / "era5.nc")
     with pytest.raises(RecipeError, match="no such file"):
         load_recipe(_base(source="missing.nc"))
+    with pytest.raises(RecipeError, match="no such file"):
+        load_recipe(_base(source={"kind": "era5", "path": "missing.nc"}))
     with pytest.raises(RecipeError, match="kind"):
         load_recipe(_base(source={"seed": 1}))
 

@@ -220,9 +220,15 @@ def test_non_store_at_output_is_not_replaced_silently(tmp_path):
     path = tmp_path / "taken.zarr"
     path.mkdir()
     (path / "keep.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(StoreError, match="not a climdown store; refusing"):
+            build_store(_tiny(path), overwrite=overwrite)
+    assert (path / "keep.txt").read_text() == "mine"
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()  # an empty directory is fair game
     with pytest.raises(StoreError, match="not a complete climdown store"):
-        build_store(_tiny(path))
-    assert (path / "keep.txt").exists()
+        build_store(_tiny(empty))
+    assert is_complete(build_store(_tiny(empty), overwrite=True))
 
 
 def test_killed_build_leaves_no_complete_store_and_next_run_finishes(tmp_path, monkeypatch):
@@ -327,6 +333,28 @@ def test_nans_in_patches_name_the_split_and_count(tmp_path):
     with pytest.raises(DataValueError, match=r"split 'train': \d+ NaN/inf values.*region"):
         build_store(r)
     assert not r.output.exists() and not partial_path(r.output).exists()
+
+
+def test_real_era5_sample_source(tmp_path):
+    """The packaged ERA5 Rhine file (int16-packed, kg m**-2, descending lat) builds a store."""
+    r = load_recipe(
+        {
+            "source": "sample:rhine",
+            "factor": 4,
+            "patch": 32,
+            "splits": {
+                "train": {"start": "2020-01-01", "end": "2020-01-01T16:00", "samples": 12},
+                "val": {"start": "2020-01-01T16:00", "end": "2020-01-02", "samples": 4},
+            },
+            "chunks": 8,
+            "output": str(tmp_path / "rhine.zarr"),
+        }
+    )
+    ds = open_store(build_store(r), "train").load()
+    assert ds.hr.shape == (12, 1, 32, 32) and ds.hr.dtype == np.float32
+    assert 0.0 < float(ds.hr.min()) and float(ds.hr.max()) < 60.0  # winter TCW, kg m-2
+    assert ds.lat.values.max() <= 55.0 and ds.lat.values.min() >= 45.0
+    assert np.abs(_area_coarsen(ds, 4) - ds.lr.values).max() <= 1e-5
 
 
 def test_region_smaller_than_a_patch(tmp_path):

@@ -370,6 +370,8 @@ def _source(value: Any) -> str | dict[str, Any]:
             raise RecipeError(
                 f"source mapping needs a 'kind' (e.g. {{kind: synthetic, seed: 0}}), got {src!r}"
             )
+        if isinstance(src.get("path"), str):
+            src["path"] = _source(src["path"])  # same path rules as a plain string
         return src
     if isinstance(value, os.PathLike):
         value = os.fspath(value)

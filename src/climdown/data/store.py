@@ -77,7 +77,8 @@ def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = Fal
     ------
     StoreError
         If a store built from a different recipe (or an incomplete one) is at the output path
-        and ``overwrite`` is False.
+        and ``overwrite`` is False, or anything that is not a climdown store is there (never
+        replaced, even with ``overwrite``).
     RecipeError
         If the source cannot supply the requested splits or sample counts.
     GridShapeError
@@ -101,6 +102,12 @@ def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = Fal
         same = same and attrs.get("recipe_hash") == recipe.hash
         if same and not overwrite:
             return final
+        if attrs is None and (final.is_file() or any(final.iterdir())):
+            # never delete something that is not ours, even with overwrite
+            raise StoreError(
+                f"{str(final)!r} exists and is not a climdown store; refusing to replace it. "
+                "Remove it yourself or set output: to another path"
+            )
         if not overwrite:
             why = (
                 "was built from a different recipe"
