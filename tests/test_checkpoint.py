@@ -1,0 +1,175 @@
+"""Checkpoints: round trip, metadata, weights_only safety, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from climdown import __version__
+from climdown.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    load_checkpoint,
+    read_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from climdown.errors import CheckpointError
+from climdown.nn.models import GANModel, build_model, get_model
+
+META = {"variable": "tcw", "units": "kg m-2", "normalisation": {"scale": np.float32(70.0)}}
+
+
+def _model(name: str = "cnn", constraint: str = "softmax", factor: int = 4):
+    torch.manual_seed(0)
+    return get_model(name, factor, constraint, scale=70.0, width=8, blocks=1)
+
+
+def _lr() -> torch.Tensor:
+    return 70.0 * torch.rand(2, 1, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize(("name", "constraint"), [("cnn", "softmax"), ("gan", "none")])
+def test_round_trip_gives_the_same_model(tmp_path, name, constraint):
+    model = _model(name, constraint).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, meta=META)
+    loaded, meta = load_checkpoint(path)
+    assert type(loaded) is type(model) and not loaded.training
+    noise = torch.zeros(2, 1, 1, 4, 4)
+    kw = {"noise": noise} if isinstance(model, GANModel) else {}
+    with torch.no_grad():
+        assert torch.equal(loaded(_lr(), **kw), model(_lr(), **kw))
+        # contrast: an untrained model of the same config differs
+        torch.manual_seed(1)
+        assert not torch.equal(build_model(meta["model"])(_lr(), **kw), model(_lr(), **kw))
+
+
+def test_metadata_is_complete(tmp_path):
+    model = _model()
+    save_checkpoint(tmp_path / "m.pt", model, meta={**META, "factor": 99})
+    meta = read_meta(tmp_path / "m.pt")
+    assert meta["format"] == FORMAT and meta["format_version"] == FORMAT_VERSION
+    assert meta["climdown_version"] == __version__
+    assert meta["model"] == model.config
+    assert meta["factor"] == 4  # the model's own value wins over a stale one in meta
+    assert meta["constraint"] == "softmax" and meta["scale"] == 70.0
+    assert meta["variable"] == "tcw" and meta["units"] == "kg m-2"
+    assert meta["normalisation"] == {"scale": 70.0}  # numpy scalars become JSON numbers
+    assert meta["created"].endswith("+00:00")
+
+
+def test_optimizer_and_extra_are_kept(tmp_path):
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(_lr()).sum().backward()
+    opt.step()
+    extra = {"rng": torch.get_rng_state(), "epoch": 3}
+    save_checkpoint(tmp_path / "m.pt", model, meta=META, optimizer={"model": opt}, extra=extra)
+    ckpt = read_checkpoint(tmp_path / "m.pt")
+    fresh = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fresh.load_state_dict(ckpt["optimizer"]["model"])
+    state = fresh.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(state, opt.state_dict()["state"][0]["exp_avg"])
+    assert ckpt["extra"]["epoch"] == 3 and torch.equal(ckpt["extra"]["rng"], extra["rng"])
+
+
+class _Trap:
+    """Pickles to a call that creates a file: a full (unsafe) unpickle would run it."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_loading_never_runs_pickled_code(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save(
+        {"format": FORMAT, "format_version": 1, "state_dict": _Trap(marker)}, tmp_path / "x.pt"
+    )
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(tmp_path / "x.pt")
+    assert not marker.exists()
+    # contrast: the unsafe reader would have run it
+    torch.load(tmp_path / "x.pt", weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"not a zip file at all", "corrupt"),
+        (None, "not a climdown checkpoint"),
+        ("newer", "upgrade climdown"),
+        ("badmeta", "damaged"),
+    ],
+)
+def test_bad_files_are_checkpoint_errors(tmp_path, content, match):
+    path = tmp_path / "bad.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is None:
+        torch.save({"weights": torch.ones(2)}, path)
+    elif content == "newer":
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION + 1}, path)
+    else:
+        torch.save({"format": FORMAT, "format_version": 1, "meta_json": "{oops"}, path)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_truncated_file_is_a_checkpoint_error(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        read_meta(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_factor_and_variable_mismatch_name_both_values(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
+    with pytest.raises(
+        CheckpointError, match=r"factor 4 but factor 8 is needed.*trained at factor 8"
+    ):
+        load_checkpoint(path, expect_factor=8)
+    with pytest.raises(CheckpointError, match=r"'tcw' but the data here is 'pr'"):
+        load_checkpoint(path, expect_variable="pr")
+    model, meta = load_checkpoint(path, expect_factor=4, expect_variable="TCW")
+    assert meta["factor"] == 4
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"] = _model("cnn", "softmax", factor=2).state_dict()
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def test_save_is_atomic(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="pickle"):  # a lock cannot be pickled: fails midway
+        save_checkpoint(path, _model("cnn", "none"), meta=META, extra={"lock": threading.Lock()})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary left
+    with pytest.raises(TypeError, match="JSON"):
+        save_checkpoint(path, _model(), meta={"bad": object()})
+    assert path.read_bytes() == before
+
+
+def test_loads_onto_the_requested_device(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
+    model, _ = load_checkpoint(path, device="cpu")
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
