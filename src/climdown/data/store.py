@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from climdown.data.recipe import STORE_FORMAT, Recipe, Split
+from climdown.data.recipe import SPLIT_NAMES, STORE_FORMAT, Recipe, Split
 from climdown.errors import DataValueError, GridShapeError, RecipeError, StoreError
 from climdown.grid import Grid, coarsen
 from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
@@ -300,6 +300,8 @@ def _open_source(recipe: Recipe) -> xr.DataArray:
         if times.size == 0:
             raise RecipeError(f"time range [{tr.start}, {tr.end}) holds no step of freq {freq!r}")
         kw["times"] = list(times)
+        if recipe.region is not None and "region" not in spec:
+            kw["region"] = recipe.region.as_tuple()  # generate only what is used
     try:
         ds = open_source(recipe.source, variable=recipe.variable, chunks={"time": 1}, **kw)
     except FileNotFoundError as exc:
@@ -421,7 +423,7 @@ def _plan_split(recipe: Recipe, src: xr.DataArray, split: Split) -> _Plan:
     ny, nx = src.sizes["lat"], src.sizes["lon"]
     p, f = recipe.patch, recipe.factor
     s = recipe.sampling
-    rng = np.random.default_rng([s.seed, ("train", "val", "test").index(split.name)])
+    rng = np.random.default_rng([s.seed, SPLIT_NAMES.index(split.name)])
     if s.mode == "random":
         ty, tx = np.arange(0, ny - p + 1, f), np.arange(0, nx - p + 1, f)
         tt = starts
