@@ -188,6 +188,35 @@ def test_stride_sampling_takes_every_lattice_position(tmp_path):
     assert sorted({float(v) for v in ds.lon.values[:, 0]}) == [0.0, 16.0]
 
 
+def test_build_reads_only_the_source_steps_it_samples(tmp_path, monkeypatch):
+    """Lazy build: of 36 source hours only those of the 6 samples are ever computed."""
+    computed: list[int] = []
+    real_open = store_mod._open_source
+
+    def recording_open(recipe):
+        da = real_open(recipe)
+
+        def record(block, block_info=None):
+            computed.append(block_info[0]["chunk-location"][0])
+            return block
+
+        return da.copy(data=da.data.map_blocks(record, dtype=da.dtype))
+
+    monkeypatch.setattr(store_mod, "_open_source", recording_open)
+    splits = {
+        "train": {"start": "2020-01-01", "end": "2020-01-02", "samples": 4},
+        "val": {"start": "2020-01-02", "end": "2020-01-02T12:00", "samples": 2},
+    }
+    path = build_store(_tiny(tmp_path / "lazy.zarr", splits=splits, chunks=2))
+    used = set()
+    for split in ("train", "val"):
+        hours = open_store(path, split).time.values[:, 0] - np.datetime64("2020-01-01")
+        used |= {int(h // np.timedelta64(1, "h")) for h in hours}
+    assert set(computed) == used and len(used) <= 6
+    # chunks are time-sorted: an hour is computed twice at most where two chunks meet
+    assert len(computed) <= len(used) + 1
+
+
 # ---------------------------------------------------------------------------------------
 # re-runs, overwrite, interrupted builds
 # ---------------------------------------------------------------------------------------
