@@ -10,7 +10,7 @@ import torch
 
 from climdown.errors import ConfigError, GridShapeError
 from climdown.grid import Grid, block_expand, block_weights, coarsen
-from climdown.nn.constraints import CONSTRAINTS, SoftConstraint, block_mean
+from climdown.nn.constraints import CONSTRAINTS, SoftConstraint, block_mean, get_constraint
 from climdown.nn.losses import soft_penalty
 from climdown.nn.models import (
     MODELS,
@@ -215,6 +215,9 @@ def test_constraint_instance_is_recorded():
     assert model.config["constraint"] == "soft"
     assert model.config["constraint_options"] == {"lam": 3.0}
     assert build_model(model.config).constraint.lam == 3.0
+    plain = get_model("nearest", 2, get_constraint("softmax"))  # a layer without arguments
+    assert plain.config["constraint"] == "softmax"
+    assert plain.config["constraint_options"] == {}
 
 
 @pytest.mark.parametrize(

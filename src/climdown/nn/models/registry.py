@@ -56,8 +56,9 @@ def _constraint_args(constraint: str | Constraint, given: dict[str, Any] | None)
     if isinstance(constraint, Constraint):
         if given:
             raise ConfigError("constraint_options only apply to a constraint given by name")
-        params = inspect.signature(type(constraint).__init__).parameters
-        args = {k: getattr(constraint, k) for k in params if k != "self"}
+        params = list(inspect.signature(type(constraint).__init__).parameters.values())[1:]
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        args = {p.name: getattr(constraint, p.name) for p in params if p.kind in named}
         return constraint, constraint.name, args
     args = dict(given or {})
     try:
