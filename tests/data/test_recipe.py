@@ -240,3 +240,62 @@ def test_bad_files(tmp_path):
     p.write_text("a: [unclosed\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(p)
+
+
+def test_spatial_split_with_disjoint_regions_is_accepted_and_overlap_refused():
+    from climdown.data.recipe import load_recipe
+
+    day = {"start": "2020-06-01", "end": "2020-06-02"}
+    base = {
+        "name": "spatial",
+        "source": "sample:global",
+        "variable": "tcwv",
+        "factor": 4,
+        "patch": 32,
+        "sampling": {"mode": "stride", "stride": 8},
+        "output": "x.zarr",
+    }
+    ok = {
+        **base,
+        "splits": {
+            "train": {
+                **day,
+                "region": {"lat_min": -89, "lat_max": 90, "lon_min": 0, "lon_max": 191.9},
+            },
+            "val": {
+                **day,
+                "region": {"lat_min": -89, "lat_max": 90, "lon_min": 192, "lon_max": 359},
+            },
+        },
+    }
+    r = load_recipe(ok)
+    assert r.split("val").region.lon_min == 192
+    assert r.to_dict()["splits"]["train"]["region"]["lon_max"] == 191.9
+    bad = {
+        **ok,
+        "splits": {
+            **ok["splits"],
+            "val": {
+                **day,
+                "region": {"lat_min": -89, "lat_max": 90, "lon_min": 150, "lon_max": 359},
+            },
+        },
+    }
+    with pytest.raises(RecipeError, match="overlap in time"):
+        load_recipe(bad)
+    # regions across the date line are compared on the circle
+    wrap = {
+        **ok,
+        "splits": {
+            "train": {
+                **day,
+                "region": {"lat_min": -89, "lat_max": 90, "lon_min": 300, "lon_max": 360},
+            },
+            "val": {
+                **day,
+                "region": {"lat_min": -89, "lat_max": 90, "lon_min": -30, "lon_max": 10},
+            },
+        },
+    }
+    with pytest.raises(RecipeError, match="overlap in time"):
+        load_recipe(wrap)

@@ -450,3 +450,17 @@ def test_tcw4_recipe_builds_in_under_two_minutes(tmp_path):
     build_store(r)
     assert time.perf_counter() - t0 < 1.0
     assert (path / "zarr.json").stat().st_mtime_ns == stamp
+
+
+def test_spatial_split_patches_stay_inside_their_regions(tmp_path):
+    from climdown.data.recipe import load_recipe
+    from climdown.data.store import build_store, open_store
+    from climdown.realdata import real_recipe
+
+    path = build_store(load_recipe(real_recipe("global", 4, tmp_path)))
+    bounds = {"train": (0.0, 191.9), "val": (192.0, 275.9), "test": (276.0, 359.9)}
+    for split, (lo, hi) in bounds.items():
+        ds = open_store(path, split)
+        lon = ds["lon"].values
+        assert lon.min() >= lo and lon.max() <= hi, split
+        assert ds.sizes["sample"] > 0

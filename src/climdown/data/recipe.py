@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -67,7 +68,7 @@ _TOP_KEYS = {
 }
 _REGION_KEYS = ("lat_min", "lat_max", "lon_min", "lon_max")
 _TIME_KEYS = ("start", "end")
-_SPLIT_KEYS = ("start", "end", "samples")
+_SPLIT_KEYS = ("start", "end", "samples", "region")
 _SAMPLING_KEYS = ("mode", "seed", "stride", "time_stride")
 _NORM_KEYS = ("scale",)
 
@@ -87,6 +88,28 @@ class Region:
     def as_tuple(self) -> tuple[float, float, float, float]:
         """``(lat_min, lat_max, lon_min, lon_max)``."""
         return (self.lat_min, self.lat_max, self.lon_min, self.lon_max)
+
+    def disjoint(self, other: Region) -> bool:
+        """True when the boxes share no point (longitudes compared on the circle)."""
+        if self.lat_max < other.lat_min or other.lat_max < self.lat_min:
+            return True
+        a0, la = self.lon_min % 360.0, self.lon_max - self.lon_min
+        b0, lb = other.lon_min % 360.0, other.lon_max - other.lon_min
+        return bool((b0 - a0) % 360.0 > la and (a0 - b0) % 360.0 > lb)
+
+    def contains_lat(self, lat: Any) -> Any:
+        """Mask of latitudes inside the box."""
+        eps = 1e-9
+        return (lat >= self.lat_min - eps) & (lat <= self.lat_max + eps)
+
+    def lon_offset(self, lon: Any) -> Any:
+        """Degrees east of ``lon_min`` (0..360), the order in which the box's columns run."""
+        offset = (lon - self.lon_min) % 360.0
+        return np.where(offset > 360.0 - 1e-9, 0.0, offset)
+
+    def contains_lon(self, lon: Any) -> Any:
+        """Mask of longitudes inside the box (across the date line or meridian 0 too)."""
+        return self.lon_offset(lon) <= self.lon_max - self.lon_min + 1e-9
 
 
 @dataclass(frozen=True)
@@ -113,6 +136,7 @@ class Split:
     start: pd.Timestamp
     end: pd.Timestamp
     samples: int | None = None
+    region: Region | None = None  # a spatial split: patches lie wholly inside this box
 
     @property
     def range(self) -> TimeRange:
@@ -211,6 +235,11 @@ class Recipe:
                     "start": s.start.isoformat(),
                     "end": s.end.isoformat(),
                     "samples": s.samples,
+                    **(
+                        {}
+                        if s.region is None
+                        else {"region": dict(zip(_REGION_KEYS, s.region.as_tuple(), strict=True))}
+                    ),
                 }
                 for s in self.splits
             },
@@ -300,6 +329,28 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     return obj
+
+
+def _region(raw: Any, where: str) -> Region:
+    r = _check_keys(raw, _REGION_KEYS, where)
+    missing = [k for k in _REGION_KEYS if k not in r]
+    if missing:
+        raise RecipeError(f"{where} needs {', '.join(missing)} (degrees); or leave it out")
+    region = Region(*(_float(r[k], f"{where}.{k}") for k in _REGION_KEYS))
+    if not -90.0 <= region.lat_min < region.lat_max <= 90.0:
+        raise RecipeError(
+            f"{where} latitudes must satisfy -90 <= lat_min < lat_max <= 90, got "
+            f"lat_min={region.lat_min}, lat_max={region.lat_max}"
+        )
+    if not (-180.0 <= region.lon_min < region.lon_max <= 360.0) or (
+        region.lon_max - region.lon_min > 360.0
+    ):
+        raise RecipeError(
+            f"{where} longitudes must satisfy lon_min < lon_max within -180..360 and span at "
+            f"most 360 degrees, got lon_min={region.lon_min}, lon_max={region.lon_max}; "
+            "for a box across the date line write e.g. lon_min: 170, lon_max: 200"
+        )
+    return region
 
 
 def _check_keys(d: Any, allowed: Any, where: str) -> dict[str, Any]:
@@ -418,26 +469,7 @@ def _build(raw: dict[str, Any], text: str, default_name: str) -> Recipe:
     frames = _int(raw.get("frames", 1), "frames", 1, "frames: 3")
     chunks = _int(raw.get("chunks", 64), "chunks", 1, "chunks: 64")
 
-    region = None
-    if raw.get("region") is not None:
-        r = _check_keys(raw["region"], _REGION_KEYS, "region")
-        missing = [k for k in _REGION_KEYS if k not in r]
-        if missing:
-            raise RecipeError(f"region needs {', '.join(missing)} (degrees); or leave region out")
-        region = Region(*(_float(r[k], f"region.{k}") for k in _REGION_KEYS))
-        if not -90.0 <= region.lat_min < region.lat_max <= 90.0:
-            raise RecipeError(
-                f"region latitudes must satisfy -90 <= lat_min < lat_max <= 90, got "
-                f"lat_min={region.lat_min}, lat_max={region.lat_max}"
-            )
-        if not (-180.0 <= region.lon_min < region.lon_max <= 360.0) or (
-            region.lon_max - region.lon_min > 360.0
-        ):
-            raise RecipeError(
-                f"region longitudes must satisfy lon_min < lon_max within -180..360 and span at "
-                f"most 360 degrees, got lon_min={region.lon_min}, lon_max={region.lon_max}; "
-                "for a box across the date line write e.g. lon_min: 170, lon_max: 200"
-            )
+    region = None if raw.get("region") is None else _region(raw["region"], "region")
 
     time = None
     if raw.get("time") is not None:
@@ -489,14 +521,19 @@ def _build(raw: dict[str, Any], text: str, default_name: str) -> Recipe:
             )
         if samples is not None:
             samples = _int(samples, f"splits.{sname}.samples", 1, "samples: 1024")
-        splits.append(Split(sname, start, end, samples))
+        sregion = None
+        if sd.get("region") is not None:
+            sregion = _region(sd["region"], f"splits.{sname}.region")
+        splits.append(Split(sname, start, end, samples, sregion))
     for i, a in enumerate(splits):
         for b in splits[i + 1 :]:
-            if a.range.overlaps(b.range):
+            apart = a.region is not None and b.region is not None and a.region.disjoint(b.region)
+            if a.range.overlaps(b.range) and not apart:
                 raise RecipeError(
                     f"splits {a.name} [{a.start}, {a.end}) and {b.name} [{b.start}, {b.end}) "
                     "overlap in time, which leaks data between them; make them disjoint (end is "
-                    f"exclusive, so {b.name}.start may equal {a.name}.end)"
+                    f"exclusive, so {b.name}.start may equal {a.name}.end), or give both a "
+                    "splits.<name>.region and make the regions disjoint (a spatial split)"
                 )
     if time is not None:
         for sp in splits:

@@ -382,6 +382,12 @@ def _region_indices(
     return rows, cols
 
 
+def _inside(mask: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
+    """Which windows ``[k, k + p)`` for k in ``starts`` hold only True cells of ``mask``."""
+    run = np.concatenate([[0], np.cumsum(mask.astype(np.int64))])
+    return (run[starts + p] - run[starts]) == p
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Where each sample of one split comes from (indices into the cut source)."""
@@ -431,6 +437,14 @@ def _plan_split(recipe: Recipe, src: xr.DataArray, split: Split) -> _Plan:
         assert s.stride is not None and s.time_stride is not None
         ty, tx = np.arange(0, ny - p + 1, s.stride), np.arange(0, nx - p + 1, s.stride)
         tt = starts[:: s.time_stride]
+    if split.region is not None:  # a spatial split: keep patches wholly inside its box
+        ty = ty[_inside(split.region.contains_lat(src["lat"].values), ty, p)]
+        tx = tx[_inside(split.region.contains_lon(src["lon"].values), tx, p)]
+        if ty.size == 0 or tx.size == 0:
+            raise RecipeError(
+                f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "
+                "the source grid; widen the split's region or lower patch"
+            )
     total = tt.size * ty.size * tx.size
     n = total if split.samples is None else split.samples
     if n > total:
