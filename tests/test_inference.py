@@ -75,6 +75,14 @@ def test_unconstrained_model_does_not_conserve(regional: xr.DataArray) -> None:
         assert_conserves(hr, regional, rtol=1e-5)
 
 
+def test_many_tiles_in_many_batches(global_da: xr.DataArray) -> None:
+    big = tcw_dataarray(30, 60, 2, global_=True, seed=4)  # 15 x 30 windows, 57 batches
+    hr = downscale(big, 2, "softmax", model="bicubic", tile=2, halo=2, batch_size=16)
+    want = downscale(big, 2, "softmax", model="bicubic", tile=64, halo=2)
+    np.testing.assert_allclose(hr.values, want.values, rtol=1e-5)
+    assert_conserves(hr, big)
+
+
 @pytest.mark.parametrize("factor", [2, 3])
 def test_other_factors(regional: xr.DataArray, factor: int) -> None:
     model = tiny_cnn(factor=factor)

@@ -384,20 +384,21 @@ class Downscaler:
                 lr = torch.from_numpy(np.stack([t.extract(x3[n]) for t, n in batch]))
                 a = None
                 if area is not None:
+                    if len(areas) > 64:  # bounded cache; a window's areas serve all times
+                        areas.clear()
                     for t, _ in batch:
                         k = (t.row.start, t.col.start)
-                        if k not in areas:  # one window's areas serve every time step
-                            if len(areas) > 64:
-                                areas.clear()
+                        if k not in areas:
                             areas[k] = area(
                                 offset[0] + t.row.start,
                                 t.row.length,
                                 offset[1] + t.col.start,
                                 t.col.length,
                             )
-                    a = torch.from_numpy(
-                        np.stack([areas[(t.row.start, t.col.start)] for t, _ in batch])
-                    ).to(self.device)
+                    stack = [areas[(t.row.start, t.col.start)] for t, _ in batch]
+                    if all(s is stack[0] or np.array_equal(s, stack[0]) for s in stack):
+                        stack = stack[:1]  # one [H, W] for the batch: weights computed once
+                    a = torch.from_numpy(np.stack(stack)).to(self.device)
                 y = self.model(lr[:, None, None].to(self.device), area=a)  # [B, 1, 1, H, W]
                 y = y[:, 0, 0].float().cpu().numpy()
                 for (t, n), yb in zip(batch, y, strict=True):
