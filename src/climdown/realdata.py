@@ -92,7 +92,7 @@ def run_real_data(
     """Score baselines and trained CNNs on the real-ERA5 stores; one row per set/factor/model.
 
     ``config`` is the ``real_data`` entry of the experiments file: ``factors`` (list) and
-    ``models`` (list of ``{model, constraint}``). ``quick`` keeps factor 4 only and trains two
+    ``models`` (list of ``{model, constraint, options}``) and ``batch_size``. ``quick`` keeps factor 4 only and trains two
     steps per epoch with a narrow CNN.
     """
     from climdown.checkpoint import load_checkpoint
@@ -104,6 +104,8 @@ def run_real_data(
     out = Path(out)
     factors = [4] if quick else [int(f) for f in config.get("factors", [4])]
     models = config.get("models") or [{"model": "bicubic", "constraint": "none"}]
+    # a few hundred patches: smaller batches give the optimiser enough steps in 20 epochs
+    batch = int(config.get("batch_size", batch_size))
     rows: list[dict[str, Any]] = []
     for factor in factors:
         for name in REAL_SETS:
@@ -112,9 +114,14 @@ def run_real_data(
             )
             for spec in models:
                 model, constraint = str(spec["model"]), str(spec["constraint"])
-                run = out / "runs" / f"{name}-x{factor}-{model}-{constraint}"
+                options = dict(spec.get("options") or {})
+                skip = options.get("skip")
+                label = model if not skip else f"{model} (skip {skip})"
+                run = (
+                    out / "runs" / f"{name}-x{factor}-{model}{'-skip' if skip else ''}-{constraint}"
+                )
                 done = run / "scores.json"
-                settings = {"epochs": epochs, "quick": quick}
+                settings = {"epochs": epochs, "quick": quick, "options": options, "batch": batch}
                 if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
                     rows.append(json.loads(done.read_text()))
                     continue
@@ -122,13 +129,14 @@ def run_real_data(
                 t0 = time.perf_counter()
                 net = get_model(model, factor=factor, constraint=constraint)
                 if net.n_parameters:
-                    options = {"width": 8} if quick else {}
+                    if quick:
+                        options.setdefault("width", 8)
                     summary = train(
                         store,
                         model,
                         constraint,
                         epochs=epochs,
-                        batch_size=batch_size,
+                        batch_size=batch,
                         lr=lr,
                         device=device,
                         out=run,
@@ -141,7 +149,7 @@ def run_real_data(
                 row = {
                     "data": name,
                     "factor": factor,
-                    "model": model,
+                    "model": label,
                     "constraint": constraint,
                     "scores": scores,
                     "seconds": time.perf_counter() - t0,

@@ -393,3 +393,33 @@ def test_soft_penalty_through_the_model():
     hard = tiny("cnn", 4, "softmax", scale=10.0)
     with torch.no_grad():
         assert float(soft_penalty(hard, hard(lr, area), lr, area)) == 0.0
+
+
+@pytest.mark.parametrize("constraint", ["none", "softmax", "add", "mult"])
+def test_skip_model_starts_as_its_baseline_and_learns_a_correction(constraint):
+    from climdown.nn.models import build_model, get_model
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 1, 8, 8, dtype=torch.float64) * 40 + 1
+    m = get_model("cnn", 4, constraint, skip="bicubic", scale=40.0, width=8).double()
+    base = get_model("bicubic", 4, constraint, scale=40.0).double()
+    torch.testing.assert_close(m(x), base(x))  # the gate starts at zero
+    (m(x) ** 2).sum().backward()  # not sum(y): conserving layers fix the block sums
+    assert m.backbone.gate.grad is not None and m.backbone.gate.grad != 0
+    again = build_model(m.config).double()
+    again.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        m.backbone.gate.fill_(0.5)
+        again.backbone.gate.fill_(0.5)
+    torch.testing.assert_close(m(x), again(x))
+    assert not torch.allclose(m(x), base(x))  # contrast: an open gate changes the output
+
+
+def test_skip_needs_a_trainable_model_and_an_interpolation():
+    from climdown.errors import ConfigError
+    from climdown.nn.models import get_model
+
+    with pytest.raises(ConfigError, match="skip"):
+        get_model("cnn", 4, "softmax", skip="cnn")
+    with pytest.raises(ConfigError, match="skip"):
+        get_model("bicubic", 4, "softmax", skip="nearest")

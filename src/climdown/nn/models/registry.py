@@ -22,6 +22,7 @@ from climdown.nn.models.cnn import CNN, check_positive_int
 from climdown.nn.models.convgru import ConvGRU
 from climdown.nn.models.flow import FlowConvGRU
 from climdown.nn.models.gan import GANGenerator, GANModel
+from climdown.nn.models.residual import Residual
 from climdown.nn.normalize import ConstrainedModel
 
 __all__ = ["MODELS", "get_model", "build_model", "CONFIG_KEYS"]
@@ -48,6 +49,7 @@ CONFIG_KEYS = (
     "frames",
     "channels",
     "options",
+    "skip",
 )
 
 
@@ -79,6 +81,7 @@ def get_model(
     frames: int = 1,
     channels: int = 1,
     constraint_options: dict[str, Any] | None = None,
+    skip: str | None = None,
     **options: Any,
 ) -> ConstrainedModel:
     """Build a model by name, wrapped with its normaliser and constraint layer.
@@ -102,6 +105,9 @@ def get_model(
         Number of physical channels C.
     constraint_options : dict, optional
         Constructor arguments of the constraint (e.g. ``{"lam": 0.1}`` for ``soft``).
+    skip : {"nearest", "bilinear", "bicubic"}, optional
+        Learn a correction to this interpolation (:class:`~climdown.nn.models.residual.Residual`):
+        the untrained model equals the baseline with the same constraint.
     **options
         Model options: ``cnn`` width=64, blocks=4, layout="fast"|"reference"; ``gan`` the same
         plus noise_channels=1; ``convgru`` width=64, hidden=64; ``flowconvgru`` the same plus
@@ -143,6 +149,17 @@ def get_model(
         backbone = cls(factor, channels, target=target, scale=float(scale))
     else:
         backbone = cls(factor, channels, **resolved)
+    if skip is not None:
+        base_cls = MODELS.get(str(skip).lower())
+        if not getattr(base_cls, "parameter_free", False) or getattr(cls, "parameter_free", False):
+            raise ConfigError(
+                f"skip={skip!r}: a trainable model can skip to one of nearest, bilinear, "
+                f"bicubic; {key!r} with skip={skip!r} is not such a pair"
+            )
+        target = "logits" if layer.logits else "positive" if cname == "mult" else "values"
+        base = base_cls(factor, channels, target=target, scale=float(scale))
+        backbone = Residual(backbone, base)
+        skip = str(skip).lower()
     config = {
         "name": key,
         "factor": factor,
@@ -152,6 +169,7 @@ def get_model(
         "frames": frames,
         "channels": channels,
         "options": resolved,
+        "skip": skip,
     }
     wrapper = _WRAPPERS.get(key, ConstrainedModel)
     return wrapper(backbone, layer, factor, scale=float(scale), config=config)
