@@ -68,6 +68,7 @@ def train(
     soft_lambda: float = 1.0,
     cache: bool = True,
     plot: bool = True,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Train ``model`` with ``constraint`` on the store's ``train`` split, validating on ``val``.
 
@@ -108,6 +109,11 @@ def train(
         decompressed per sample). False for stores larger than memory.
     plot : bool
         Draw ``out/curves.png`` at the end (skipped when plotting is not installed).
+    precision : str
+        ``"fp32"`` (default, the study's) or ``"bf16"``: forward passes under bfloat16
+        autocast (CPU with AVX-512/AMX and CUDA; about twice as fast on a recent Xeon). The
+        constraint layer, the loss and the weights stay float32 either way, so conservation
+        holds to float32 round-off; validation always runs in float32.
 
     Returns
     -------
@@ -131,6 +137,7 @@ def train(
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     get_constraint(constraint)  # ConfigError for an unknown name, before any data are read
     dev = pick_device(device)
+    amp = _autocast_dtype(precision, dev)
     scale = normalisation_scale(store)
     train_set = PatchDataset(store, "train", cache=cache)
     val_set = PatchDataset(store, "val", cache=cache)
@@ -142,16 +149,17 @@ def train(
         "lr": float(lr),
         "seed": int(seed),
         "soft_lambda": float(soft_lambda),
+        "precision": str(precision).lower(),
     }
 
     torch.manual_seed(seed)
-    net = _build(settings, train_set, scale).to(dev)
+    net = _to_device(_build(settings, train_set, scale), dev)
     if net.n_parameters == 0:
         raise ConfigError(
             f"model {model!r} has no trainable parameters; score it with evaluate_model "
             "(climdown evaluate) instead of training it"
         )
-    disc = make_discriminator(net).to(dev) if isinstance(net, GANModel) else None
+    disc = _to_device(make_discriminator(net), dev) if isinstance(net, GANModel) else None
     opts = {"model": torch.optim.Adam(net.parameters(), lr=lr)}
     if disc is not None:
         opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=lr)
@@ -181,7 +189,7 @@ def train(
             if i >= n_batches:
                 break
             x, y, area = (batch[k].to(dev) for k in ("lr", "hr", "area"))
-            pred, loss, d_loss = _step(net, disc, opts, x, y, area)
+            pred, loss, d_loss = _step(net, disc, opts, x, y, area, amp)
             state["step"] += 1
             loss_sum, d_loss_sum, seen = (
                 loss_sum + loss * len(x),
@@ -238,21 +246,27 @@ def _step(
     x: torch.Tensor,
     y: torch.Tensor,
     area: torch.Tensor,
+    amp: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """One optimiser step; returns (detached prediction, loss, discriminator loss or 0)."""
     s = net.scale
-    pred = net(x, area)  # [B, T, C, H, W] in kg m-2
+    autocast = torch.autocast(x.device.type, dtype=amp, enabled=amp is not None)
+    with autocast:
+        pred = net(x, area)  # [B, T, C, H, W] in kg m-2, float32 (the constraint's dtype)
     d_loss = torch.zeros(())
     if disc is None:
         loss = mse_loss(pred / s, y / s)
     else:
         # discriminator first, on a detached fake; then the generator against the updated D
-        d_loss = discriminator_loss(disc(y, x), disc(pred.detach(), x))
+        with autocast:
+            d_loss = discriminator_loss(disc(y, x), disc(pred.detach(), x))
         opts["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         opts["discriminator"].step()
         disc.requires_grad_(False)  # the generator step needs gradients through D, not for D
-        loss = generator_loss(pred / s, y / s, disc(pred, x), adv_weight=ADV_WEIGHT)
+        with autocast:
+            d_fake = disc(pred, x)
+        loss = generator_loss(pred / s, y / s, d_fake.float(), adv_weight=ADV_WEIGHT)
         disc.requires_grad_(True)
     loss = loss + net.penalty(pred, x, area)
     opts["model"].zero_grad(set_to_none=True)
@@ -369,7 +383,7 @@ def evaluate_model(
             f"the model downscales by factor {model.factor} but store {str(store)!r} holds "
             f"factor-{dataset.factor} pairs; evaluate it on a store built at factor {model.factor}"
         )
-    model = model.to(dev).eval()
+    model = _to_device(model, dev).eval()
     sampler = getattr(model, "sample", None) if members else None
     if sampler is None:
         p = _predict(model, dataset, batch_size, dev)
@@ -441,6 +455,30 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if not available.get(dev.type, True):
         raise ConfigError(f"device {device!r} is not available on this machine; use device='auto'")
     return dev
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None for ``fp32``; ``torch.bfloat16`` for ``bf16`` on CPU or CUDA."""
+    key = str(precision).lower()
+    if key not in ("fp32", "bf16"):
+        raise ConfigError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
+    if key == "fp32":
+        return None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"precision 'bf16' runs on CPU or CUDA, not {device.type!r}; use 'fp32'")
+    return torch.bfloat16
+
+
+def _to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move ``module`` to ``device``; convolution weights in channels-last on CPU and CUDA.
+
+    Channels-last (NHWC) is the layout oneDNN and cuDNN convolve fastest; the activations
+    follow the weights' layout. It changes memory strides only, not the maths.
+    """
+    module = module.to(device)
+    if device.type in ("cpu", "cuda"):
+        module = module.to(memory_format=torch.channels_last)
+    return module
 
 
 def normalisation_scale(store: str | os.PathLike) -> float:
