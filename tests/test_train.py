@@ -242,3 +242,12 @@ def test_training_curves_are_drawn(store, tmp_path):
     )
     assert summary["curves"] == str(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_bf16_precision_still_conserves(store, tmp_path):
+    train(store, "cnn", "softmax", epochs=1, max_steps=1, out=tmp_path, precision="bf16", **FAST)
+    rec = _log(tmp_path)[0]
+    assert rec["val_neg"] == 0 and rec["val_mass_violation_rel"] < 1e-5
+    assert read_meta(tmp_path / "best.pt")["training"]["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="unknown precision"):
+        train(store, out=tmp_path / "x", precision="fp8", **FAST)

@@ -191,11 +191,9 @@ def train(
             x, y, area = (batch[k].to(dev) for k in ("lr", "hr", "area"))
             pred, loss, d_loss = _step(net, disc, opts, x, y, area, amp)
             state["step"] += 1
-            loss_sum, d_loss_sum, seen = (
-                loss_sum + loss * len(x),
-                d_loss_sum + d_loss * len(x),
-                seen + len(x),
-            )
+            loss_sum += loss * len(x)
+            d_loss_sum += d_loss * len(x)
+            seen += len(x)
             if progress:
                 mass = metrics.mass_violation(pred, x, _per_sample(area), net.factor)["max_abs"]
                 bar.set_postfix(loss=f"{loss:.4g}", mass=f"{mass:.1e}")
