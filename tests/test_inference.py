@@ -83,6 +83,23 @@ def test_many_tiles_in_many_batches(global_da: xr.DataArray) -> None:
     assert_conserves(hr, big)
 
 
+def test_irregular_longitudes_use_each_windows_areas() -> None:
+    lat = np.linspace(70.0, 10.0, 7)  # rows of very different area
+    lon = np.cumsum(np.r_[0.0, np.linspace(0.5, 6.0, 15)])  # widths grow 12x west to east
+    da = xr.DataArray(
+        np.random.default_rng(5).uniform(1, 50, (7, 16)).astype(np.float32),
+        dims=("lat", "lon"),
+        coords={"lat": lat, "lon": lon},
+        attrs={"units": "kg m-2"},
+    )
+    hr = downscale(da, 2, "softmax", model=tiny_cnn(factor=2), tile=3, halo=2)
+    assert_conserves(hr, da, rtol=1e-5)
+    # contrast: equal weights (no grid) put the wrong mass in each block
+    plain = Downscaler(tiny_cnn(factor=2), factor=2, tile=3, halo=2)(da.values)
+    with pytest.raises(ConservationError):
+        assert_conserves(hr.copy(data=plain), da, rtol=1e-5)
+
+
 @pytest.mark.parametrize("factor", [2, 3])
 def test_other_factors(regional: xr.DataArray, factor: int) -> None:
     model = tiny_cnn(factor=factor)

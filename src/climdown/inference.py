@@ -138,7 +138,9 @@ class _FineArea:
     """Fine-cell areas (m^2) of windows of the LR grid, from the refined grid's bounds.
 
     Window coordinates are unwrapped: a periodic window may start below 0 or end past the
-    last column; the longitude bounds continue by +-360 degrees there.
+    last column; the longitude bounds continue by +-360 degrees there. On a grid with uniform
+    longitude spacing the areas do not depend on the window's column, so windows in one row
+    share one (cached) array, and their block weights are computed once per batch.
     """
 
     def __init__(self, grid: Grid, factor: int) -> None:
@@ -148,14 +150,24 @@ class _FineArea:
         self.lon_b = fine.lon_b
         self.lon_span = fine.lon_b[-1] - fine.lon_b[0]
         self.radius = grid.radius
+        width = np.diff(fine.lon_b)
+        self.uniform_lon = bool(np.allclose(width, width[0], rtol=1e-9, atol=0.0))
+        self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def __call__(self, row0: int, nrow: int, col0: int, ncol: int) -> np.ndarray:
-        f = self.factor
-        lat_b = self.lat_b[row0 * f : (row0 + nrow) * f + 1]
-        k = np.arange(col0 * f, (col0 + ncol) * f + 1)
-        w = self.lon_b.size - 1
-        lon_b = self.lon_b[k % w] + self.lon_span * (k // w)
-        return cell_area(lat_b, lon_b, self.radius)
+        if self.uniform_lon:
+            col0 = 0
+        key = (row0, nrow, col0, ncol)
+        if key not in self._cache:
+            if len(self._cache) > 64:  # bounded: a few tile rows are live at a time
+                self._cache.clear()
+            f = self.factor
+            lat_b = self.lat_b[row0 * f : (row0 + nrow) * f + 1]
+            k = np.arange(col0 * f, (col0 + ncol) * f + 1)
+            w = self.lon_b.size - 1
+            lon_b = self.lon_b[k % w] + self.lon_span * (k // w)
+            self._cache[key] = cell_area(lat_b, lon_b, self.radius)
+        return self._cache[key]
 
 
 def _spacing_of(meta: dict) -> tuple[float, float] | None:
@@ -371,7 +383,6 @@ class Downscaler:
         out = np.empty((x3.shape[0], h * f, w * f), dtype=np.float32)
         plan = TilePlan((h, w), self.tile, self.halo, periodic=periodic)
         items = [(t, n) for t in plan for n in range(x3.shape[0])]
-        areas: dict[tuple[int, int], np.ndarray] = {}
         bar = tqdm(
             total=len(items),
             desc=f"downscale {f}x",
@@ -384,19 +395,16 @@ class Downscaler:
                 lr = torch.from_numpy(np.stack([t.extract(x3[n]) for t, n in batch]))
                 a = None
                 if area is not None:
-                    if len(areas) > 64:  # bounded cache; a window's areas serve all times
-                        areas.clear()
-                    for t, _ in batch:
-                        k = (t.row.start, t.col.start)
-                        if k not in areas:
-                            areas[k] = area(
-                                offset[0] + t.row.start,
-                                t.row.length,
-                                offset[1] + t.col.start,
-                                t.col.length,
-                            )
-                    stack = [areas[(t.row.start, t.col.start)] for t, _ in batch]
-                    if all(s is stack[0] or np.array_equal(s, stack[0]) for s in stack):
+                    stack = [
+                        area(
+                            offset[0] + t.row.start,
+                            t.row.length,
+                            offset[1] + t.col.start,
+                            t.col.length,
+                        )
+                        for t, _ in batch
+                    ]
+                    if all(s is stack[0] for s in stack):
                         stack = stack[:1]  # one [H, W] for the batch: weights computed once
                     a = torch.from_numpy(np.stack(stack)).to(self.device)
                 y = self.model(lr[:, None, None].to(self.device), area=a)  # [B, 1, 1, H, W]
