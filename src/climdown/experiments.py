@@ -344,6 +344,7 @@ def run_experiments(
                 progress=progress,
             )
         )
+    rows += _baseline_rows(stores.values(), out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []
     if plan.real_data and (wanted is None or "REAL" in wanted):
         from climdown.realdata import run_real_data
@@ -365,6 +366,41 @@ def run_experiments(
     tmp.write_text(doc)
     os.replace(tmp, path)
     return doc
+
+
+def _baseline_rows(stores: Any, runs: Path, *, members: int, device: str) -> list[dict[str, Any]]:
+    """Bicubic (none and softmax) on each store's test split: the bar every model must clear."""
+    from climdown.nn.models import get_model
+    from climdown.train import evaluate_model
+
+    rows = []
+    for store in stores:
+        factor = int(_factor_of(store))
+        for constraint in ("none", "softmax"):
+            run = runs / f"bicubic-{Path(store).stem}-{constraint}"
+            done = _scores_path(run)
+            if done.is_file():
+                rows.append(json.loads(done.read_text()))
+                continue
+            model = get_model("bicubic", factor=factor, constraint=constraint)
+            scores = evaluate_model(model, store, "test", members=members, device=device)
+            row = {
+                "id": "baseline",
+                "data": _data_name(store),
+                "model": "bicubic",
+                "constraint": constraint,
+                "scores": scores,
+            }
+            run.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(row, indent=1))
+            rows.append(row)
+    return rows
+
+
+def _factor_of(store: Path) -> int:
+    from climdown.data.store import store_info
+
+    return int(store_info(store)["factor"])
 
 
 def _document(
