@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from climdown import __version__
-from climdown.errors import ClimdownError
+from climdown.errors import ClimdownError, ConfigError
 
 __all__ = ["main", "build_parser"]
 
@@ -38,10 +38,27 @@ def _cmd_train(a: argparse.Namespace) -> int:
         resume=not a.no_resume,
         progress=not a.quiet,
         num_workers=a.num_workers,
+        max_steps=a.max_steps,
+        precision=a.precision,
+        soft_lambda=a.soft_lambda,
+        model_options=_options(a.option),
     )
     for key, value in summary.items():
         print(f"{key}: {value}")
     return 0
+
+
+def _options(pairs: list[str] | None) -> dict[str, object]:
+    """``["width=32", "skip=bicubic"]`` -> ``{"width": 32, "skip": "bicubic"}`` (YAML scalars)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option takes KEY=VALUE (e.g. --option width=32), got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
@@ -125,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="run")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--num-workers", type=int, default=0)
+    sp.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch")
+    sp.add_argument("--precision", default="fp32", help="fp32, or bf16 autocast (GPU)")
+    sp.add_argument("--soft-lambda", type=float, default=1.0, help="weight of the soft penalty")
+    sp.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="model option, e.g. --option width=32 --option skip=bicubic",
+    )
     sp.add_argument("--no-resume", action="store_true", help="start afresh even if out/ has a run")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=_cmd_train)
