@@ -92,7 +92,8 @@ def run_real_data(
     """Score baselines and trained CNNs on the real-ERA5 stores; one row per set/factor/model.
 
     ``config`` is the ``real_data`` entry of the experiments file: ``factors`` (list) and
-    ``models`` (list of ``{model, constraint, options}``) and ``batch_size``. ``quick`` keeps factor 4 only and trains two
+    ``models`` (list of ``{model, constraint, options}``), ``batch_size`` and ``epochs`` (read
+    by the caller). ``quick`` keeps factor 4 only and trains two
     steps per epoch with a narrow CNN.
     """
     from climdown.checkpoint import load_checkpoint
