@@ -250,7 +250,7 @@ def test_mass_violation_of_dry_fields():
 def test_mass_violation_factor_must_fit():
     with pytest.raises(GridShapeError, match="factor"):
         metrics.mass_violation(np.ones((8, 8)), np.ones((3, 3)), np.ones((8, 8)))
-    with pytest.raises(GridShapeError, match="lr has shape"):
+    with pytest.raises(GridShapeError, match="factor=4 was given"):
         metrics.mass_violation(np.ones((8, 8)), np.ones((4, 4)), np.ones((8, 8)), factor=4)
 
 

@@ -25,7 +25,6 @@ from climdown.errors import (
     ConservationError,
     CoordinateError,
     DataValueError,
-    GridShapeError,
 )
 from climdown.units import append_history, to_kg_m2
 
@@ -56,23 +55,6 @@ def _as_dataarray(obj: Any, name: str) -> xr.DataArray:
             f"units, got {type(obj).__name__}; select the variable, e.g. ds['tcw']"
         )
     return obj
-
-
-def _infer_factor(hr_shape: tuple[int, int], lr_shape: tuple[int, int], factor: int | None) -> int:
-    (hh, hw), (lh, lw) = hr_shape, lr_shape
-    if hh % lh or hw % lw or hh // lh != hw // lw:
-        raise GridShapeError(
-            f"the HR grid ({hh} x {hw}) is not a square integer refinement of the LR grid "
-            f"({lh} x {lw}): the size ratios are {hh / lh:g} and {hw / lw:g}; pass the LR field "
-            "the HR field was downscaled from"
-        )
-    inferred = hh // lh
-    if factor is not None and factor != inferred:
-        raise GridShapeError(
-            f"factor={factor} was given but the HR grid ({hh} x {hw}) is {inferred}x the LR "
-            f"grid ({lh} x {lw}); drop factor= or pass matching fields"
-        )
-    return inferred
 
 
 def _check_refinement(hr: xr.DataArray, lat: str, lon: str, ref: _grid.Grid, factor: int) -> None:
@@ -128,7 +110,7 @@ def _prepare(hr: Any, lr: Any, factor: int | None, lat: str | None, lon: str | N
         dims.append((str(da[lat_name].dims[0]), str(da[lon_name].dims[0])))
     (hr_lat, hr_lon), (lr_lat, lr_lon) = names
     hr_dims, lr_dims = dims
-    f = _infer_factor(
+    f = _grid.infer_factor(
         (hr.sizes[hr_dims[0]], hr.sizes[hr_dims[1]]),
         (lr.sizes[lr_dims[0]], lr.sizes[lr_dims[1]]),
         factor,

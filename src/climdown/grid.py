@@ -55,6 +55,7 @@ __all__ = [
     "coarsen_dataarray",
     "mass_dataarray",
     "check_factor",
+    "infer_factor",
 ]
 
 #: Mean Earth radius in metres (the sphere climdown's areas are computed on).
@@ -226,15 +227,7 @@ class Grid:
     def coarsen(self, factor: int) -> Grid:
         """The coarse grid whose cells are the ``factor x factor`` blocks of this one."""
         check_factor(self.shape, factor)
-        lat_b = self.lat_b[::factor]
-        lon_b = self.lon_b[::factor]
-        return Grid(
-            0.5 * (lat_b[:-1] + lat_b[1:]),
-            _wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon),
-            lat_b,
-            lon_b,
-            self.radius,
-        )
+        return self._from_bounds(self.lat_b[::factor], self.lon_b[::factor])
 
     def refine(self, factor: int) -> Grid:
         """The fine grid that splits each cell into ``factor x factor`` equal-angle cells.
@@ -249,8 +242,10 @@ class Grid:
             inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * frac[None, :]
             return np.concatenate([inner.ravel(), b[-1:]])
 
-        lat_b = split(self.lat_b)
-        lon_b = split(self.lon_b)
+        return self._from_bounds(split(self.lat_b), split(self.lon_b))
+
+    def _from_bounds(self, lat_b: np.ndarray, lon_b: np.ndarray) -> Grid:
+        """A grid on the same sphere with these bounds; centres midway, lon in our convention."""
         return Grid(
             0.5 * (lat_b[:-1] + lat_b[1:]),
             _wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon),
@@ -311,6 +306,34 @@ def check_factor(shape: tuple[int, ...], factor: int) -> int:
             f"ds.isel({', '.join(crops)})) or pad it to a multiple of {factor}"
         )
     return factor
+
+
+def infer_factor(
+    fine_shape: tuple[int, ...], coarse_shape: tuple[int, ...], factor: int | None = None
+) -> int:
+    """The integer f with ``fine = f x coarse`` on both of the last two axes.
+
+    Raises
+    ------
+    GridShapeError
+        If the shapes are not a square integer refinement of each other, or if ``factor`` is
+        given and disagrees with the shapes.
+    """
+    (hf, wf), (hc, wc) = tuple(fine_shape[-2:]), tuple(coarse_shape[-2:])
+    if hc == 0 or wc == 0 or hf % hc or wf % wc or hf // hc != wf // wc:
+        raise GridShapeError(
+            f"the fine grid ({hf} x {wf}) is not a square integer refinement (an integer "
+            f"multiple f x f) of the coarse grid ({hc} x {wc}): the size ratios are "
+            f"{hf / max(hc, 1):g} and {wf / max(wc, 1):g}; pass the coarse field the fine one "
+            "was made from (or one made for that factor)"
+        )
+    inferred = hf // hc
+    if factor is not None and factor != inferred:
+        raise GridShapeError(
+            f"factor={factor} was given but the fine grid ({hf} x {wf}) is {inferred}x the "
+            f"coarse grid ({hc} x {wc}); drop factor= or pass matching fields"
+        )
+    return inferred
 
 
 # ---------------------------------------------------------------------------------------

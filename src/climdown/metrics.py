@@ -305,16 +305,6 @@ def neg_count(pred: Any) -> int:
     return int((p < 0).sum())
 
 
-def _infer_factor(fine_shape: tuple[int, ...], coarse_shape: tuple[int, ...]) -> int:
-    (hf, wf), (hc, wc) = fine_shape[-2:], coarse_shape[-2:]
-    if hc == 0 or wc == 0 or hf % hc or wf % wc or hf // hc != wf // wc:
-        raise GridShapeError(
-            f"cannot infer the factor from a fine grid of {hf} x {wf} and a coarse grid of "
-            f"{hc} x {wc}: the ratio must be the same integer along both axes; pass factor="
-        )
-    return hf // hc
-
-
 def mass_violation(pred: Any, lr: Any, area: Any, factor: int | None = None) -> dict[str, float]:
     """How far the area-weighted coarsening of ``pred`` is from the coarse input ``lr``.
 
@@ -345,7 +335,7 @@ def mass_violation(pred: Any, lr: Any, area: Any, factor: int | None = None) -> 
     vary within a block (everywhere on a lat/lon grid).
     """
     p, c, a = _as_arrays(pred, lr, area)
-    f = _infer_factor(tuple(p.shape), tuple(c.shape)) if factor is None else factor
+    f = _grid.infer_factor(tuple(p.shape), tuple(c.shape), factor)
     coarse = _grid.coarsen(p, a, f)
     if tuple(coarse.shape) != tuple(c.shape):
         raise GridShapeError(
@@ -547,7 +537,7 @@ def score_table(
                     "of the fine grid, or give lr as a DataArray with latitude/longitude"
                 )
             lr_shape = tuple(_unwrap(lr).shape)
-            f = _infer_factor(tuple(_unwrap(pred).shape), lr_shape) if factor is None else factor
+            f = _grid.infer_factor(tuple(_unwrap(pred).shape), lr_shape, factor)
             fine_area = _grid.Grid.from_xarray(lr).refine(f).area
         mv = mass_violation(pred, lr, fine_area, factor)
         row["mass_violation_max"] = mv["max_abs"]

@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from climdown.errors import ConfigError, DataValueError, GridShapeError
-from climdown.grid import block_expand, block_sum
+from climdown.errors import ConfigError, DataValueError
+from climdown.grid import block_expand, block_sum, infer_factor
 
 __all__ = [
     "Constraint",
@@ -49,23 +49,6 @@ __all__ = [
     "infer_factor",
     "block_mean",
 ]
-
-
-def infer_factor(fine_shape: tuple[int, ...], coarse_shape: tuple[int, ...]) -> int:
-    """The integer factor f with ``fine = f * coarse`` on both of the last two axes.
-
-    Raises
-    ------
-    GridShapeError
-        If the shapes are not an integer multiple of each other, or differ between axes.
-    """
-    (hf, wf), (hc, wc) = fine_shape[-2:], coarse_shape[-2:]
-    if hc == 0 or wc == 0 or hf % hc or wf % wc or hf // hc != wf // wc:
-        raise GridShapeError(
-            f"fine grid {hf} x {wf} is not an integer multiple f x f of the coarse grid "
-            f"{hc} x {wc}; the fine grid must be exactly factor times the coarse one"
-        )
-    return hf // hc
 
 
 def block_mean(z: torch.Tensor, factor: int, weights: torch.Tensor | None) -> torch.Tensor:
