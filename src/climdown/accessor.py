@@ -81,8 +81,8 @@ class _Base:
         var: str | Sequence[str] | None = None,
         device: str = "auto",
         batch_size: int = 16,
-        tile: int = 64,
-        halo: int = 8,
+        tile: int = 128,
+        halo: int = 12,
     ) -> Any:
         """Downscale by ``factor``; see :func:`climdown.inference.downscale`.
 

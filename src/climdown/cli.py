@@ -96,6 +96,7 @@ def _cmd_downscale(a: argparse.Namespace) -> int:
         model=a.model,
         var=a.var,
         device=a.device,
+        overwrite=a.overwrite,
     )
     print(f"wrote {a.dst}")
     return 0
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=None, help="checkpoint path or baseline name")
     sp.add_argument("--var", default=None)
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     sp.set_defaults(func=_cmd_downscale)
 
     sp = sub.add_parser("plot", help="maps LR | downscaled | truth | error to PNG")

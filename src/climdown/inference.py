@@ -226,8 +226,8 @@ class Downscaler:
         constraint: str = "softmax",
         device: str = "auto",
         batch_size: int = 16,
-        tile: int = 64,
-        halo: int = 8,
+        tile: int = 128,
+        halo: int = 12,
         progress: bool | None = None,
     ) -> None:
         from climdown.nn.constraints import get_constraint
@@ -432,9 +432,14 @@ class Downscaler:
                     min(halo, x.shape[ax]), x.chunks[ax]
                 )
             x = x.rechunk(tuple(chunks))
+        # an axis held in one chunk needs no overlap (unless it wraps), and dask refuses a
+        # depth deeper than the array: clip the halo per axis
+        depth_r = min(halo, x.shape[ax_r]) if len(x.chunks[ax_r]) > 1 else 0
+        depth_c = min(halo, x.shape[ax_c]) if (periodic or len(x.chunks[ax_c]) > 1) else 0
+        if depth_r or depth_c:
             xo = dsa.overlap.overlap(
                 x,
-                depth={ax_r: halo, ax_c: halo},
+                depth={ax_r: depth_r, ax_c: depth_c},
                 boundary={ax_r: "none", ax_c: "periodic" if periodic else "none"},
             )
         else:
@@ -447,10 +452,10 @@ class Downscaler:
 
         def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
             i, j = block_info[0]["chunk-location"][-2:]
-            pre_r = halo if i > 0 else 0
-            post_r = halo if i < counts[0] - 1 else 0
-            pre_c = halo if (periodic or j > 0) else 0
-            post_c = halo if (periodic or j < counts[1] - 1) else 0
+            pre_r = depth_r if i > 0 else 0
+            post_r = depth_r if i < counts[0] - 1 else 0
+            pre_c = depth_c if (periodic or j > 0) else 0
+            post_c = depth_c if (periodic or j < counts[1] - 1) else 0
             offset = (int(starts[0][i]) - pre_r, int(starts[1][j]) - pre_c)
             y = self._numpy(block, area, offset, False, False)
             hh, ww = y.shape[-2:]
@@ -565,8 +570,8 @@ def downscale(
     var: str | Sequence[str] | None = None,
     device: str = "auto",
     batch_size: int = 16,
-    tile: int = 64,
-    halo: int = 8,
+    tile: int = 128,
+    halo: int = 12,
     *,
     lat: str | None = None,
     lon: str | None = None,
@@ -650,8 +655,8 @@ def downscale_file(
     var: str | Sequence[str] | None = None,
     device: str = "auto",
     batch_size: int = 16,
-    tile: int = 64,
-    halo: int = 8,
+    tile: int = 128,
+    halo: int = 12,
     scheduler: Any = None,
     max_chunk: int = 512,
     overwrite: bool = False,
