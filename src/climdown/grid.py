@@ -45,6 +45,8 @@ __all__ = [
     "lat_bounds",
     "lon_bounds",
     "cell_area",
+    "as_blocks",
+    "from_blocks",
     "block_sum",
     "block_expand",
     "block_weights",
@@ -339,11 +341,26 @@ def infer_factor(
 # ---------------------------------------------------------------------------------------
 # Block maths on numpy / torch / dask arrays (one implementation)
 # ---------------------------------------------------------------------------------------
-def block_sum(a: Any, factor: int) -> Any:
-    """Sum over each ``factor x factor`` block of the last two axes: ``[..., H, W] -> [..., H/f, W/f]``."""
+def as_blocks(a: Any, factor: int) -> Any:
+    """View ``[..., H, W]`` as ``[..., H/f, f, W/f, f]``: block (i, j) is ``[..., i, :, j, :]``.
+
+    Per-block maths can then broadcast a coarse value ``x[..., :, None, :, None]`` over its
+    block without materialising a block-expanded copy; :func:`from_blocks` undoes the view.
+    """
     factor = check_factor(a.shape, factor)
     *lead, h, w = a.shape
-    return a.reshape(*lead, h // factor, factor, w // factor, factor).sum(-1).sum(-2)
+    return a.reshape(*lead, h // factor, factor, w // factor, factor)
+
+
+def from_blocks(b: Any) -> Any:
+    """Inverse of :func:`as_blocks`: ``[..., h, f, w, f] -> [..., h f, w f]``."""
+    *lead, h, f1, w, f2 = b.shape
+    return b.reshape(*lead, h * f1, w * f2)
+
+
+def block_sum(a: Any, factor: int) -> Any:
+    """Sum over each ``factor x factor`` block of the last two axes: ``[..., H, W] -> [..., H/f, W/f]``."""
+    return as_blocks(a, factor).sum(-1).sum(-2)
 
 
 def block_expand(x: Any, factor: int) -> Any:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from climdown.errors import ConfigError, DataValueError
-from climdown.grid import block_expand, block_sum, infer_factor
+from climdown.grid import as_blocks, block_sum, from_blocks, infer_factor
 
 __all__ = [
     "Constraint",
@@ -58,9 +58,16 @@ def block_mean(z: torch.Tensor, factor: int, weights: torch.Tensor | None) -> to
     return block_sum(weights * z, factor)
 
 
-def _block_max(z: torch.Tensor, factor: int) -> torch.Tensor:
-    *lead, h, w = z.shape
-    return z.reshape(*lead, h // factor, factor, w // factor, factor).amax(dim=(-3, -1))
+# The layers work on block views [..., h, f, w, f] (climdown.grid.as_blocks): a coarse value
+# x[..., :, None, :, None] broadcasts over its block, so nothing is block-expanded into a copy.
+_BLOCK = (-3, -1)
+
+
+def _bmean(zb: torch.Tensor, wb: torch.Tensor | None) -> torch.Tensor:
+    """Block mean on views, kept as ``[..., h, 1, w, 1]`` for broadcasting."""
+    if wb is None:
+        return zb.mean(dim=_BLOCK, keepdim=True)
+    return (wb * zb).sum(dim=_BLOCK, keepdim=True)
 
 
 class Constraint(nn.Module):
@@ -103,11 +110,13 @@ class Constraint(nn.Module):
         Tensor ``[..., H, W]`` in the units of x.
         """
         factor = infer_factor(z.shape, x.shape)
-        return self._constrain(z, x, factor, weights)
+        wb = None if weights is None else as_blocks(weights, factor)
+        return from_blocks(self._constrain(as_blocks(z, factor), x[..., :, None, :, None], wb))
 
     def _constrain(
-        self, z: torch.Tensor, x: torch.Tensor, factor: int, weights: torch.Tensor | None
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
     ) -> torch.Tensor:
+        """The layer on block views: zb ``[..., h, f, w, f]``, xb ``[..., h, 1, w, 1]``."""
         raise NotImplementedError
 
     def penalty(
@@ -125,8 +134,8 @@ class NoConstraint(Constraint):
 
     name = "none"
 
-    def _constrain(self, z, x, factor, weights):
-        return z
+    def _constrain(self, zb, xb, wb):
+        return zb
 
 
 class SoftmaxConstraint(Constraint):
@@ -141,9 +150,9 @@ class SoftmaxConstraint(Constraint):
     positive = True
     logits = True
 
-    def _constrain(self, z, x, factor, weights):
-        e = torch.exp(z - block_expand(_block_max(z, factor), factor).detach())
-        return e * block_expand(x / block_mean(e, factor, weights), factor)
+    def _constrain(self, zb, xb, wb):
+        e = torch.exp(zb - zb.amax(dim=_BLOCK, keepdim=True).detach())
+        return e * (xb / _bmean(e, wb))
 
 
 class AddConstraint(Constraint):
@@ -152,8 +161,8 @@ class AddConstraint(Constraint):
     name = "add"
     conserving = True
 
-    def _constrain(self, z, x, factor, weights):
-        return z + block_expand(x - block_mean(z, factor, weights), factor)
+    def _constrain(self, zb, xb, wb):
+        return zb + (xb - _bmean(zb, wb))
 
 
 class MultConstraint(Constraint):
@@ -173,21 +182,19 @@ class MultConstraint(Constraint):
         """Make z non-negative before the layer (used by the model wrapper)."""
         return nn.functional.softplus(z)
 
-    def _constrain(self, z, x, factor, weights):
-        if bool((z < 0).any()):
+    def _constrain(self, zb, xb, wb):
+        if bool((zb < 0).any()):
             raise DataValueError(
                 "the 'mult' constraint needs a non-negative z (it rescales z by x / mean z); "
                 "pass z through softplus/ReLU first, or use 'softmax'"
             )
-        s = block_mean(z, factor, weights)
+        s = _bmean(zb, wb)
         # a mean below tiny/eps holds subnormal z with only a few significant bits: its shape
         # cannot be trusted, so such blocks count as empty (block-constant x, still conserving)
         good = s > torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
-        ok = block_expand(good, factor)
         # z / mean(z) first: it is bounded by 1 / w_i, so a tiny block mean cannot overflow
-        shape = z / block_expand(torch.where(good, s, torch.ones_like(s)), factor)
-        y = shape * block_expand(x, factor)
-        return torch.where(ok, y, block_expand(x, factor))
+        shape = zb / torch.where(good, s, torch.ones_like(s))
+        return torch.where(good, shape * xb, xb.expand_as(zb))
 
 
 class ScAddConstraint(Constraint):
@@ -201,19 +208,14 @@ class ScAddConstraint(Constraint):
     name = "scadd"
     conserving = True
 
-    def _constrain(self, z, x, factor, weights):
-        zbar = block_mean(z, factor, weights)
-        d = x - zbar
+    def _constrain(self, zb, xb, wb):
+        zbar = _bmean(zb, wb)
+        d = xb - zbar
         s = torch.sign(-d)
         den = s + zbar
         ok = den.abs() > torch.finfo(den.dtype).eps
         scale = torch.where(ok, d / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(d))
-        add = torch.where(ok, torch.zeros_like(d), d)
-        return (
-            z
-            + block_expand(scale, factor) * (block_expand(s, factor) + z)
-            + block_expand(add, factor)
-        )
+        return zb + scale * (s + zb) + torch.where(ok, torch.zeros_like(d), d)
 
 
 class ClipConstraint(Constraint):
@@ -222,8 +224,8 @@ class ClipConstraint(Constraint):
     name = "clip"
     positive = True
 
-    def _constrain(self, z, x, factor, weights):
-        return torch.clamp(z, min=0.0)
+    def _constrain(self, zb, xb, wb):
+        return torch.clamp(zb, min=0.0)
 
 
 class SoftConstraint(Constraint):
@@ -238,8 +240,8 @@ class SoftConstraint(Constraint):
         super().__init__()
         self.lam = float(lam)
 
-    def _constrain(self, z, x, factor, weights):
-        return z
+    def _constrain(self, zb, xb, wb):
+        return zb
 
     def penalty(self, y, x, weights=None):
         factor = infer_factor(y.shape, x.shape)
