@@ -497,3 +497,14 @@ def test_other_bad_coordinates():
         Grid([], [0.0, 1.0])
     with pytest.raises(CoordinateError, match="one more value"):
         Grid([0.5, 1.5], [0.5, 1.5], lat_b=[0.0, 1.0])
+
+
+def test_refined_longitudes_stay_monotonic_next_to_the_meridian():
+    # ERA5 Rhine-like: 0..10E in the 0..360 convention; the first coarse cell straddles 0E
+    g = Grid(np.arange(55.0, 44.9, -0.25), np.arange(0.0, 10.01, 0.25))
+    fine = g.refine(4)
+    assert np.all(np.diff(fine.lon) > 0)
+    assert fine.lon[0] == pytest.approx(-0.09375)
+    # contrast: a grid that itself wraps (170..180, -180..-170) keeps its own convention
+    w = Grid(np.array([0.0, 1.0]), np.array([170.0, 175.0, 180.0, -175.0, -170.0]))
+    assert np.all(np.abs(w.refine(2).lon) <= 180.0)

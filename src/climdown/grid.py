@@ -272,12 +272,23 @@ class Grid:
 
 
 def _wrap_like(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Map unwrapped longitudes back to the convention of ``ref`` (0..360 or -180..180)."""
+    """Express unwrapped longitudes in the convention of ``ref`` (0..360 or -180..180).
+
+    When ``ref`` itself runs monotonically, the result stays monotonic: it is shifted as a whole
+    by a multiple of 360 so that its mean lies in the convention's range (a fine grid of a
+    region at 0-10E starts at -0.09 rather than jumping from 359.9 to 0.03). When ``ref`` wraps
+    inside (e.g. 170..180, -180..-170), each value is wrapped into the range like ref's.
+    """
     if np.all(ref >= 0) and np.all(ref <= 360):
-        return np.where((lon < 0) | (lon >= 360), lon % 360.0, lon)
-    if np.all(ref >= -180) and np.all(ref <= 180):
-        return np.where((lon < -180) | (lon > 180), (lon + 180.0) % 360.0 - 180.0, lon)
-    return lon
+        lo = 0.0
+    elif np.all(ref >= -180) and np.all(ref <= 180):
+        lo = -180.0
+    else:
+        return lon
+    d = np.diff(ref)
+    if ref.size < 2 or np.all(d > 0) or np.all(d < 0):
+        return lon - 360.0 * np.floor((np.mean(lon) - lo) / 360.0)
+    return np.where((lon < lo) | (lon >= lo + 360.0), (lon - lo) % 360.0 + lo, lon)
 
 
 def _check_int_factor(factor: Any) -> int:
