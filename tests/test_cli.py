@@ -175,17 +175,6 @@ def test_train_on_store_without_normalisation_is_store_error(
     assert "normalisation" in err and "--overwrite" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason=(
-        "evaluate on a store whose root attrs lack 'normalisation': expected StoreError / "
-        "exit 2 naming 'normalisation', got KeyError: 'normalisation' from "
-        "PatchDataset.__init__ (data/dataset.py: dict(self.attrs['normalisation'])). Fix: "
-        "have PatchDataset (or store_info) check the attribute and raise the StoreError that "
-        "train.normalisation_scale raises."
-    ),
-)
 def test_evaluate_on_store_without_normalisation_is_store_error(
     tiny_store: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

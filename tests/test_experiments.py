@@ -221,17 +221,6 @@ def test_quick_rerun_reuses_study_rows(
     assert _tables(again)[0] == _tables(doc)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "--quick re-run retrains every real-data CNN row: expected real/runs/*/scores.json "
-        "reused (mtime unchanged, re-run in seconds), got them rewritten (~9 s of retraining). "
-        "realdata.run_real_data stores settings={'options': options, ...} and then "
-        "options.setdefault('width', 8) mutates that same dict, so the saved settings have "
-        "width 8 and never equal the fresh ones. Fix: settings['options'] = dict(options) "
-        "(copy before setdefault)."
-    ),
-)
 def test_quick_rerun_reuses_real_data_rows(
     quick_table: tuple[Path, str, float],
     quick_rerun: tuple[dict[Path, int], dict[Path, int], str, float],

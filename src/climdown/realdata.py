@@ -122,7 +122,12 @@ def run_real_data(
                     out / "runs" / f"{name}-x{factor}-{model}{'-skip' if skip else ''}-{constraint}"
                 )
                 done = run / "scores.json"
-                settings = {"epochs": epochs, "quick": quick, "options": options, "batch": batch}
+                settings = {
+                    "epochs": epochs,
+                    "quick": quick,
+                    "options": dict(options),
+                    "batch": batch,
+                }
                 if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
                     rows.append(json.loads(done.read_text()))
                     continue

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from climdown.data.store import split_arrays, store_info
+from climdown.data.store import normalisation, split_arrays, store_info
 from climdown.errors import DataValueError
 from climdown.grid import Grid
 
@@ -81,7 +81,7 @@ class PatchDataset(Dataset):
         self.dtype = dtype
         self.attrs: dict[str, Any] = store_info(self.path)
         arrays = split_arrays(self.path, split)  # raises StoreError for an unknown split
-        self.stats: dict[str, Any] = dict(self.attrs["normalisation"])
+        self.stats: dict[str, Any] = normalisation(self.path, self.attrs)  # StoreError if absent
         self.factor = int(self.attrs["factor"])
         self.frames = int(self.attrs["frames"])
         self.patch = int(self.attrs["patch"])

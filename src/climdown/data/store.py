@@ -45,6 +45,7 @@ __all__ = [
     "build_store",
     "open_store",
     "store_info",
+    "normalisation",
     "split_arrays",
     "is_complete",
     "partial_path",
@@ -56,7 +57,14 @@ _MARKER = "complete"
 # ---------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------
-def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = False) -> Path:
+def build_store(
+    recipe: Recipe,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    scheduler: Any = None,
+    workers: int | None = None,
+) -> Path:
     """Build the zarr store a recipe describes (or do nothing if it is already built).
 
     Parameters
@@ -67,6 +75,15 @@ def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = Fal
         Rebuild and replace an existing store at ``recipe.output``.
     progress : bool
         Show a tqdm progress bar (one step per chunk of samples).
+    scheduler : str, path or distributed.Client, optional
+        Build on this dask cluster (address, scheduler file or Client; default: the
+        ``CLIMDOWN_SCHEDULER`` environment variable). Each chunk of samples is one task that
+        reads its source steps, coarsens and writes its own region of the store from the
+        worker, so the output path must be on a filesystem every worker sees.
+    workers : int, optional
+        Start a local cluster of this many worker processes for the build
+        (:func:`climdown.distributed.dask_client`). Without ``scheduler`` and ``workers`` the
+        chunks are built one after another in this process (dask's threaded scheduler).
 
     Returns
     -------
@@ -92,8 +109,11 @@ def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = Fal
     Notes
     -----
     A re-run with the same recipe finds the complete store, compares ``recipe.hash`` and
-    returns without opening the source. Splits are written in the order train, val, test;
-    the normalisation statistics come from train HR, accumulated chunk by chunk.
+    returns without opening the source (and without starting a cluster). The arrays are the
+    same bytes however the build runs: each chunk is computed by the same function, and the
+    normalisation statistics of train HR are merged from per-chunk moments in chunk order.
+    Only those moments (a few numbers per chunk) come back to the client; a worker holds one
+    chunk of samples plus the source steps it reads.
     """
     final = Path(recipe.output)
     if final.exists():
@@ -128,8 +148,11 @@ def build_store(recipe: Recipe, *, overwrite: bool = False, progress: bool = Fal
     if tmp.exists():  # left by a killed run
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    from climdown.distributed import dask_client
+
     try:
-        _write_all(recipe, src, plans, tmp, progress)
+        with dask_client(scheduler, workers) as client:
+            _write_all(recipe, src, plans, tmp.resolve(), progress, client)
     except DataValueError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -170,6 +193,44 @@ def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         If ``path`` is missing, not a climdown store, or incomplete.
     """
     return dict(_complete_attrs(Path(path)))
+
+
+def normalisation(
+    path: str | os.PathLike[str], attrs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The store's normalisation statistics (kg m-2, computed on train HR), validated.
+
+    Parameters
+    ----------
+    path : str or path
+        The store.
+    attrs : dict, optional
+        Its root attributes, if already read (:func:`store_info`).
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std``, ``min``, ``max``, ``scale`` (a positive, finite float) and
+        ``scale_method``.
+
+    Raises
+    ------
+    StoreError
+        If the store records no normalisation or no usable scale.
+    """
+    norm = (store_info(path) if attrs is None else attrs).get("normalisation")
+    value = norm.get("scale") if isinstance(norm, dict) else None
+    try:
+        scale = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise StoreError(
+            f"store {str(path)!r} has no usable normalisation scale (its 'normalisation' "
+            f"attribute is {norm!r}; expected a dict with a positive 'scale' in kg m-2); rebuild "
+            "it with `climdown build RECIPE.yaml --overwrite`, which computes it on train HR"
+        )
+    return {**norm, "scale": scale}
 
 
 def open_store(path: str | os.PathLike[str], split: str = "train") -> xr.Dataset:
@@ -471,19 +532,20 @@ class _Stats:
         self.min, self.max = math.inf, -math.inf
 
     def update(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64)
-        nb = x.size
-        if nb == 0:
+        self.merge(_moments(x))
+
+    def merge(self, moments: tuple[int, float, float, float, float] | None) -> None:
+        """Fold in one chunk's ``(count, mean, M2, min, max)`` (see :func:`_moments`)."""
+        if moments is None or moments[0] == 0:
             return
-        mb = float(x.mean())
-        m2b = float(((x - mb) ** 2).sum())
+        nb, mb, m2b, lo, hi = moments
         delta = mb - self.mean
         n = self.n + nb
         self.mean += delta * nb / n
         self.m2 += m2b + delta**2 * self.n * nb / n
         self.n = n
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
 
     def result(self, scale: str | float) -> dict[str, Any]:
         std = math.sqrt(self.m2 / self.n)
@@ -499,6 +561,15 @@ class _Stats:
             "computed_on": "train hr",
             "units": CANONICAL,
         }
+
+
+def _moments(x: np.ndarray) -> tuple[int, float, float, float, float] | None:
+    """``(count, mean, sum of squared deviations, min, max)`` of ``x`` in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return None
+    mb = float(x.mean())
+    return int(x.size), mb, float(((x - mb) ** 2).sum()), float(x.min()), float(x.max())
 
 
 def _patch_coords(recipe: Recipe, src: xr.DataArray, plan: _Plan) -> dict[str, Any]:
@@ -577,9 +648,8 @@ def _encoding(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def _extract(src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> np.ndarray:
-    """HR patches ``[hi - lo, frames, patch, patch]`` float32 for samples lo..hi (dask compute)."""
-    import dask
+def _patches(src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> Any:
+    """HR patches ``[hi - lo, frames, patch, patch]`` of samples lo..hi, as a lazy dask array."""
     import dask.array as dsa
 
     data = src.data
@@ -587,18 +657,42 @@ def _extract(src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> np
         data[:, plan.y0[i] : plan.y0[i] + patch, plan.x0[i] : plan.x0[i] + patch][plan.t[i]]
         for i in range(lo, hi)
     ]
-    (hr,) = dask.compute(dsa.stack(pieces))
-    return np.asarray(hr, dtype=np.float32)
+    return dsa.stack(pieces)
 
 
-def _check_finite(hr: np.ndarray, plan: _Plan, coords: dict[str, Any], lo: int, hi: int) -> None:
+def _build_chunk(
+    hr: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    tmp: str,
+    split: str,
+    lo: int,
+    factor: int,
+    moments: bool,
+) -> dict[str, Any]:
+    """Coarsen one chunk of HR patches and write it to its region of the store.
+
+    Runs as one dask task (on a cluster worker, or in this process): it receives the
+    chunk's HR patches, writes ``hr`` and ``lr`` for samples ``lo .. lo + len(hr)`` and
+    returns only a small status: the count of non-finite values (then nothing is written)
+    and, for the train split, the chunk's moments for the normalisation statistics.
+    """
+    hr = np.asarray(hr, dtype=np.float32)
     bad = ~np.isfinite(hr)
-    count = int(bad.sum())
-    if not count:
-        return
-    i = lo + int(np.flatnonzero(bad.reshape(hi - lo, -1).any(axis=1))[0])
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(hr.shape[0], -1).any(axis=1))[0])
+        return {"lo": lo, "bad": int(bad.sum()), "first_bad": lo + first, "moments": None}
+    area = np.stack([Grid(lat[i], lon[i]).area for i in range(hr.shape[0])])
+    lr = coarsen(hr.astype(np.float64), area[:, None], factor).astype(np.float32)
+    _write_chunk(Path(tmp), split, lo, lo + hr.shape[0], hr, lr)
+    return {"lo": lo, "bad": 0, "first_bad": None, "moments": _moments(hr) if moments else None}
+
+
+def _raise_bad(status: dict[str, Any], plan: _Plan, coords: dict[str, Any], c: int) -> None:
+    lo, i = status["lo"], status["first_bad"]
+    hi = min(lo + c, plan.n)
     raise DataValueError(
-        f"split {plan.split.name!r}: {count} NaN/inf values in source patches (samples "
+        f"split {plan.split.name!r}: {status['bad']} NaN/inf values in source patches (samples "
         f"{lo}..{hi - 1}; first in sample {i} at {_fmt_time(coords['time'][i, 0])}, lat "
         f"{coords['lat'][i].max():.2f}..{coords['lat'][i].min():.2f}, lon {coords['lon'][i, 0]:.2f}"
         f"..{coords['lon'][i, -1]:.2f}). Choose a region and time range where the variable is "
@@ -615,8 +709,102 @@ def _write_chunk(tmp: Path, split: str, lo: int, hi: int, hr: np.ndarray, lr: np
     group["lr"][lo:hi] = lr
 
 
+def _chunk_tasks(
+    recipe: Recipe, src: xr.DataArray, plans: list[_Plan], coords: dict[str, Any], tmp: Path
+) -> list[tuple[_Plan, Any]]:
+    """One delayed :func:`_build_chunk` per chunk of samples, in split and sample order."""
+    import dask
+
+    c, p, f = recipe.chunks, recipe.patch, recipe.factor
+    tasks = []
+    for plan in plans:
+        pc = coords[plan.split.name]
+        name = plan.split.name
+        for lo in range(0, plan.n, c):
+            hi = min(lo + c, plan.n)
+            task = dask.delayed(_build_chunk, pure=False)(
+                _patches(src, plan, lo, hi, p),
+                pc["lat"][lo:hi],
+                pc["lon"][lo:hi],
+                str(tmp),
+                name,
+                lo,
+                f,
+                name == "train",
+            )
+            tasks.append((plan, task))
+    return tasks
+
+
+def _run_tasks(
+    tasks: list[tuple[_Plan, Any]],
+    coords: dict[str, Any],
+    c: int,
+    client: Any,
+    bar: Any,
+) -> list[dict[str, Any]]:
+    """Statuses of all chunk tasks in order; raises on the first chunk with bad values.
+
+    Locally the chunks run one after another (dask's threaded scheduler inside each). On a
+    cluster at most a few tasks per worker are in flight at once (a sliding window), so the
+    scheduler, the workers and the client all hold a bounded amount; the client receives
+    statuses only.
+    """
+    import dask
+
+    statuses: list[dict[str, Any] | None] = [None] * len(tasks)
+    if client is None:
+        for k, (plan, task) in enumerate(tasks):
+            (status,) = dask.compute(task)
+            if status["bad"]:
+                _raise_bad(status, plan, coords[plan.split.name], c)
+            statuses[k] = status
+            bar.update(1)
+        return [s for s in statuses if s is not None]
+
+    from distributed import as_completed, wait
+
+    window = max(2 * sum(client.nthreads().values()), 2)
+    pending = iter(enumerate(tasks))
+    index: dict[str, int] = {}
+
+    def submit() -> Any:
+        nxt = next(pending, None)
+        if nxt is None:
+            return None
+        k, (_, task) = nxt
+        fut = client.compute(task)
+        index[fut.key] = k
+        return fut
+
+    first = [fut for fut in (submit() for _ in range(window)) if fut is not None]
+    done = as_completed(first, with_results=True)
+    try:
+        for fut, status in done:
+            k = index.pop(fut.key)
+            if status["bad"]:
+                # tasks already running cannot be stopped: let them finish writing before
+                # the caller removes the partial store, so none writes into it afterwards
+                wait(list(done.futures))
+                plan = tasks[k][0]
+                _raise_bad(status, plan, coords[plan.split.name], c)
+            statuses[k] = status
+            bar.update(1)
+            nxt = submit()
+            if nxt is not None:
+                done.add(nxt)
+    finally:
+        client.cancel(list(done.futures))
+    return [s for s in statuses if s is not None]
+
+
 def _write_all(
-    recipe: Recipe, src: xr.DataArray, plans: list[_Plan], tmp: Path, progress: bool
+    recipe: Recipe,
+    src: xr.DataArray,
+    plans: list[_Plan],
+    tmp: Path,
+    progress: bool,
+    client: Any = None,
 ) -> None:
     import zarr
     from tqdm.auto import tqdm
@@ -643,21 +831,15 @@ def _write_all(
             encoding=_encoding(recipe),
         )
 
+    tasks = _chunk_tasks(recipe, src, plans, coords, tmp)
+    with tqdm(
+        total=len(tasks), desc=f"build {recipe.name}", unit="chunk", disable=not progress
+    ) as bar:
+        statuses = _run_tasks(tasks, coords, c, client, bar)
     stats = _Stats()
-    total = sum(math.ceil(plan.n / c) for plan in plans)
-    with tqdm(total=total, desc=f"build {recipe.name}", unit="chunk", disable=not progress) as bar:
-        for plan in plans:
-            pc = coords[plan.split.name]
-            for lo in range(0, plan.n, c):
-                hi = min(lo + c, plan.n)
-                hr = _extract(src, plan, lo, hi, p)
-                _check_finite(hr, plan, pc, lo, hi)
-                area = np.stack([Grid(pc["lat"][i], pc["lon"][i]).area for i in range(lo, hi)])
-                lr = coarsen(hr.astype(np.float64), area[:, None], f).astype(np.float32)
-                if plan.split.name == "train":
-                    stats.update(hr)
-                _write_chunk(tmp, plan.split.name, lo, hi, hr, lr)
-                bar.update(1)
+    for (plan, _), status in zip(tasks, statuses, strict=True):
+        if plan.split.name == "train":
+            stats.merge(status["moments"])  # in chunk order: the same numbers however it ran
 
     norm = stats.result(recipe.normalisation.scale)
     shared = {
