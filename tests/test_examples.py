@@ -1,0 +1,98 @@
+"""The runnable scripts in examples/ run with --quick and write what they promise."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, out: Path, *args: str) -> str:
+    """Run ``examples/<name>`` with ``--quick --out out``; return its stdout."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--quick", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), f"{path} was not written"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000, f"{path} is suspiciously small (blank?)"
+
+
+def test_downscale_era5_file(tmp_path: Path) -> None:
+    import xarray as xr
+
+    out = run_example("downscale_era5_file.py", tmp_path)
+    assert_png(tmp_path / "downscaled.png")
+    assert_png(tmp_path / "check.png")
+    with xr.open_dataset(tmp_path / "tcw_x4.nc") as hr:
+        assert dict(hr["tcw"].sizes) == {"time": 2, "lat": 160, "lon": 160}
+        assert "downscaled 4x" in hr["tcw"].attrs["history"]
+    # the mass budget is printed and conserving; the lazy path computes nothing until asked
+    worst = float(re.search(r"largest relative mass difference over 2 steps: (\S+)", out)[1])
+    assert worst < 1e-5
+    assert "tasks run while building it: 0" in out
+    assert int(re.search(r"tasks run by \.compute\(\): (\d+)", out)[1]) > 0
+    assert float(re.search(r"max \|difference\| (\S+) kg m-2", out)[1]) < 1e-4
+
+
+def test_downscale_era5_file_other_path_and_baseline(tmp_path: Path) -> None:
+    """A path argument and --model: the global sample (1.5 deg) with bicubic."""
+    from climdown.data.sources import sample_path
+
+    out = run_example(
+        "downscale_era5_file.py", tmp_path, str(sample_path("global")), "--model", "bicubic"
+    )
+    assert "model: bicubic (from --model)" in out
+    assert "tcwv" in out and (tmp_path / "tcwv_x4.nc").is_file()
+
+
+def test_build_store_and_train(tmp_path: Path) -> None:
+    out = run_example("build_store_and_train.py", tmp_path)
+    assert (tmp_path / "stores" / "tiny.zarr").is_dir()
+    assert (tmp_path / "run" / "best.pt").is_file()
+    assert (tmp_path / "eval" / "metrics.md").is_file()
+    assert_png(tmp_path / "curves.png")
+    assert "| bicubic |" in out and "| best.pt |" in out
+
+
+def test_compare_constraints_map(tmp_path: Path) -> None:
+    out = run_example("compare_constraints_map.py", tmp_path)
+    assert_png(tmp_path / "constraint_errors.png")
+    assert_png(tmp_path / "compare_softmax.png")
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("none", "softmax", "add", "mult") and len(parts) == 7:
+            rows[parts[0]] = [float(v) for v in parts[1:]]
+    assert set(rows) == {"none", "softmax", "add", "mult"}
+    for name in ("softmax", "add", "mult"):
+        assert abs(rows[name][2]) < 1e-6, name  # relative mass difference: conserved
+    assert abs(rows["none"][2]) > 1e-5  # contrast: bicubic alone does not conserve
+    assert rows["softmax"][4] == 0 and rows["mult"][4] == 0  # positive constraints
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_example_has_docstring_and_help(name: str) -> None:
+    text = (EXAMPLES / name).read_text()
+    assert text.startswith('"""'), f"{name} needs a module docstring saying what it shows"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "--out" in proc.stdout
