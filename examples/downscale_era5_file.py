@@ -4,7 +4,7 @@ What it shows, on the packaged real ERA5 Rhine sample (24 hourly 0.25 deg TCW fi
 ERA5 netCDF/zarr/GRIB file you pass:
 
 1. open the file (ERA5 names, packed int16 and descending latitude are fine), crop it to a
-   multiple of the factor;
+   multiple of the factor (downscaling takes any size; the crop lets step 5 coarsen it);
 2. ``ds.climdown.downscale(factor=4, constraint="softmax", model=...)``: the packaged default
    model when there is one for (4, "softmax"), else the parameter-free ``"bicubic"`` baseline
    with the softmax constraint (the script says which);

@@ -96,3 +96,17 @@ def test_example_has_docstring_and_help(name: str) -> None:
         check=False,
     )
     assert proc.returncode == 0 and "--quick" in proc.stdout and "--out" in proc.stdout
+
+
+DOCS = EXAMPLES.parent / "docs"
+
+
+def test_docs_index_links_every_page_and_images_exist() -> None:
+    index = (DOCS / "index.md").read_text()
+    missing = [p.name for p in DOCS.glob("*.md") if p.name != "index.md" and p.name not in index]
+    assert not missing, f"docs/index.md does not link {missing}"
+    for page in DOCS.glob("*.md"):
+        for target in re.findall(r"\]\((img/[^)]+)\)", page.read_text()):
+            img = DOCS / target
+            assert img.is_file(), f"{page.name} shows {target}, which does not exist"
+            assert img.stat().st_size < 300_000, f"{target} is over 300 KB"
