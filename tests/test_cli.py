@@ -198,7 +198,9 @@ def test_evaluate_prints_table_and_writes_csv_md(
     head = [c.strip() for c in table[0].strip("|").split("|")]
     assert head[:4] == ["name", "data", "model", "constraint"] and "RMSE" in head
     rows = {c[0]: c for c in ([x.strip() for x in t.strip("|").split("|")] for t in table[2:])}
-    assert set(rows) == {"best.pt", "bicubic", "nearest"}
+    # bicubic + softmax: the model's own constraint on the baseline, the fair bar
+    assert set(rows) == {"best.pt", "bicubic", "nearest", "bicubic + softmax"}
+    assert float(rows["bicubic + softmax"][head.index("mass viol. (rel)")]) <= 1e-5
     assert rows["best.pt"][2:4] == ["cnn", "softmax"]
     assert rows["best.pt"][head.index("neg num")] == "0"
     assert float(rows["best.pt"][head.index("mass viol. (rel)")]) <= 1e-5
@@ -208,7 +210,12 @@ def test_evaluate_prints_table_and_writes_csv_md(
     csv = (out / "metrics.csv").read_text().splitlines()
     header = csv[0].split(",")
     assert header[:3] == ["name", "model", "constraint"] and "RMSE" in header
-    assert [line.split(",")[0] for line in csv[1:]] == ["best.pt", "bicubic", "nearest"]
+    assert [line.split(",")[0] for line in csv[1:]] == [
+        "best.pt",
+        "bicubic",
+        "nearest",
+        "bicubic + softmax",
+    ]
     rmse = [float(line.split(",")[header.index("RMSE")]) for line in csv[1:]]
     assert all(np.isfinite(rmse)) and min(rmse) > 0
 

@@ -554,8 +554,19 @@ class Downscaler:
                 f"({trained[0]:.4g} x {trained[1]:.4g} deg); its output may be unreliable. "
                 "Use a model trained at this resolution, or a baseline (model='bicubic')",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for warnings.warn that points at the first caller outside climdown."""
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _is_dask(data: Any) -> bool:

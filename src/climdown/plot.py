@@ -583,6 +583,10 @@ def _read_records(log: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> 
     return records
 
 
+# bookkeeping fields of the training log that are not curves to draw
+_NOT_METRICS = frozenset({"epoch", "step", "time_s", "train_time_s"})
+
+
 def training_curves(
     log_path_or_records: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
     path: str | os.PathLike[str] | None = None,
@@ -616,7 +620,11 @@ def training_curves(
     for i, rec in enumerate(records, start=1):
         x = rec.get("epoch", i)
         for key, value in rec.items():
-            if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if (
+                key in _NOT_METRICS
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+            ):
                 continue
             xs, ys = series.setdefault(key, ([], []))
             xs.append(float(x))
