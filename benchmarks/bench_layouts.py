@@ -1,0 +1,135 @@
+"""Fast vs reference CNN layout: training time and validation RMSE at equal epochs.
+
+Issue 4 asks that the default (``fast``) CNN layout be at least 10x faster than the
+``reference`` layout *at equal or better validation RMSE*. This trains both, with the same
+constraint, seed, batch size and number of epochs, on the real ERA5 global 1.5 deg store of
+:func:`climdown.realdata.real_recipe` (4x, 32x32 HR patches, spatial split), and writes the
+epoch time, best val RMSE and test RMSE of each into ``docs/benchmarks.md``.
+
+    python benchmarks/bench_layouts.py [--epochs 20] [--constraint softmax] [--data global|rhine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from climdown.checkpoint import load_checkpoint
+from climdown.data.recipe import load_recipe
+from climdown.data.store import build_store
+from climdown.experiments import machine_info
+from climdown.realdata import real_recipe
+from climdown.train import evaluate_model, train
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+START, END = "<!-- bench_layouts:start -->", "<!-- bench_layouts:end -->"
+
+
+def run(epochs: int, constraint: str, work: Path, data: str = "global") -> list[dict]:
+    store = build_store(load_recipe(real_recipe(data, 4, work / "stores")))
+    rows = []
+    for layout in ("fast", "reference"):
+        out = work / f"{layout}-{constraint}"
+        s = train(
+            store,
+            "cnn",
+            constraint,
+            epochs=epochs,
+            batch_size=16,
+            device="cpu",
+            out=out,
+            seed=0,
+            resume=False,
+            progress=False,
+            plot=False,
+            model_options={"layout": layout},
+        )
+        import json
+
+        log = [json.loads(line) for line in Path(s["log"]).read_text().splitlines()]
+        epoch_s = sorted(r["train_time_s"] for r in log)[len(log) // 2]
+        model, _ = load_checkpoint(s["best"])
+        test = evaluate_model(model, store, "test")
+        rows.append(
+            {
+                "layout": layout,
+                "params": s["n_parameters"],
+                "epoch_s": epoch_s,
+                "val_rmse": s["best_val_rmse"],
+                "best_epoch": s["best_epoch"],
+                "test_rmse": test["RMSE_area_weighted"],
+                "neg": test["neg_num"],
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+_DATA = {
+    "global": "real ERA5 TCWV 1.5 deg, 4x, 32x32 HR patches (575 train, 161 val, 161 test; "
+    "spatial split)",
+    "rhine": "real ERA5 TCW 0.25 deg Rhine, 4x, 32x32 HR patches (144 train, 36 val, 36 test; "
+    "split by hour)",
+}
+
+
+def section(rows: list[dict], epochs: int, constraint: str, data: str = "global") -> str:
+    fast, ref = rows
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [
+        START,
+        "## CNN layouts: speed at equal validation RMSE (`benchmarks/bench_layouts.py`)",
+        "",
+        f"Machine: {machine_info()}; torch threads {torch.get_num_threads()}; load average at "
+        f"the end {load}. Data: {_DATA[data]}, CNN + {constraint}, {epochs} epochs, batch 16, "
+        "Adam 1e-3, seed 0. Epoch time is the median training time per epoch; RMSE in kg m-2.",
+        "",
+        "| layout | parameters | epoch (s) | best val RMSE | test RMSE (area-wt) | negatives |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layout']} | {r['params']:,} | {r['epoch_s']:.2f} | {r['val_rmse']:.4f} "
+            f"(epoch {r['best_epoch']}) | {r['test_rmse']:.4f} | {int(r['neg'])} |"
+        )
+    speed = ref["epoch_s"] / fast["epoch_s"]
+    verdict = "met" if speed >= 10 and fast["val_rmse"] <= ref["val_rmse"] else "NOT met"
+    lines += [
+        "",
+        f"Training speed-up of `fast` over `reference`: **{speed:.1f}x**; val RMSE fast "
+        f"{fast['val_rmse']:.4f} vs reference {ref['val_rmse']:.4f}: target (>= 10x at equal or "
+        f"better val RMSE) **{verdict}**.",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--constraint", default="softmax")
+    p.add_argument("--data", choices=sorted(_DATA), default="global")
+    p.add_argument("--no-write", action="store_true")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run(a.epochs, a.constraint, Path(tmp), a.data)
+    text = section(rows, a.epochs, a.constraint, a.data)
+    print(text)
+    if a.no_write:
+        return
+    doc = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if START in doc:
+        head, rest = doc.split(START, 1)
+        doc = head + text + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    DOCS.write_text(doc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
