@@ -11,6 +11,12 @@ generator steps; the ``soft`` constraint adds its penalty to the loss) and write
 * ``best.pt``: the epoch with the lowest val RMSE (picked on ``val``, never on ``test``);
 * ``curves.png``: the training curves (:func:`climdown.plot.training_curves`).
 
+Under ``torchrun --nproc-per-node N`` the same call trains with DistributedDataParallel (NCCL
+on CUDA, gloo on CPU): each global batch of the single-process loader is split across the
+ranks (:func:`climdown.distributed.rank_batches`), the gradients are averaged, and rank 0
+alone validates, logs, draws progress and writes checkpoints. The result equals a
+single-process run with the same ``batch_size`` and ``seed`` within float round-off.
+
 The loss is computed on the normalised scale (fields divided by the store's normalisation
 ``scale``), which is where the soft penalty also lives; metrics are in physical units.
 :func:`evaluate_model` scores a model on a split (with an ensemble for the GAN).
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from climdown import distributed as cdist
 from climdown import metrics
 from climdown.checkpoint import read_checkpoint, save_checkpoint
 from climdown.data.dataset import PatchDataset, make_loader
@@ -83,11 +90,13 @@ def train(
     epochs : int
         Total number of epochs (a resumed run continues up to this number).
     batch_size : int
-        Samples per optimiser step (64 in the study).
+        Samples per optimiser step (64 in the study): the *global* batch; under torchrun each
+        of the N ranks computes about ``batch_size / N`` of them.
     lr : float
         Adam learning rate (1e-3 in the study; also used for the GAN discriminator).
     device : str
-        ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string.
+        ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string. Under torchrun a
+        CUDA device without an index becomes ``cuda:LOCAL_RANK``.
     out : path
         Folder for the log, checkpoints and curves; created if needed.
     seed : int
@@ -129,14 +138,29 @@ def train(
     ConfigError
         For an unknown model, constraint or option, or when ``out/last.pt`` holds a run with
         other settings (pass ``resume=False`` or another ``out``).
+
+    Notes
+    -----
+    Distributed runs (``WORLD_SIZE`` > 1 in the environment, as torchrun sets it) need ``out``
+    and the store on a filesystem all ranks see. With DDP the gradients are averaged over the
+    ranks, so each rank scales its mean loss by its share of the global batch
+    (``n_rank * world_size / batch_size``): the averaged gradient is that of the mean loss
+    over the global batch. The GAN discriminator's gradients are averaged with an explicit
+    all-reduce (it is called twice per step, which DDP does not allow); each rank draws its
+    own generator noise from the same seeded stream, so a distributed GAN run is not
+    bit-comparable with a single-process one, only statistically equivalent.
     """
     out = Path(out)
+    env = cdist.dist_env()
+    main = env.is_main
     out.mkdir(parents=True, exist_ok=True)
     log_path, last_path, best_path = out / LOG_NAME, out / LAST_NAME, out / BEST_NAME
     if str(model).lower() not in MODELS:
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     get_constraint(constraint)  # ConfigError for an unknown name, before any data are read
     dev = pick_device(device)
+    if env.distributed and dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", env.local_rank)
     amp = _autocast_dtype(precision, dev)
     scale = normalisation_scale(store)
     train_set = PatchDataset(store, "train", cache=cache)
@@ -166,62 +190,82 @@ def train(
     state = {"epoch": 0, "step": 0, "best_val_rmse": math.inf, "best_epoch": None}
     if resume and last_path.is_file():
         state = _restore(last_path, net, disc, opts, settings, dev)
-        _keep_log_until(log_path, state["epoch"])
-    else:
+        if main:
+            _keep_log_until(log_path, state["epoch"])
+    elif main:
         log_path.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
     meta = _meta(train_set, store, settings)
+    owns_group = cdist.init_process_group(env, dev)
+    forward: torch.nn.Module | None = None
+    try:
+        forward = _wrap_ddp(net, dev) if env.distributed else net
+        show = progress and main
+        for epoch in range(state["epoch"] + 1, epochs + 1):
+            t0 = time.perf_counter()
+            loader, weights = _epoch_loader(
+                train_set, batch_size, seed + epoch, num_workers, env, max_steps
+            )
+            n_batches = len(weights)
+            bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not show)
+            net.train()
+            sums = [0.0, 0.0, 0.0]  # loss x samples, discriminator loss x samples, samples
+            for i, batch in enumerate(bar):
+                if i >= n_batches:
+                    break
+                x, y, area = (batch[k].to(dev) for k in ("lr", "hr", "area"))
+                pred, loss, d_loss = _step(
+                    net, disc, opts, x, y, area, amp, forward=forward, weight=weights[i], env=env
+                )
+                state["step"] += 1
+                n_here = len(x) if weights[i] > 0 else 0  # a weight-0 stand-in counts for none
+                sums[0] += loss * n_here
+                sums[1] += d_loss * n_here
+                sums[2] += n_here
+                if show:
+                    mass = metrics.mass_violation(pred, x, _per_sample(area), net.factor)["max_abs"]
+                    bar.set_postfix(loss=f"{loss:.4g}", mass=f"{mass:.1e}")
+            bar.close()
+            loss_sum, d_loss_sum, seen = cdist.all_sum(sums, dev)
+            train_time = time.perf_counter() - t0
 
-    for epoch in range(state["epoch"] + 1, epochs + 1):
-        t0 = time.perf_counter()
-        loader = make_loader(
-            train_set,
-            batch_size=batch_size,
-            shuffle=True,
-            seed=seed + epoch,
-            num_workers=num_workers,
-        )
-        n_batches = len(loader) if max_steps is None else min(len(loader), max_steps)
-        bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not progress)
-        net.train()
-        loss_sum, d_loss_sum, seen = 0.0, 0.0, 0
-        for i, batch in enumerate(bar):
-            if i >= n_batches:
-                break
-            x, y, area = (batch[k].to(dev) for k in ("lr", "hr", "area"))
-            pred, loss, d_loss = _step(net, disc, opts, x, y, area, amp)
-            state["step"] += 1
-            loss_sum += loss * len(x)
-            d_loss_sum += d_loss * len(x)
-            seen += len(x)
-            if progress:
-                mass = metrics.mass_violation(pred, x, _per_sample(area), net.factor)["max_abs"]
-                bar.set_postfix(loss=f"{loss:.4g}", mass=f"{mass:.1e}")
-        bar.close()
-        train_time = time.perf_counter() - t0
+            record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1)}
+            if disc is not None:
+                record["train_d_loss"] = d_loss_sum / max(seen, 1)
+            if main:  # validation and files on rank 0; the others wait for its record
+                record.update(validate(net, val_set, batch_size=batch_size, device=dev))
+                record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
+            record = cdist.broadcast_object(record)
+            state["epoch"] = epoch
+            if record["val_rmse"] < state["best_val_rmse"]:
+                state.update(best_val_rmse=record["val_rmse"], best_epoch=epoch)
+                if main:
+                    save_checkpoint(
+                        best_path, net, meta=meta, extra={"epoch": epoch, "val": record}
+                    )
+            if main:
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                extra = {
+                    "state": state,
+                    "settings": settings,
+                    "rng": _rng_state(),
+                    "discriminator": None if disc is None else disc.state_dict(),
+                }
+                save_checkpoint(last_path, net, meta=meta, optimizer=opts, extra=extra)
+            if show:
+                tqdm.write(_epoch_line(record))
+        cdist.barrier()  # every rank returns after rank 0 has written its files
+    finally:
+        # the DDP wrapper goes before its process group: a reducer outliving the group can
+        # block the process when it is freed
+        forward = None
+        if owns_group:
+            import torch.distributed as dist
 
-        record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1)}
-        if disc is not None:
-            record["train_d_loss"] = d_loss_sum / max(seen, 1)
-        record.update(validate(net, val_set, batch_size=batch_size, device=dev))
-        record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
-        state["epoch"] = epoch
-        if record["val_rmse"] < state["best_val_rmse"]:
-            state.update(best_val_rmse=record["val_rmse"], best_epoch=epoch)
-            save_checkpoint(best_path, net, meta=meta, extra={"epoch": epoch, "val": record})
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        extra = {
-            "state": state,
-            "settings": settings,
-            "rng": _rng_state(),
-            "discriminator": None if disc is None else disc.state_dict(),
-        }
-        save_checkpoint(last_path, net, meta=meta, optimizer=opts, extra=extra)
-        if progress:
-            tqdm.write(_epoch_line(record))
+            dist.destroy_process_group()
 
-    curves = _plot_curves(log_path, out / CURVES_NAME) if plot else None
+    curves = _plot_curves(log_path, out / CURVES_NAME) if plot and main else None
     return {
         "best_val_rmse": state["best_val_rmse"],
         "best_epoch": state["best_epoch"],
@@ -245,12 +289,22 @@ def _step(
     y: torch.Tensor,
     area: torch.Tensor,
     amp: torch.dtype | None = None,
+    *,
+    forward: torch.nn.Module | None = None,
+    weight: float = 1.0,
+    env: cdist.DistEnv | None = None,
 ) -> tuple[torch.Tensor, float, float]:
-    """One optimiser step; returns (detached prediction, loss, discriminator loss or 0)."""
+    """One optimiser step; returns (detached prediction, loss, discriminator loss or 0).
+
+    ``forward`` is ``net`` or its DDP wrapper; ``weight`` scales the losses before the
+    backward passes (this rank's share of the global batch, see
+    :func:`climdown.distributed.rank_batches`). The returned losses are unweighted.
+    """
     s = net.scale
+    world = 1 if env is None else env.world_size
     autocast = torch.autocast(x.device.type, dtype=amp, enabled=amp is not None)
     with autocast:
-        pred = net(x, area)  # [B, T, C, H, W] in kg m-2, float32 (the constraint's dtype)
+        pred = (forward or net)(x, area)  # [B, T, C, H, W] in kg m-2, float32 (constraint's)
     d_loss = torch.zeros(())
     if disc is None:
         loss = mse_loss(pred / s, y / s)
@@ -259,7 +313,8 @@ def _step(
         with autocast:
             d_loss = discriminator_loss(disc(y, x), disc(pred.detach(), x))
         opts["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
+        (d_loss * weight if weight != 1.0 else d_loss).backward()
+        cdist.average_gradients(disc, world)
         opts["discriminator"].step()
         disc.requires_grad_(False)  # the generator step needs gradients through D, not for D
         with autocast:
@@ -268,9 +323,46 @@ def _step(
         disc.requires_grad_(True)
     loss = loss + net.penalty(pred, x, area)
     opts["model"].zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * weight if weight != 1.0 else loss).backward()
     opts["model"].step()
     return pred.detach(), float(loss.detach()), float(d_loss.detach())
+
+
+def _wrap_ddp(net: ConstrainedModel, device: torch.device) -> torch.nn.Module:
+    """``net`` in DistributedDataParallel (which broadcasts rank 0's weights at once)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(net, device_ids=ids)
+
+
+def _epoch_loader(
+    dataset: PatchDataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    env: cdist.DistEnv,
+    max_steps: int | None,
+) -> tuple[Any, list[float]]:
+    """The epoch's loader over this rank's samples, and its per-step loss weights.
+
+    The global batches are read once off ``make_loader(range(n), batch_size, seed=seed)``
+    (so the shuffling is torch's own and equals ``make_loader(dataset, ..., seed=seed)``'s
+    first pass), cut to ``max_steps``; each rank reads its part of every global batch
+    (:func:`climdown.distributed.rank_batches`). One process reads whole batches with weight
+    1. The loader gets its own generator, so iterating it never draws from torch's global
+    RNG (which the GAN's noise uses).
+    """
+    order = make_loader(range(len(dataset)), batch_size=batch_size, shuffle=True, seed=seed)
+    global_batches = [b.tolist() for b in order][:max_steps]
+    mine = cdist.rank_batches(global_batches, env.rank, env.world_size)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=[idx for idx, _ in mine],
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(int(seed)),
+    )
+    return loader, [w for _, w in mine]
 
 
 # ---------------------------------------------------------------------------------------
