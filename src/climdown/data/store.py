@@ -648,20 +648,36 @@ def _encoding(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def _patches(src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> Any:
-    """HR patches ``[hi - lo, frames, patch, patch]`` of samples lo..hi, as a lazy dask array."""
-    import dask.array as dsa
+class _SourceHours:
+    """The source hours one chunk samples, as a lazy dask array read *inside* its task.
 
-    data = src.data
-    pieces = [
-        data[:, plan.y0[i] : plan.y0[i] + patch, plan.x0[i] : plan.x0[i] + patch][plan.t[i]]
-        for i in range(lo, hi)
-    ]
-    return dsa.stack(pieces)
+    Wrapping keeps ``dask.delayed`` from turning the array into separate graph tasks: the
+    chunk task computes it itself (on a cluster worker: read from the file there, no
+    transfer between workers, one task per chunk for the scheduler).
+    """
+
+    def __init__(self, src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> None:
+        hours, inverse = np.unique(plan.t[lo:hi], return_inverse=True)
+        self.data = src.data[hours]  # [hours, lat, lon], lazy
+        self.t = inverse.reshape(hi - lo, -1)  # [n, frames] rows of ``data``
+        self.y0, self.x0, self.patch = plan.y0[lo:hi], plan.x0[lo:hi], patch
+
+    def read(self, scheduler: str) -> np.ndarray:
+        """HR patches ``[n, frames, patch, patch]`` float32."""
+        import dask
+
+        (block,) = dask.compute(self.data, scheduler=scheduler)
+        p = self.patch
+        return np.stack(
+            [
+                np.asarray(block[t, y : y + p, x : x + p], dtype=np.float32)
+                for t, y, x in zip(self.t, self.y0, self.x0, strict=True)
+            ]
+        )
 
 
 def _build_chunk(
-    hr: np.ndarray,
+    source: _SourceHours,
     lat: np.ndarray,
     lon: np.ndarray,
     tmp: str,
@@ -669,15 +685,17 @@ def _build_chunk(
     lo: int,
     factor: int,
     moments: bool,
+    scheduler: str,
 ) -> dict[str, Any]:
-    """Coarsen one chunk of HR patches and write it to its region of the store.
+    """Read, coarsen and write one chunk of samples to its region of the store.
 
-    Runs as one dask task (on a cluster worker, or in this process): it receives the
-    chunk's HR patches, writes ``hr`` and ``lr`` for samples ``lo .. lo + len(hr)`` and
-    returns only a small status: the count of non-finite values (then nothing is written)
-    and, for the train split, the chunk's moments for the normalisation statistics.
+    Runs as one dask task (on a cluster worker, or in this process): it reads the source
+    hours its samples use (with ``scheduler``), cuts the HR patches, writes ``hr`` and ``lr``
+    for samples ``lo .. lo + n`` and returns only a small status: the count of non-finite
+    values (then nothing is written) and, for the train split, the chunk's moments for the
+    normalisation statistics.
     """
-    hr = np.asarray(hr, dtype=np.float32)
+    hr = source.read(scheduler)
     bad = ~np.isfinite(hr)
     if bad.any():
         first = int(np.flatnonzero(bad.reshape(hr.shape[0], -1).any(axis=1))[0])
@@ -710,9 +728,18 @@ def _write_chunk(tmp: Path, split: str, lo: int, hi: int, hr: np.ndarray, lr: np
 
 
 def _chunk_tasks(
-    recipe: Recipe, src: xr.DataArray, plans: list[_Plan], coords: dict[str, Any], tmp: Path
+    recipe: Recipe,
+    src: xr.DataArray,
+    plans: list[_Plan],
+    coords: dict[str, Any],
+    tmp: Path,
+    scheduler: str,
 ) -> list[tuple[_Plan, Any]]:
-    """One delayed :func:`_build_chunk` per chunk of samples, in split and sample order."""
+    """One delayed :func:`_build_chunk` per chunk of samples, in split and sample order.
+
+    ``scheduler`` reads each chunk's source hours: ``"threads"`` in this process,
+    ``"synchronous"`` inside a single-threaded cluster worker.
+    """
     import dask
 
     c, p, f = recipe.chunks, recipe.patch, recipe.factor
@@ -723,7 +750,7 @@ def _chunk_tasks(
         for lo in range(0, plan.n, c):
             hi = min(lo + c, plan.n)
             task = dask.delayed(_build_chunk, pure=False)(
-                _patches(src, plan, lo, hi, p),
+                _SourceHours(src, plan, lo, hi, p),
                 pc["lat"][lo:hi],
                 pc["lon"][lo:hi],
                 str(tmp),
@@ -731,6 +758,7 @@ def _chunk_tasks(
                 lo,
                 f,
                 name == "train",
+                scheduler,
             )
             tasks.append((plan, task))
     return tasks
@@ -831,7 +859,9 @@ def _write_all(
             encoding=_encoding(recipe),
         )
 
-    tasks = _chunk_tasks(recipe, src, plans, coords, tmp)
+    tasks = _chunk_tasks(
+        recipe, src, plans, coords, tmp, "threads" if client is None else "synchronous"
+    )
     with tqdm(
         total=len(tasks), desc=f"build {recipe.name}", unit="chunk", disable=not progress
     ) as bar:
