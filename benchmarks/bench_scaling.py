@@ -19,7 +19,7 @@ timed. The load average is recorded next to each number because the machine may 
 Writes the section between ``<!-- bench_scaling:start -->`` and ``<!-- bench_scaling:end -->``
 of docs/benchmarks.md (appended when missing). Run from the repository root::
 
-    python benchmarks/bench_scaling.py              # about 5 minutes on 2 cores
+    python benchmarks/bench_scaling.py              # about 3 minutes on 2 cores
     python benchmarks/bench_scaling.py --no-write --hours 12 --steps 4
 """
 
@@ -75,6 +75,21 @@ def load() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _cpu_now() -> float:
+    """CPU seconds (user + system) of the calling process, all threads."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_seconds(client) -> float:
+    """CPU seconds used so far by all dask worker processes (or this process without one)."""
+    if client is None:
+        return _cpu_now()
+    return float(sum(client.run(_cpu_now).values()))
+
+
 def source_bytes_read(store: Path, itemsize: int, cells: int, chunks: int) -> int:
     """Bytes of source the build reads: per chunk task, each distinct source hour it samples."""
     import zarr
@@ -95,7 +110,7 @@ def bench_build(work: Path, hours: int) -> tuple[list[dict], dict]:
         ds = synthetic_tcw(hours, resolution=0.25, seed=1)
         ds["tcw"] = ds["tcw"].astype(np.float32)
         ds.to_netcdf(src)
-    cut = f"2020-01-01T{hours * 3 // 4:02d}:00"
+    cut = str(np.datetime64("2020-01-01T00:00") + np.timedelta64(hours * 3 // 4, "h"))
     end = str(np.datetime64("2020-01-01T00:00") + np.timedelta64(hours, "h"))
     recipe = {
         "name": "scaling",
@@ -114,10 +129,11 @@ def bench_build(work: Path, hours: int) -> tuple[list[dict], dict]:
         tag = "local" if workers is None else f"w{workers}"
         r = load_recipe({**recipe, "output": str(work / f"store_{tag}.zarr")})
         with dask_client(workers=workers) as client:
-            before = load()
+            before, c0 = load(), cpu_seconds(client)
             t0 = time.perf_counter()
             path = build_store(r, overwrite=True, scheduler=client)
             wall = time.perf_counter() - t0
+            cpu = cpu_seconds(client) - c0
         stores[tag] = path
         cells = 720 * 1440
         read = source_bytes_read(path, 4, cells, r.chunks)
@@ -128,6 +144,8 @@ def bench_build(work: Path, hours: int) -> tuple[list[dict], dict]:
                 "wall_s": wall,
                 "read_mb": read / MB,
                 "mb_s": read / MB / wall,
+                "cpu_s": cpu,
+                "mb_cpu_s": read / MB / cpu,
                 "samples_s": n / wall,
                 "samples": n,
                 "load_before": before,
@@ -157,15 +175,18 @@ def bench_downscale(work: Path, hours: int) -> list[dict]:
             dst = work / f"down_w{workers}.zarr"
             kw = {"factor": 4, "constraint": "softmax", "device": "cpu", "overwrite": True}
             downscale_file(src, dst, scheduler=client, **kw)  # warm-up: model load on workers
-            before = load()
+            before, c0 = load(), cpu_seconds(client)
             t0 = time.perf_counter()
             downscale_file(src, dst, scheduler=client, **kw)
             wall = time.perf_counter() - t0
+            cpu = cpu_seconds(client) - c0
         rows.append(
             {
                 "workers": workers,
                 "wall_s": wall,
                 "cells_s": fine / wall,
+                "cpu_s": cpu,
+                "cells_cpu_s": fine / cpu,
                 "fine_cells": fine,
                 "load_before": before,
                 "load_after": load(),
@@ -261,17 +282,21 @@ def section(info: dict, build: list[dict], facts: dict, down: list[dict], tr: li
         "TCW4-like recipe: factor 4, 128 x 128 HR patches, chunks of 32 samples)",
         "",
         "MB read counts, per chunk task, each distinct source hour it samples (a 720 x 1440 "
-        "float32 field, 4.15 MB), which is what the task reads from the file. All builds hold "
+        "float32 field, 4.15 MB), which is what the task reads from the file. 'worker CPU s' is "
+        "the CPU time the workers (or, locally, this process) spent, so MB per CPU-second is "
+        "the per-core rate with the waiting for a busy machine taken out. All builds hold "
         f"the same bytes in their arrays: **{'yes' if facts['same_bytes'] else 'NO'}**.",
         "",
-        "| workers | samples | wall s | source read MB | MB/s | samples/s | load before ; after |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| workers | samples | wall s | source read MB | MB/s | samples/s | worker CPU s | "
+        "MB per CPU-s | load before ; after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in build:
-        who = "local (threads, no cluster)" if r["workers"] is None else str(r["workers"])
+        who = "local (2 threads, no cluster)" if r["workers"] is None else str(r["workers"])
         lines.append(
             f"| {who} | {r['samples']} | {r['wall_s']:.1f} | {r['read_mb']:.0f} | "
-            f"{r['mb_s']:.1f} | {r['samples_s']:.1f} | {r['load_before']} ; {r['load_after']} |"
+            f"{r['mb_s']:.1f} | {r['samples_s']:.1f} | {r['cpu_s']:.1f} | {r['mb_cpu_s']:.1f} | "
+            f"{r['load_before']} ; {r['load_after']} |"
         )
     lines += [
         "",
@@ -280,14 +305,15 @@ def section(info: dict, build: list[dict], facts: dict, down: list[dict], tr: li
         "### Downscale (global 1 deg -> 0.25 deg, 4x, packaged default CNN + softmax, "
         "`downscale_file` to zarr, one chunk per hour)",
         "",
-        "| workers | hours | fine cells | wall s | fine cells/s | load before ; after |",
-        "|---|---:|---:|---:|---:|---|",
+        "| workers | hours | fine cells | wall s | fine cells/s | worker CPU s | "
+        "fine cells per CPU-s | load before ; after |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in down:
         lines.append(
             f"| {r['workers']} | {r['fine_cells'] // (720 * 1440)} | {r['fine_cells']:,} | "
-            f"{r['wall_s']:.1f} | {r['cells_s'] / 1e6:.2f} M | {r['load_before']} ; "
-            f"{r['load_after']} |"
+            f"{r['wall_s']:.1f} | {r['cells_s'] / 1e6:.2f} M | {r['cpu_s']:.1f} | "
+            f"{r['cells_cpu_s'] / 1e6:.2f} M | {r['load_before']} ; {r['load_after']} |"
         )
     lines += [
         "",
@@ -328,7 +354,7 @@ def write_section(text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", help="keep sources and stores here (default: a temp dir)")
-    ap.add_argument("--hours", type=int, default=24, help="hours of 0.25 deg source (default 24)")
+    ap.add_argument("--hours", type=int, default=32, help="hours of 0.25 deg source (default 32)")
     ap.add_argument("--down-hours", type=int, default=8, help="hours to downscale (default 8)")
     ap.add_argument("--steps", type=int, default=6, help="training steps per epoch (default 6)")
     ap.add_argument("--no-write", action="store_true", help="print only, leave the docs alone")
