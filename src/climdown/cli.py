@@ -17,7 +17,13 @@ def _cmd_build(a: argparse.Namespace) -> int:
     from climdown.data.store import build_store
 
     for path in a.recipes:
-        out = build_store(load_recipe(path), overwrite=a.overwrite, progress=not a.quiet)
+        out = build_store(
+            load_recipe(path),
+            overwrite=a.overwrite,
+            progress=not a.quiet,
+            scheduler=a.scheduler,
+            workers=a.workers,
+        )
         print(f"store ready: {out}")
     return 0
 
@@ -43,8 +49,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
         soft_lambda=a.soft_lambda,
         model_options=_options(a.option),
     )
-    for key, value in summary.items():
-        print(f"{key}: {value}")
+    from climdown.distributed import dist_env
+
+    if dist_env().is_main:  # under torchrun only rank 0 reports
+        for key, value in summary.items():
+            print(f"{key}: {value}")
     return 0
 
 
@@ -86,18 +95,21 @@ def _cmd_experiments(a: argparse.Namespace) -> int:
 
 
 def _cmd_downscale(a: argparse.Namespace) -> int:
+    from climdown.distributed import dask_client
     from climdown.inference import downscale_file
 
-    downscale_file(
-        a.src,
-        a.dst,
-        factor=a.factor,
-        constraint=a.constraint,
-        model=a.model,
-        var=a.var,
-        device=a.device,
-        overwrite=a.overwrite,
-    )
+    with dask_client(a.scheduler, a.workers) as client:
+        downscale_file(
+            a.src,
+            a.dst,
+            factor=a.factor,
+            constraint=a.constraint,
+            model=a.model,
+            var=a.var,
+            device=a.device,
+            overwrite=a.overwrite,
+            scheduler=client,
+        )
     print(f"wrote {a.dst}")
     return 0
 
@@ -126,10 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"climdown {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def dask_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--scheduler",
+            default=None,
+            help="address or scheduler file of a running dask cluster (or env CLIMDOWN_SCHEDULER)",
+        )
+        sp.add_argument(
+            "--workers", type=int, default=None, help="start a LocalCluster with N workers"
+        )
+
     sp = sub.add_parser("build", help="build training stores from YAML recipes")
     sp.add_argument("recipes", nargs="+", help="recipe YAML file(s)")
     sp.add_argument("--overwrite", action="store_true", help="rebuild even if the store exists")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    dask_opts(sp)
     sp.set_defaults(func=_cmd_build)
 
     sp = sub.add_parser("train", help="train a model on a store")
@@ -188,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--var", default=None)
     sp.add_argument("--device", default="auto")
     sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    dask_opts(sp)
     sp.set_defaults(func=_cmd_downscale)
 
     sp = sub.add_parser("plot", help="maps LR | downscaled | truth | error to PNG")

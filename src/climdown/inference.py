@@ -732,6 +732,8 @@ def downscale_file(
     try:
         with dask.config.set(scheduler=scheduler) if scheduler is not None else nullcontext():
             if _is_zarr(dst):
+                # zarr needs uniform chunks; the halo merge can leave uneven ones at the edges
+                out = out.chunk({d: max(c) for d, c in out.chunks.items()})
                 out.to_zarr(target, mode="w", consolidated=False)
             else:
                 out.to_netcdf(target)
