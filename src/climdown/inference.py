@@ -72,24 +72,6 @@ def clear_model_cache() -> None:
     _MODEL_CACHE.clear()
 
 
-def _resolve_device(device: Any) -> torch.device:
-    import torch
-
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(
-            f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'"
-        ) from err
-
-
 def _load_cached(path: Path, device: torch.device, factor: int) -> tuple[Any, dict]:
     from climdown.checkpoint import load_checkpoint
 
@@ -240,7 +222,9 @@ class Downscaler:
             raise ConfigError(f"halo must be an integer >= 0, got {halo!r}")
         self.halo = int(halo)
         self.progress = progress
-        self.device = _resolve_device(device)
+        from climdown.nn.device import pick_device  # torch loads only when a model is used
+
+        self.device = pick_device(device)
         self.meta: dict = {}
         if model is None:
             model = _default_model(self.factor, self.constraint)

@@ -39,9 +39,10 @@ from climdown import distributed as cdist
 from climdown import metrics
 from climdown.checkpoint import read_checkpoint, save_checkpoint
 from climdown.data.dataset import PatchDataset, make_loader
-from climdown.data.store import store_info
-from climdown.errors import CheckpointError, ConfigError, StoreError
+from climdown.data.store import normalisation
+from climdown.errors import CheckpointError, ConfigError
 from climdown.nn.constraints import get_constraint
+from climdown.nn.device import pick_device
 from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
 from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
 from climdown.nn.normalize import ConstrainedModel
@@ -515,38 +516,6 @@ def _predict_ensemble(
 # ---------------------------------------------------------------------------------------
 # Helpers: device, model, normalisation, resume, metadata, log
 # ---------------------------------------------------------------------------------------
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA if available, then Apple MPS, then CPU; otherwise ``torch.device(device)``.
-
-    Raises
-    ------
-    ConfigError
-        For a device string torch does not know, or a CUDA/MPS device that is not available.
-    """
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(
-            f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from err
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None
-        and torch.backends.mps.is_available(),
-    }
-    if not available.get(dev.type, True):
-        raise ConfigError(f"device {device!r} is not available on this machine; use device='auto'")
-    return dev
-
-
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """None for ``fp32``; ``torch.bfloat16`` for ``bf16`` on CPU or CUDA."""
     key = str(precision).lower()
@@ -579,19 +548,7 @@ def normalisation_scale(store: str | os.PathLike) -> float:
     StoreError
         If the store is missing, incomplete, or records no usable (positive, finite) scale.
     """
-    norm = store_info(store).get("normalisation")
-    value = norm.get("scale") if isinstance(norm, dict) else None
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        scale = math.nan
-    if not (math.isfinite(scale) and scale > 0):
-        raise StoreError(
-            f"store {str(store)!r} has no usable normalisation scale (its 'normalisation' "
-            f"attribute is {norm!r}; expected a dict with a positive 'scale' in kg m-2); rebuild "
-            "it with `climdown build RECIPE.yaml --overwrite`, which computes it on train HR"
-        )
-    return scale
+    return float(normalisation(store)["scale"])
 
 
 def _build(settings: dict[str, Any], dataset: PatchDataset, scale: float) -> ConstrainedModel:

@@ -1,0 +1,41 @@
+"""Device choice for every torch entry point: ``"auto"`` picks CUDA, then MPS, then CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from climdown.errors import ConfigError
+
+__all__ = ["pick_device"]
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, then Apple MPS, then CPU; otherwise ``torch.device(device)``.
+
+    Raises
+    ------
+    ConfigError
+        For a device string torch does not know, or a CUDA/MPS device that is not available.
+    """
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(
+            f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from err
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available(),
+    }
+    if not available.get(dev.type, True):
+        raise ConfigError(f"device {device!r} is not available on this machine; use device='auto'")
+    return dev
