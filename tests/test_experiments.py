@@ -68,6 +68,9 @@ def test_only_e4_writes_results_and_resumes(
     assert float(e4["mass viol. (rel)"]) <= EXACT
     stamp = scores_file.stat().st_mtime_ns
 
+    from climdown.experiments import NOTES_MARKER
+
+    results.write_text(doc + f"\n{NOTES_MARKER}\n\nHand-written reading of the table.\n")
     t0 = time.perf_counter()
     again = _run(argv, capsys)
     elapsed = time.perf_counter() - t0
@@ -75,6 +78,8 @@ def test_only_e4_writes_results_and_resumes(
     assert scores_file.stat().st_mtime_ns == stamp
     e4_again = next(r for r in _tables(again)[0] if r["id"] == "E4")
     assert e4_again == e4
+    kept = results.read_text()  # notes below the marker survive the rewrite, once
+    assert kept.count("Hand-written reading of the table.") == 1 and kept.count("| E4 |") == 1
 
 
 def test_unknown_only_id_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 _ROOT = Path(__file__).resolve().parents[2]
+#: Text below this line in a results file is kept when the command rewrites the tables.
+NOTES_MARKER = "<!-- notes: kept on re-runs -->"
 _RECIPES = _ROOT / "recipes"
 _COLUMNS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg_num", "CRPS", "mass_violation_rel")
 _HEADERS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg num", "CRPS", "mass viol. (rel)")
@@ -364,6 +366,9 @@ def run_experiments(
     doc = _document(rows, real_rows, plan, epochs=epochs, quick=quick, given_epochs=given_epochs)
     path = Path(results) if results is not None else out / "results.md"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and NOTES_MARKER in path.read_text():
+        # hand-written discussion below the marker survives a re-run; the tables do not
+        doc = doc.rstrip("\n") + "\n\n" + NOTES_MARKER + path.read_text().split(NOTES_MARKER, 1)[1]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(doc)
     os.replace(tmp, path)
