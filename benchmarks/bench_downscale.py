@@ -182,8 +182,8 @@ def _write(rows: list[dict], args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tile", type=int, default=64)
-    p.add_argument("--halo", type=int, default=8)
+    p.add_argument("--tile", type=int, default=128)  # the library defaults
+    p.add_argument("--halo", type=int, default=12)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--note", default="", help="free text appended to the docs section")
