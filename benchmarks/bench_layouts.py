@@ -30,8 +30,16 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- bench_layouts:start -->", "<!-- bench_layouts:end -->"
 
 
-def run(epochs: int, constraint: str, work: Path, data: str = "global") -> list[dict]:
-    store = build_store(load_recipe(real_recipe(data, 4, work / "stores")))
+def run(
+    epochs: int,
+    constraint: str,
+    work: Path,
+    data: str = "global",
+    store: Path | None = None,
+    batch: int = 16,
+) -> list[dict]:
+    if store is None:
+        store = build_store(load_recipe(real_recipe(data, 4, work / "stores")))
     rows = []
     for layout in ("fast", "reference"):
         out = work / f"{layout}-{constraint}"
@@ -78,7 +86,9 @@ _DATA = {
 }
 
 
-def section(rows: list[dict], epochs: int, constraint: str, data: str = "global") -> str:
+def section(
+    rows: list[dict], epochs: int, constraint: str, data: str = "global", batch: int = 16
+) -> str:
     fast, ref = rows
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
@@ -86,7 +96,8 @@ def section(rows: list[dict], epochs: int, constraint: str, data: str = "global"
         "## CNN layouts: speed at equal validation RMSE (`benchmarks/bench_layouts.py`)",
         "",
         f"Machine: {machine_info()}; torch threads {torch.get_num_threads()}; load average at "
-        f"the end {load}. Data: {_DATA[data]}, CNN + {constraint}, {epochs} epochs, batch 16, "
+        f"the end {load}. Data: {_DATA.get(data, data)}, CNN + {constraint}, {epochs} epochs, "
+        f"batch {batch}, "
         "Adam 1e-3, seed 0. Epoch time is the median training time per epoch; RMSE in kg m-2.",
         "",
         "| layout | parameters | epoch (s) | best val RMSE | test RMSE (area-wt) | negatives |",
@@ -114,11 +125,15 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--constraint", default="softmax")
     p.add_argument("--data", choices=sorted(_DATA), default="global")
+    p.add_argument("--store", default=None, help="use this store instead (e.g. a TCW4 build)")
+    p.add_argument("--batch", type=int, default=16)
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run(a.epochs, a.constraint, Path(tmp), a.data)
-    text = section(rows, a.epochs, a.constraint, a.data)
+        store = None if a.store is None else Path(a.store)
+        rows = run(a.epochs, a.constraint, Path(tmp), a.data, store, a.batch)
+    label = a.data if store is None else f"store {store.name} (1024 train / 300 val / 300 test)"
+    text = section(rows, a.epochs, a.constraint, label, a.batch)
     print(text)
     if a.no_write:
         return
