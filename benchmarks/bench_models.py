@@ -212,8 +212,8 @@ def render(info, targets, layers, rows, repeats, warmup, threads=None) -> str:
         "| target | torch threads | measured | met |",
         "|---|---:|---|---|",
         *target_rows,
-        "| ... at equal or better validation RMSE | | not measured here: the trainer's "
-        "benchmark section reports it | - |",
+        "| ... at equal or better validation RMSE | | not measured here: see the CNN layouts "
+        "section (`bench_layouts.py`) | - |",
         "",
         "### Constraint layers alone (z `[64, 1, 1, 128, 128]`, with area weights)",
         "",
