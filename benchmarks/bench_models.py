@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from climdown._machine import cpu_model
 from climdown.grid import Grid
 from climdown.nn.constraints import CONSTRAINTS, get_constraint
 from climdown.nn.models import get_model
@@ -37,17 +38,6 @@ from climdown.nn.normalize import area_weights
 SECTION = "## Constraint layers and models (CPU forward)"
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, SIZE, FACTOR = 64, 32, 4
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or the platform string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict[str, str]:

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from climdown._machine import cpu_model
+from climdown._machine import load_average as load
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, split_arrays
 from climdown.data.synthetic import synthetic_tcw
@@ -57,22 +59,6 @@ torch.set_num_threads(1)
 from climdown.train import train
 train(sys.argv[1], out=sys.argv[2], **json.loads(sys.argv[3]))
 """
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or the platform string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> str:
-    """The 1/5/15-minute load average."""
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _cpu_now() -> float:

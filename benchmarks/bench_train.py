@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from climdown._machine import cpu_model
+from climdown._machine import load_average as load
 from climdown.data.dataset import PatchDataset
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store
@@ -41,21 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench_train:start -->", "<!-- bench_train:end -->"
 TARGET_S = 15.0
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or the platform string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def cpu_seconds() -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from climdown import __version__
+from climdown._machine import machine_info
 from climdown.errors import ConfigError, RecipeError
 
 __all__ = [
@@ -262,26 +261,6 @@ def format_table(rows: list[dict[str, Any]], *, label: str = "id") -> str:
             + " |"
         )
     return "\n".join(lines)
-
-
-def machine_info() -> str:
-    """One line naming the CPU, core count, OS, Python and torch versions."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {gpu}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"climdown {__version__}"
-    )
 
 
 def run_experiments(
