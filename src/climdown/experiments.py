@@ -169,6 +169,70 @@ def _scores_path(run: Path) -> Path:
     return run / "scores.json"
 
 
+def cached_row(run: Path, settings: dict[str, Any], compute: Any) -> dict[str, Any]:
+    """The row saved in ``run/scores.json`` if its ``settings`` match; else ``compute()`` it.
+
+    This is what makes a re-run resume: finished rows are read back, not retrained.
+    """
+    done = _scores_path(run)
+    if done.is_file():
+        prev = json.loads(done.read_text())
+        if prev.get("settings") == settings:
+            return prev
+    row = {**compute(), "settings": settings}
+    run.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def train_and_score(
+    store: Path,
+    model: str,
+    constraint: str,
+    run: Path,
+    *,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    device: str = "auto",
+    quick: bool = False,
+    options: dict[str, Any] | None = None,
+    members: int = 10,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``model`` + ``constraint`` on the store's test split, training it first if it has
+    weights (the checkpoint chosen on val is the one scored). ``quick``: narrow, 2 steps/epoch."""
+    from climdown.checkpoint import load_checkpoint
+    from climdown.nn.models import get_model
+    from climdown.train import evaluate_model, train
+
+    t0 = time.perf_counter()
+    net = get_model(model, factor=_factor_of(store), constraint=constraint)
+    row: dict[str, Any] = {}
+    if net.n_parameters:
+        opts = dict(options or {})
+        if quick:
+            opts.setdefault("width", _QUICK["width"])
+        summary = train(
+            store,
+            model,
+            constraint,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            device=device,
+            out=run,
+            max_steps=_QUICK["steps"] if quick else None,
+            model_options=opts,
+            progress=progress,
+        )
+        net, _ = load_checkpoint(summary["best"], device="cpu")
+        row.update(best_epoch=summary["best_epoch"], n_parameters=summary["n_parameters"])
+    row["scores"] = evaluate_model(net, store, "test", members=members, device=device)
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
 def _run_one(
     exp: Experiment,
     plan: ExperimentPlan,
@@ -180,9 +244,6 @@ def _run_one(
     device: str,
     progress: bool,
 ) -> dict[str, Any]:
-    from climdown.checkpoint import load_checkpoint
-    from climdown.train import evaluate_model, train
-
     settings = {
         "epochs": epochs,
         "quick": quick,
@@ -191,45 +252,33 @@ def _run_one(
         "options": exp.options,
         "store": str(store),
     }
-    done = _scores_path(run)
-    if done.is_file():
-        prev = json.loads(done.read_text())
-        if prev.get("settings") == settings:
-            return prev
-    options = dict(exp.options)
-    if quick:
-        options.setdefault("width", _QUICK["width"])
-    t0 = time.perf_counter()
-    summary = train(
-        store,
-        exp.model,
-        exp.constraint,
-        epochs=epochs,
-        batch_size=plan.batch_size,
-        lr=plan.lr,
-        device=device,
-        out=run,
-        max_steps=_QUICK["steps"] if quick else None,
-        model_options=options,
-        progress=progress,
-        plot=True,
-    )
-    train_s = time.perf_counter() - t0
-    model, _ = load_checkpoint(summary["best"], device="cpu")
-    scores = evaluate_model(model, store, "test", members=plan.members, device=device)
-    row = {
+    head = {
         "id": exp.id,
         "data": _data_name(store),
         "model": exp.model,
         "constraint": exp.constraint,
-        "scores": scores,
-        "best_epoch": summary["best_epoch"],
-        "n_parameters": summary["n_parameters"],
-        "train_s": train_s,
-        "settings": settings,
     }
-    done.write_text(json.dumps(row, indent=1))
-    return row
+    return cached_row(
+        run,
+        settings,
+        lambda: {
+            **head,
+            **train_and_score(
+                store,
+                exp.model,
+                exp.constraint,
+                run,
+                epochs=epochs,
+                batch_size=plan.batch_size,
+                lr=plan.lr,
+                device=device,
+                quick=quick,
+                options=exp.options,
+                members=plan.members,
+                progress=progress,
+            ),
+        },
+    )
 
 
 def _data_name(store: Path) -> str:
@@ -358,30 +407,37 @@ def run_experiments(
 
 def _baseline_rows(stores: Any, runs: Path, *, members: int, device: str) -> list[dict[str, Any]]:
     """Bicubic (none and softmax) on each store's test split: the bar every model must clear."""
-    from climdown.nn.models import get_model
-    from climdown.train import evaluate_model
-
     rows = []
     for store in stores:
-        factor = int(_factor_of(store))
         for constraint in ("none", "softmax"):
             run = runs / f"bicubic-{Path(store).stem}-{constraint}"
-            done = _scores_path(run)
-            if done.is_file():
-                rows.append(json.loads(done.read_text()))
-                continue
-            model = get_model("bicubic", factor=factor, constraint=constraint)
-            scores = evaluate_model(model, store, "test", members=members, device=device)
-            row = {
+            head = {
                 "id": "baseline",
                 "data": _data_name(store),
                 "model": "bicubic",
                 "constraint": constraint,
-                "scores": scores,
             }
-            run.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(row, indent=1))
-            rows.append(row)
+            rows.append(
+                cached_row(
+                    run,
+                    {"baseline": "bicubic", "constraint": constraint, "store": str(store)},
+                    lambda run=run, head=head, c=constraint, st=store: {
+                        **head,
+                        **train_and_score(
+                            st,
+                            "bicubic",
+                            c,
+                            run,
+                            epochs=0,
+                            batch_size=64,
+                            lr=0.0,
+                            device=device,
+                            quick=False,
+                            members=members,
+                        ),
+                    },
+                )
+            )
     return rows
 
 

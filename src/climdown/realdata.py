@@ -15,9 +15,7 @@ Baselines (bicubic, and bicubic + softmax) need no training; CNNs are trained wi
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +94,9 @@ def run_real_data(
     by the caller). ``quick`` keeps factor 4 only and trains two
     steps per epoch with a narrow CNN.
     """
-    from climdown.checkpoint import load_checkpoint
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
-    from climdown.nn.models import get_model
-    from climdown.train import evaluate_model, train
+    from climdown.experiments import cached_row, train_and_score
 
     out = Path(out)
     factors = [4] if quick else [int(f) for f in config.get("factors", [4])]
@@ -121,48 +117,30 @@ def run_real_data(
                 run = (
                     out / "runs" / f"{name}-x{factor}-{model}{'-skip' if skip else ''}-{constraint}"
                 )
-                done = run / "scores.json"
-                settings = {
-                    "epochs": epochs,
-                    "quick": quick,
-                    "options": dict(options),
-                    "batch": batch,
-                }
-                if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
-                    rows.append(json.loads(done.read_text()))
-                    continue
-                run.mkdir(parents=True, exist_ok=True)
-                t0 = time.perf_counter()
-                net = get_model(model, factor=factor, constraint=constraint)
-                if net.n_parameters:
-                    if quick:
-                        options.setdefault("width", 8)
-                    summary = train(
-                        store,
-                        model,
-                        constraint,
-                        epochs=epochs,
-                        batch_size=batch,
-                        lr=lr,
-                        device=device,
-                        out=run,
-                        max_steps=2 if quick else None,
-                        model_options=options,
-                        progress=progress,
+                settings = {"epochs": epochs, "quick": quick, "options": options, "batch": batch}
+                head = {"data": name, "factor": factor, "model": label, "constraint": constraint}
+                rows.append(
+                    cached_row(
+                        run,
+                        settings,
+                        lambda run=run, head=head, m=model, c=constraint, o=options, st=store: {
+                            **head,
+                            **train_and_score(
+                                st,
+                                m,
+                                c,
+                                run,
+                                epochs=epochs,
+                                batch_size=batch,
+                                lr=lr,
+                                device=device,
+                                quick=quick,
+                                options=o,
+                                progress=progress,
+                            ),
+                        },
                     )
-                    net, _ = load_checkpoint(summary["best"], device="cpu")
-                scores = evaluate_model(net, store, "test", device=device)
-                row = {
-                    "data": name,
-                    "factor": factor,
-                    "model": label,
-                    "constraint": constraint,
-                    "scores": scores,
-                    "seconds": time.perf_counter() - t0,
-                    "settings": settings,
-                }
-                done.write_text(json.dumps(row, indent=1))
-                rows.append(row)
+                )
     return rows
 
 
