@@ -52,8 +52,15 @@ def build_defaults(
         for constraint in CONSTRAINTS:
             t0 = time.perf_counter()
             summary = train(
-                store, "cnn", constraint, epochs=epochs, batch_size=BATCH, device=device,
-                out=work / f"x{factor}-{constraint}", model_options=dict(OPTIONS), progress=False,
+                store,
+                "cnn",
+                constraint,
+                epochs=epochs,
+                batch_size=BATCH,
+                device=device,
+                out=work / f"x{factor}-{constraint}",
+                model_options=dict(OPTIONS),
+                progress=False,
                 resume=False,
             )
             model, meta = load_checkpoint(summary["best"])
