@@ -39,6 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from climdown.errors import CoordinateError, DataValueError
+from climdown.grid import EARTH_RADIUS
 from climdown.units import CANONICAL, append_history
 
 __all__ = ["synthetic_tcw", "climatology", "zonal_wind"]
@@ -57,7 +58,7 @@ _ROLLOFF_DEG = 40.0
 _VMAX = 78.0
 _SHARPNESS = 4.0
 _SEED_OFFSET = 2**31  # keeps field indices of dates before the epoch non-negative
-_METRES_PER_DEG = 111_195.0  # on the sphere of R = 6371 km
+_METRES_PER_DEG = 2.0 * np.pi * EARTH_RADIUS / 360.0  # 111.2 km on climdown's sphere
 
 
 def climatology(lat: Any) -> np.ndarray:
