@@ -37,6 +37,7 @@ def run(
     data: str = "global",
     store: Path | None = None,
     batch: int = 16,
+    skip: str | None = None,
 ) -> list[dict]:
     if store is None:
         store = build_store(load_recipe(real_recipe(data, 4, work / "stores")))
@@ -55,7 +56,7 @@ def run(
             resume=False,
             progress=False,
             plot=False,
-            model_options={"layout": layout},
+            model_options={"layout": layout, **({"skip": skip} if skip else {})},
         )
         import json
 
@@ -127,11 +128,12 @@ def main() -> None:
     p.add_argument("--data", choices=sorted(_DATA), default="global")
     p.add_argument("--store", default=None, help="use this store instead (e.g. a TCW4 build)")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--skip", default=None, help="e.g. bicubic: both layouts learn a correction")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = None if a.store is None else Path(a.store)
-        rows = run(a.epochs, a.constraint, Path(tmp), a.data, store, a.batch)
+        rows = run(a.epochs, a.constraint, Path(tmp), a.data, store, a.batch, a.skip)
     label = a.data if store is None else f"store {store.name} (1024 train / 300 val / 300 test)"
     text = section(rows, a.epochs, a.constraint, label, a.batch)
     print(text)
