@@ -508,3 +508,11 @@ def test_refined_longitudes_stay_monotonic_next_to_the_meridian():
     # contrast: a grid that itself wraps (170..180, -180..-170) keeps its own convention
     w = Grid(np.array([0.0, 1.0]), np.array([170.0, 175.0, 180.0, -175.0, -170.0]))
     assert np.all(np.abs(w.refine(2).lon) <= 180.0)
+
+
+def test_mass_dataarray_does_not_skip_nan():
+    lat, lon = np.arange(50.0, 46.0, -1.0), np.arange(0.0, 4.0)
+    da = xr.DataArray(np.ones((4, 4)), coords={"lat": lat, "lon": lon}, dims=("lat", "lon"))
+    assert float(mass_dataarray(da)) == pytest.approx(Grid(lat, lon).area.sum(), rel=1e-12)
+    # a NaN cell makes the mass NaN (xarray's default skipna sum would undercount silently)
+    assert np.isnan(float(mass_dataarray(da.where(da.lat < 50.0))))

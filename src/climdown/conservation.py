@@ -123,18 +123,11 @@ def _prepare(hr: Any, lr: Any, factor: int | None, lat: str | None, lon: str | N
 
 
 def _area(g: _grid.Grid, dims: tuple[str, str]) -> xr.DataArray:
-    return xr.DataArray(g.area, dims=dims, attrs={"units": "m2"})
+    return _grid.area_dataarray(g, *dims)
 
 
 def _mass(da: xr.DataArray, g: _grid.Grid, dims: tuple[str, str]) -> xr.DataArray:
-    # grid.total_mass sums with numpy semantics: a NaN anywhere makes the mass NaN
-    return xr.apply_ufunc(
-        _grid.total_mass,
-        da,
-        _area(g, dims),
-        input_core_dims=[list(dims), list(dims)],
-        dask="allowed",
-    )
+    return _grid.mass_over(da, _area(g, dims), dims)
 
 
 def _block_violation(p: _Pair) -> xr.DataArray:

@@ -56,6 +56,8 @@ __all__ = [
     "grid_of",
     "coarsen_dataarray",
     "mass_dataarray",
+    "area_dataarray",
+    "mass_over",
     "check_factor",
     "infer_factor",
 ]
@@ -490,10 +492,24 @@ def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
     return Grid.from_xarray(obj, lat=lat, lon=lon)
 
 
-def _area_dataarray(grid: Grid, lat_dim: str, lon_dim: str) -> xr.DataArray:
+def area_dataarray(grid: Grid, lat_dim: str, lon_dim: str) -> xr.DataArray:
+    """The grid's cell areas (m^2) as a DataArray on ``(lat_dim, lon_dim)``."""
     import xarray as xr
 
     return xr.DataArray(grid.area, dims=(lat_dim, lon_dim), attrs={"units": "m2"})
+
+
+def mass_over(da: xr.DataArray, area: xr.DataArray, dims: tuple[str, str]) -> xr.DataArray:
+    """:func:`total_mass` over the two ``dims`` of an xarray field (lazy on dask input).
+
+    NaN is not skipped: a NaN anywhere in a field makes its mass NaN, never a silent
+    undercount.
+    """
+    import xarray as xr
+
+    return xr.apply_ufunc(
+        total_mass, da, area, input_core_dims=[list(dims), list(dims)], dask="allowed"
+    )
 
 
 def coarsen_dataarray(
@@ -514,7 +530,7 @@ def coarsen_dataarray(
     lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
     check_factor((da.sizes[lat_dim], da.sizes[lon_dim]), factor)
     coarse = g.coarsen(factor)
-    area = _area_dataarray(g, lat_dim, lon_dim)
+    area = area_dataarray(g, lat_dim, lon_dim)
 
     def xr_block_sum(a: xr.DataArray, f: int) -> xr.DataArray:
         return a.coarsen({lat_dim: f, lon_dim: f}).sum()
@@ -539,7 +555,6 @@ def mass_dataarray(
     lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
     g = grid if grid is not None else Grid.from_xarray(da, lat_name, lon_name)
     lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
-    area = _area_dataarray(g, lat_dim, lon_dim)
-    out = (da * area).sum((lat_dim, lon_dim))
+    out = mass_over(da, area_dataarray(g, lat_dim, lon_dim), (lat_dim, lon_dim))
     out.attrs = {"units": "kg", "long_name": "total mass"}
     return out
