@@ -131,6 +131,35 @@ def test_layouts_differ_where_the_work_is_done():
     assert fast.n_parameters != ref.n_parameters
 
 
+@pytest.mark.parametrize(("name", "factor"), [("cnn", 3), ("cnn", 4), ("gan", 2), ("convgru", 2)])
+def test_pixel_shuffle_head_starts_at_the_nearest_baseline(name, factor):
+    # ICNR: the f^2 sub-pixel kernels start equal, so softmax starts block-constant = nearest
+    model = tiny(name, factor, "softmax").double()
+    lr = tcw_like(size=4, dtype=torch.float64)
+    area = polar_area(4 * factor, 4 * factor).double()
+    with torch.no_grad():
+        y = model(lr, area)
+    torch.testing.assert_close(y, block_expand(lr, factor), rtol=1e-12, atol=1e-12)
+    # ...and one step towards a field with structure inside the blocks moves them apart
+    target = y + torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=y.dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ((model(lr, area) - target) ** 2).mean().backward()
+    opt.step()
+    with torch.no_grad():
+        moved = model(lr, area)
+    assert (moved - block_expand(lr, factor)).abs().max() > 1e-6
+    assert conservation_error(moved, lr, area, factor) <= 1e-12
+
+
+def test_reference_layout_does_not_start_block_constant():
+    # contrast: high-resolution convolutions after the upsampling mix neighbouring blocks
+    model = tiny("cnn", 4, "softmax", layout="reference").double()
+    lr = tcw_like(size=4, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(lr)
+    assert (y - block_expand(lr, 4)).abs().max() > 1e-3
+
+
 def test_cnn_treats_frames_independently():
     model = tiny("cnn", 2, "none")
     lr = tcw_like(frames=3, size=4)
