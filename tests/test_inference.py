@@ -34,7 +34,9 @@ def tiny_cnn(constraint: str = "softmax", factor: int = 4, seed: int = 0) -> tor
     model = get_model("cnn", factor, constraint, scale=30.0, width=8, blocks=1)
     with torch.no_grad():
         for p in model.parameters():
-            p.mul_(3.0)  # larger weights: a busier output, seams stand out
+            # larger weights and sub-pixel kernels apart from their block-constant ICNR start:
+            # a busier output, seams stand out
+            p.mul_(3.0).add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
     return model.eval()
 
 
@@ -339,3 +341,82 @@ def test_downscale_file_to_zarr_with_uneven_chunks(tmp_path) -> None:
     out = xr.open_zarr(dst, consolidated=False)["tcw"]
     assert out.shape == (1, 90, 180)
     assert_conserves(out.load(), da, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- recurrent models
+def tiny_convgru(frames: int = 3, seed: int = 0) -> torch.nn.Module:
+    """A ConvGRU trained (here: built) on sequences of ``frames`` steps, off its ICNR start."""
+    torch.manual_seed(seed)
+    model = get_model("convgru", 4, "softmax", frames=frames, scale=30.0, width=8, hidden=8)
+    with torch.no_grad():
+        head = model.backbone.head.conv.weight
+        head.add_(0.3 * torch.randn(head.shape, generator=torch.Generator().manual_seed(seed)))
+    return model.eval()
+
+
+def windows_by_hand(model: torch.nn.Module, da: xr.DataArray, frames: int) -> np.ndarray:
+    """Step t = last output frame of the model on frames t-T+1 .. t (frame 0 repeated before)."""
+    area = torch.from_numpy(Grid(da.lat.values, da.lon.values).refine(4).area)
+    x = torch.from_numpy(da.transpose("time", "lat", "lon").values.astype(np.float32))
+    out = []
+    with torch.inference_mode():
+        for t in range(x.shape[0]):
+            idx = [max(k, 0) for k in range(t - frames + 1, t + 1)]
+            out.append(model(x[idx][None, :, None], area=area)[0, -1, 0].numpy())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def series() -> xr.DataArray:
+    return tcw_dataarray(9, 11, 6, seed=4)
+
+
+def test_recurrent_model_sees_the_window_it_was_trained_on(series: xr.DataArray) -> None:
+    model = tiny_convgru(frames=3)
+    hr = downscale(series, 4, "softmax", model=model, tile=4, halo=12)
+    want = windows_by_hand(model, series, 3)
+    np.testing.assert_allclose(hr.values, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+    assert_conserves(hr, series, rtol=1e-5)
+    # contrast: each step alone (T = 1, no memory) gives a different field
+    alone = windows_by_hand(model, series, 1)
+    assert np.abs(hr.values - alone).max() > 1e-2
+
+
+def test_recurrent_windows_across_dask_time_chunks_and_dim_orders(series: xr.DataArray) -> None:
+    model = tiny_convgru(frames=3)
+    want = downscale(series, 4, "softmax", model=model).values
+    lazy = downscale(series.chunk(time=2, lat=5, lon=6), 4, "softmax", model=model)
+    assert lazy.chunks is not None  # still lazy
+    np.testing.assert_allclose(lazy.values, want, rtol=1e-5, atol=1e-4)
+    # time last: the windows still run along time, and the dimension order comes back
+    moved = downscale(series.transpose("lat", "lon", "time"), 4, "softmax", model=model)
+    assert moved.dims == ("lat", "lon", "time")
+    np.testing.assert_allclose(moved.transpose("time", ...).values, want, rtol=1e-5, atol=1e-4)
+    # arrays: axis -3 is time
+    arr = Downscaler(model, factor=4, constraint="softmax")(series.values)
+    assert np.abs(arr - windows_by_hand(model, series, 3)).max() > 0  # equal-weight areas...
+    np.testing.assert_allclose(
+        Downscaler(model, factor=4, constraint="softmax")(
+            series.values, grid=Grid(series.lat.values, series.lon.values)
+        ),
+        want,
+        rtol=1e-5,
+        atol=1e-4,
+    )
+
+
+def test_recurrent_model_needs_time_in_order(series: xr.DataArray) -> None:
+    model = tiny_convgru(frames=3)
+    with pytest.raises(CoordinateError, match="sortby"):
+        downscale(series.isel(time=[0, 2, 1]), 4, "softmax", model=model)
+    # a feed-forward model takes the steps in any order
+    downscale(series.isel(time=[0, 2, 1]), 4, "softmax", model=tiny_cnn())
+
+
+def test_feed_forward_models_treat_steps_alone(series: xr.DataArray) -> None:
+    model = tiny_cnn()
+    assert Downscaler(model, factor=4).frames == 1
+    assert Downscaler(tiny_convgru(frames=3), factor=4).frames == 3
+    hr = downscale(series, 4, "softmax", model=model)
+    one = downscale(series.isel(time=[3]), 4, "softmax", model=model)
+    np.testing.assert_allclose(hr.values[3:4], one.values, rtol=1e-5, atol=1e-5)

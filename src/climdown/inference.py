@@ -13,6 +13,12 @@ packaged default for the factor and constraint) and then downscales fields of an
   lat/lon centres from :meth:`climdown.grid.Grid.refine`, the input's other coordinates, its
   attributes and a ``history`` line.
 
+Recurrent models (``convgru``, ``flowconvgru``) trained on sequences of T frames see, for each
+time step t, the window of frames t-T+1 .. t (the first frame repeated before the start of the
+series) and give their last output frame, so every step has the temporal context the model was
+trained with. The time axis is the DataArray's time dimension, or axis -3 of an array; dask
+chunks along time overlap by T-1 steps, so a chunked series gives what the whole one gives.
+
 Tiling and stitching follow :mod:`climdown.tiling`: every coarse cell's fine block comes from
 exactly one constrained tile, so a conserving constraint conserves the stitched field exactly.
 The fine-cell areas given to the model are those of the LR grid refined by the factor
@@ -257,6 +263,11 @@ class Downscaler:
                 f"model trained with {self.constraint!r}"
             )
         self.model = self.model.to(self.device).eval()
+        from climdown.nn.models import RECURRENT
+
+        config = getattr(self.model, "config", None) or {}
+        recurrent = config.get("name") in RECURRENT
+        self.frames = int(config.get("frames", 1)) if recurrent else 1
         self._positive = self.model.constraint.positive and self.model.constraint.conserving
         self._token = uuid.uuid4().hex
 
@@ -316,7 +327,7 @@ class Downscaler:
         self._check_shape(arr.shape, grid)
         area = _FineArea(grid, self.factor) if grid is not None else None
         periodic = bool(grid is not None and grid.periodic)
-        return self._numpy(arr, area, (0, 0), periodic, self.progress)
+        return self._numpy(arr, area, (0, 0), periodic, self.progress, arr.ndim >= 3)
 
     def _check_shape(self, shape: tuple[int, ...], grid: Grid | None) -> None:
         if len(shape) < 2:
@@ -352,21 +363,27 @@ class Downscaler:
         offset: tuple[int, int],
         periodic: bool,
         progress: bool | None,
+        timed: bool = False,
     ) -> np.ndarray:
         """Tiled eager run of ``x`` ``[..., h, w]`` -> ``[..., h f, w f]`` float32.
 
-        ``offset`` places ``x`` in the (unwrapped) LR grid for the area lookup.
+        ``offset`` places ``x`` in the (unwrapped) LR grid for the area lookup. ``timed``: axis
+        -3 is time, and a recurrent model sees the window of its training length ending at
+        each step (the first frame repeated before the start).
         """
         import torch
         from tqdm.auto import tqdm
 
         f = self.factor
         *lead, h, w = x.shape
-        x3 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, h, w)
-        self._check_values(x3)
-        out = np.empty((x3.shape[0], h * f, w * f), dtype=np.float32)
+        steps = lead[-1] if timed and self.frames > 1 else 1
+        x4 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, steps, h, w)
+        self._check_values(x4)
+        out = np.empty((*x4.shape[:2], h * f, w * f), dtype=np.float32)
         plan = TilePlan((h, w), self.tile, self.halo, periodic=periodic)
-        items = [(t, n) for t in plan for n in range(x3.shape[0])]
+        frames = self.frames if steps > 1 else 1
+        window = {k: np.clip(np.arange(k - frames + 1, k + 1), 0, None) for k in range(steps)}
+        items = [(t, n, k) for t in plan for n in range(x4.shape[0]) for k in range(steps)]
         bar = tqdm(
             total=len(items),
             desc=f"downscale {f}x",
@@ -376,7 +393,7 @@ class Downscaler:
         with bar, torch.inference_mode():
             for b0 in range(0, len(items), self.batch_size):
                 batch = items[b0 : b0 + self.batch_size]
-                lr = torch.from_numpy(np.stack([t.extract(x3[n]) for t, n in batch]))
+                lr = np.stack([t.extract(x4[n])[window[k]] for t, n, k in batch])
                 a = None
                 if area is not None:
                     stack = [
@@ -386,45 +403,50 @@ class Downscaler:
                             offset[1] + t.col.start,
                             t.col.length,
                         )
-                        for t, _ in batch
+                        for t, _, _ in batch
                     ]
                     if all(s is stack[0] for s in stack):
                         stack = stack[:1]  # one [H, W] for the batch: weights computed once
                     a = torch.from_numpy(np.stack(stack)).to(self.device)
-                y = self.model(lr[:, None, None].to(self.device), area=a)  # [B, 1, 1, H, W]
-                y = y[:, 0, 0].float().cpu().numpy()
-                for (t, n), yb in zip(batch, y, strict=True):
+                lr = torch.from_numpy(lr[:, :, None]).to(self.device)  # [B, frames, 1, h, w]
+                y = self.model(lr, area=a)[:, -1, 0].float().cpu().numpy()  # last frame
+                for (t, n, k), yb in zip(batch, y, strict=True):
                     rows, cols = t.fine_core(f)
-                    out[n, rows, cols] = yb[t.fine_crop(f)]
+                    out[n, k, rows, cols] = yb[t.fine_crop(f)]
                 bar.update(len(batch))
         return out.reshape(*lead, h * f, w * f)
 
     # ------------------------------------------------------------------ dask (lazy)
-    def _dask(self, x: Any, grid: Grid | None) -> Any:
+    def _dask(self, x: Any, grid: Grid | None, timed: bool = True) -> Any:
         import dask.array as dsa
         from dask.base import tokenize
 
         self._check_shape(x.shape, grid)
         f, halo = self.factor, self.halo
-        ax_r, ax_c = x.ndim - 2, x.ndim - 1
+        ax_t, ax_r, ax_c = x.ndim - 3, x.ndim - 2, x.ndim - 1
         periodic = bool(grid is not None and grid.periodic)
-        if halo:
-            # overlap needs chunks at least as deep as the halo; merge smaller ones first
-            chunks = list(x.chunks)
-            for ax in (ax_r, ax_c):
-                chunks[ax] = dsa.overlap.ensure_minimum_chunksize(
-                    min(halo, x.shape[ax]), x.chunks[ax]
-                )
-            x = x.rechunk(tuple(chunks))
+        # a recurrent model's window reaches frames - 1 steps back along time (axis -3)
+        timed = timed and x.ndim >= 3 and self.frames > 1
+        depth = {ax_r: halo, ax_c: halo, **({ax_t: self.frames - 1} if timed else {})}
+        # overlap needs chunks at least as deep as the overlap; merge smaller ones first
+        chunks = list(x.chunks)
+        for ax, d in depth.items():
+            if d:
+                chunks[ax] = dsa.overlap.ensure_minimum_chunksize(min(d, x.shape[ax]), x.chunks[ax])
+        x = x.rechunk(tuple(chunks))
         # an axis held in one chunk needs no overlap (unless it wraps), and dask refuses a
-        # depth deeper than the array: clip the halo per axis
-        depth_r = min(halo, x.shape[ax_r]) if len(x.chunks[ax_r]) > 1 else 0
-        depth_c = min(halo, x.shape[ax_c]) if (periodic or len(x.chunks[ax_c]) > 1) else 0
-        if depth_r or depth_c:
+        # depth deeper than the array: clip the depth per axis
+        wraps = {ax_c: periodic}
+        depth = {
+            ax: min(d, x.shape[ax]) if (wraps.get(ax) or len(x.chunks[ax]) > 1) else 0
+            for ax, d in depth.items()
+        }
+        depth_r, depth_c, depth_t = depth[ax_r], depth[ax_c], depth.get(ax_t, 0)
+        if any(depth.values()):
             xo = dsa.overlap.overlap(
                 x,
-                depth={ax_r: depth_r, ax_c: depth_c},
-                boundary={ax_r: "none", ax_c: "periodic" if periodic else "none"},
+                depth=depth,
+                boundary={ax: "periodic" if wraps.get(ax) else "none" for ax in depth},
             )
         else:
             xo = x
@@ -433,17 +455,25 @@ class Downscaler:
             np.concatenate([[0], np.cumsum(c)[:-1]]) for c in (x.chunks[ax_r], x.chunks[ax_c])
         ]
         counts = (len(x.chunks[ax_r]), len(x.chunks[ax_c]))
+        n_time = len(x.chunks[ax_t]) if timed else 1
 
         def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-            i, j = block_info[0]["chunk-location"][-2:]
+            k, i, j = ((0, 0, 0) + tuple(block_info[0]["chunk-location"]))[-3:]
             pre_r = depth_r if i > 0 else 0
             post_r = depth_r if i < counts[0] - 1 else 0
             pre_c = depth_c if (periodic or j > 0) else 0
             post_c = depth_c if (periodic or j < counts[1] - 1) else 0
             offset = (int(starts[0][i]) - pre_r, int(starts[1][j]) - pre_c)
-            y = self._numpy(block, area, offset, False, False)
+            y = self._numpy(block, area, offset, False, False, timed)
             hh, ww = y.shape[-2:]
-            return y[..., pre_r * f : hh - post_r * f, pre_c * f : ww - post_c * f]
+            y = y[..., pre_r * f : hh - post_r * f, pre_c * f : ww - post_c * f]
+            if not depth_t:
+                return y
+            # steps before the chunk were context for the first windows; drop them and the
+            # steps after it (the next chunk computes those)
+            pre_t = depth_t if k > 0 else 0
+            post_t = depth_t if k < n_time - 1 else 0
+            return y[..., pre_t : y.shape[-3] - post_t, :, :]
 
         out_chunks = (
             *x.chunks[:-2],
@@ -475,9 +505,12 @@ class Downscaler:
             grid = Grid.from_xarray(da, lat_name, lon_name)
         self._warn_spacing(grid)
         other = [d for d in da.dims if d not in (lat_dim, lon_dim)]
+        time = _time_dim(da, other) if self.frames > 1 else None
+        if time is not None:  # the recurrent model's windows run along axis -3
+            other = [d for d in other if d != time] + [time]
         x = da.transpose(*other, lat_dim, lon_dim)
         if _is_dask(x.data):
-            y = self._dask(x.data, grid)
+            y = self._dask(x.data, grid, timed=time is not None)
         else:
             y = self._numpy(
                 np.asarray(x.values),
@@ -485,6 +518,7 @@ class Downscaler:
                 (0, 0),
                 grid.periodic,
                 self.progress,
+                timed=time is not None,
             )
         fine = grid.refine(self.factor)
         coords: dict[Hashable, Any] = {
@@ -551,6 +585,39 @@ def _user_stacklevel() -> int:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
+    """The time dimension among ``dims`` (datetime values, CF ``axis: T`` or the name), if any.
+
+    Raises
+    ------
+    CoordinateError
+        If the time coordinate does not increase step by step (a recurrent model reads the
+        frames in order).
+    """
+    for dim in dims:
+        coord = da.coords.get(dim)
+        attrs = coord.attrs if coord is not None else {}
+        dated = coord is not None and (
+            np.issubdtype(coord.dtype, np.datetime64) or coord.dtype == object
+        )
+        if not (
+            dated
+            or attrs.get("axis") == "T"
+            or attrs.get("standard_name") == "time"
+            or str(dim) in ("time", "valid_time", "t")
+        ):
+            continue
+        if coord is not None and coord.size > 1:
+            values = coord.values
+            if not bool(np.all(values[1:] > values[:-1])):
+                raise CoordinateError(
+                    f"time coordinate {dim!r} does not increase monotonically; a recurrent "
+                    f"model reads the frames in order: sort first (da.sortby({str(dim)!r}))"
+                )
+        return dim
+    return None
 
 
 def _is_dask(data: Any) -> bool:

@@ -11,10 +11,11 @@ from climdown.nn.models.cnn import CNN, ResidualBlock
 from climdown.nn.models.convgru import ConvGRU, ConvGRUCell
 from climdown.nn.models.flow import FlowConvGRU, warp
 from climdown.nn.models.gan import GANGenerator, GANModel, PatchDiscriminator, make_discriminator
-from climdown.nn.models.registry import MODELS, build_model, get_model
+from climdown.nn.models.registry import MODELS, RECURRENT, build_model, get_model
 
 __all__ = [
     "MODELS",
+    "RECURRENT",
     "get_model",
     "build_model",
     "CNN",

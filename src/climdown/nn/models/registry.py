@@ -25,7 +25,7 @@ from climdown.nn.models.gan import GANGenerator, GANModel
 from climdown.nn.models.residual import Residual
 from climdown.nn.normalize import ConstrainedModel
 
-__all__ = ["MODELS", "get_model", "build_model", "CONFIG_KEYS"]
+__all__ = ["MODELS", "RECURRENT", "get_model", "build_model", "CONFIG_KEYS"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "cnn": CNN,
@@ -39,6 +39,9 @@ MODELS: dict[str, type[nn.Module]] = {
 """Backbone class of each model name; ``cls.options`` lists its options and their defaults."""
 
 _WRAPPERS: dict[str, type[ConstrainedModel]] = {"gan": GANModel}
+
+RECURRENT = ("convgru", "flowconvgru")
+"""Models whose output frame t depends on the frames before it (the others treat frames alone)."""
 
 CONFIG_KEYS = (
     "name",
