@@ -204,6 +204,9 @@ class Downscaler:
         Checkpoint metadata (empty for baselines and model objects).
     name : str
         How the model is named in ``history`` (baseline name, checkpoint file, class name).
+    frames : int
+        Time steps each output step sees: the training sequence length of a recurrent model
+        (``convgru``, ``flowconvgru``), 1 for the others (see the module docstring).
     """
 
     def __init__(
