@@ -420,3 +420,17 @@ def test_feed_forward_models_treat_steps_alone(series: xr.DataArray) -> None:
     hr = downscale(series, 4, "softmax", model=model)
     one = downscale(series.isel(time=[3]), 4, "softmax", model=model)
     np.testing.assert_allclose(hr.values[3:4], one.values, rtol=1e-5, atol=1e-5)
+
+
+def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -> None:
+    model = tiny_convgru(frames=3)
+    path = save_checkpoint(tmp_path / "gru.pt", model, meta={"variable": "tcw"})
+    inference.clear_model_cache()
+    try:
+        loaded = Downscaler(path, factor=4, constraint="softmax", device="cpu")
+        assert loaded.frames == 3
+        np.testing.assert_allclose(
+            loaded(series).values, windows_by_hand(model, series, 3), rtol=1e-5, atol=1e-4
+        )
+    finally:
+        inference.clear_model_cache()
