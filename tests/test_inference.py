@@ -434,3 +434,20 @@ def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -
         )
     finally:
         inference.clear_model_cache()
+
+
+def test_recurrent_windows_follow_cftime_but_not_member_labels(series: xr.DataArray) -> None:
+    cftime = pytest.importorskip("cftime")
+    model = tiny_convgru(frames=3)
+    want = downscale(series, 4, "softmax", model=model).values
+    noleap = series.rename(time="t_axis").assign_coords(
+        t_axis=[cftime.DatetimeNoLeap(2020, 1, 1, h) for h in range(series.sizes["time"])]
+    )
+    got = downscale(noleap, 4, "softmax", model=model)
+    np.testing.assert_allclose(got.values, want, rtol=1e-5, atol=1e-4)
+    # labelled members (object strings) are not a time axis: every member alone
+    members = series.rename(time="member").assign_coords(
+        member=np.array([f"m{i}" for i in range(series.sizes["time"])], dtype=object)
+    )
+    alone = downscale(members, 4, "softmax", model=model).values
+    assert np.abs(alone - want).max() > 1e-2

@@ -603,8 +603,13 @@ def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
         coord = da.coords.get(dim)
         attrs = coord.attrs if coord is not None else {}
         dated = coord is not None and (
-            np.issubdtype(coord.dtype, np.datetime64) or coord.dtype == object
-        )
+            np.issubdtype(coord.dtype, np.datetime64)
+            or (
+                coord.dtype == object
+                and coord.size > 0
+                and hasattr(coord.values.flat[0], "calendar")
+            )
+        )  # numpy datetimes or cftime dates (objects with a calendar), not any object labels
         if not (
             dated
             or attrs.get("axis") == "T"
