@@ -23,11 +23,12 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _docs import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -167,15 +168,7 @@ def _write(rows: list[dict], args: argparse.Namespace) -> None:
             f"{r['peak_mb']:.0f} | {r.get('out_mb', 0):.0f} |"
         )
     lines += ["", args.note.strip(), END] if args.note.strip() else ["", END]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join(lines)
-    if START in text and END in text:
-        text = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-        )
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    write_section("\n".join(lines), START, END, DOC)
     print(f"wrote {DOC}")
 
 

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _docs import write_section
 
 from climdown.checkpoint import load_checkpoint
 from climdown.data.recipe import load_recipe
@@ -203,13 +204,7 @@ def main() -> None:
     print(text)
     if a.no_write:
         return
-    doc = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOCS.write_text(doc)
+    write_section(text, START, END, DOCS)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import write_section
 
 from climdown._machine import cpu_model
 from climdown.grid import Grid
@@ -36,6 +37,7 @@ from climdown.nn.models import get_model
 from climdown.nn.normalize import area_weights
 
 SECTION = "## Constraint layers and models (CPU forward)"
+START, END = "<!-- bench_models:start -->", "<!-- bench_models:end -->"
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, SIZE, FACTOR = 64, 32, 4
 
@@ -175,6 +177,7 @@ def render(info, targets, layers, rows, repeats, warmup, threads=None) -> str:
             f"{'yes' if speedup >= 10 else 'NO'} |",
         ]
     lines = [
+        START,
         SECTION,
         "",
         "Written by `python benchmarks/bench_models.py"
@@ -230,28 +233,9 @@ def render(info, targets, layers, rows, repeats, warmup, threads=None) -> str:
         f"{100 * (t['cnn (fast) + softmax'] / fast - 1):+.1f} % on the fast CNN "
         "(difference of two separately timed forwards: load noise included; the paired "
         "figures above are the ones to read).",
-        "",
+        END,
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) this benchmark's section of ``path``, keeping every other section."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        keep_after = "\n".join(lines[end:])
-        new = "\n".join(lines[:start]) + ("\n" if start else "") + text
-        if keep_after:
-            new += "\n" + keep_after + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -286,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(info, targets, layers, rows, args.repeats, args.warmup, args.threads)
     print(text)
     if not args.no_write:
-        write_section(args.output, text)
+        write_section(text, START, END, args.output)
         print(f"wrote {args.output}")
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import write_section
 
 from climdown._machine import cpu_model
 from climdown._machine import load_average as load
@@ -326,17 +327,6 @@ def section(info: dict, build: list[dict], facts: dict, down: list[dict], tr: li
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc and END in doc:
-        head, rest = doc.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        doc = head + text + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", help="keep sources and stores here (default: a temp dir)")
@@ -367,7 +357,7 @@ def main() -> None:
         text = section(info, build, facts, down, tr)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, START, END, DOC)
         print(f"wrote {DOC}")
 
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from _docs import write_section
 
 from climdown._machine import cpu_model
 from climdown._machine import load_average as load
@@ -154,16 +155,6 @@ def section(info: dict, records: dict[str, list[dict]], steps_per_epoch: int) ->
     return "\n".join(lines) + "\n"
 
 
-def write(text: str) -> None:
-    doc = DOC.read_text() if DOC.is_file() else "# Benchmarks\n"
-    if START in doc and END in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    DOC.write_text(doc)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", default=None, help="TCW4 store (default: build recipes/tcw4.yaml)")
@@ -206,7 +197,7 @@ def main() -> None:
     text = section(info, records, steps)
     print(text)
     if not a.no_write:
-        write(text)
+        write_section(text, START, END, DOC)
         print(f"wrote the 'Training speed' section of {DOC}")
 
 
