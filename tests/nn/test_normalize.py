@@ -95,6 +95,29 @@ def test_logits_are_not_rescaled_values_are(lr):
     assert float(soft.scale) == SCALE and "scale" in dict(soft.named_buffers())
 
 
+def test_the_normaliser_follows_the_layers_declared_input(lr):
+    """A layer the normaliser has never heard of gets z in the form its ``expects`` names."""
+    from climdown.nn.constraints import Constraint
+
+    class Squared(Constraint):
+        name = "squared"
+        expects = "positive"
+
+        @staticmethod
+        def activation(z):
+            return z**2
+
+        def _constrain(self, zb, xb, wb):
+            return zb
+
+    backbone = Upsampler(F)
+    model = ConstrainedModel(backbone, Squared(), factor=F, scale=SCALE)
+    torch.testing.assert_close(model.raw(lr), (backbone(lr / SCALE) * SCALE) ** 2)
+    assert not Squared.logits and get_constraint("softmax").logits
+    with pytest.raises(TypeError, match="expects"):
+        type("Bad", (Constraint,), {"expects": "kelvin"})
+
+
 def test_scadd_depends_on_the_units_it_sees(lr):
     # scadd's s = +-1 is one kg m-2 here, not one normalised unit: the layer is not
     # scale-equivariant, which is why the normaliser must hand it physical units.

@@ -29,6 +29,8 @@ ones matrix, no loops, no device strings), so the layers run on CPU, CUDA and MP
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -45,6 +47,7 @@ __all__ = [
     "ClipConstraint",
     "SoftConstraint",
     "CONSTRAINTS",
+    "EXPECTS",
     "get_constraint",
     "infer_factor",
     "block_mean",
@@ -61,6 +64,9 @@ def block_mean(z: torch.Tensor, factor: int, weights: torch.Tensor | None) -> to
 # The layers work on block views [..., h, f, w, f] (climdown.grid.as_blocks): a coarse value
 # x[..., :, None, :, None] broadcasts over its block, so nothing is block-expanded into a copy.
 _BLOCK = (-3, -1)
+
+#: What a layer can take as its raw input z (:attr:`Constraint.expects`).
+EXPECTS = ("values", "logits", "positive")
 
 
 def _bmean(zb: torch.Tensor, wb: torch.Tensor | None) -> torch.Tensor:
@@ -81,15 +87,31 @@ class Constraint(nn.Module):
         True if ``sum_i w_i y_i = x`` holds by construction.
     positive : bool
         True if ``y >= 0`` whenever ``x >= 0`` (and, for ``mult``, ``z >= 0``).
+    expects : {"values", "logits", "positive"}
+        What the layer takes as z, so that the normaliser and the baselines need not know the
+        layer: ``"values"`` in physical units (the normaliser rescales the backbone's output),
+        ``"logits"`` (dimensionless: never rescaled), or ``"positive"`` values in physical
+        units, made non-negative by :meth:`activation` after rescaling.
     logits : bool
-        True if z is a dimensionless logit (softmax): the normaliser must not rescale it.
-        Otherwise z is a value in normalised units that is rescaled to physical units first.
+        ``expects == "logits"`` (set for every subclass from :attr:`expects`).
     """
 
     name = "base"
     conserving = False
     positive = False
-    logits = False
+    expects: ClassVar[str] = "values"
+    logits: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.expects not in EXPECTS:
+            raise TypeError(f"{cls.__name__}.expects must be one of {EXPECTS}, got {cls.expects!r}")
+        cls.logits = cls.expects == "logits"
+
+    @staticmethod
+    def activation(z: torch.Tensor) -> torch.Tensor:
+        """z in the form the layer expects, from z in physical units (identity but for ``mult``)."""
+        return z
 
     def forward(
         self, z: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None
@@ -148,7 +170,7 @@ class SoftmaxConstraint(Constraint):
     name = "softmax"
     conserving = True
     positive = True
-    logits = True
+    expects = "logits"
 
     def _constrain(self, zb, xb, wb):
         e = torch.exp(zb - zb.amax(dim=_BLOCK, keepdim=True).detach())
@@ -176,10 +198,11 @@ class MultConstraint(Constraint):
     name = "mult"
     conserving = True
     positive = True
+    expects = "positive"
 
     @staticmethod
     def activation(z: torch.Tensor) -> torch.Tensor:
-        """Make z non-negative before the layer (used by the model wrapper)."""
+        """Make z non-negative before the layer: ``softplus(z)``."""
         return nn.functional.softplus(z)
 
     def _constrain(self, zb, xb, wb):

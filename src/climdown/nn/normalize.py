@@ -2,8 +2,10 @@
 
 The backbone sees ``lr / scale`` (order-one numbers, good for training). Its raw output z is
 brought back to physical units (``z * scale``) before the constraint layer, unless the layer
-takes logits (softmax, whose z is dimensionless). The constraint therefore conserves and keeps
-positivity in kg m-2, not merely in normalised space. Scale-only (no offset) keeps zero at zero,
+takes logits (softmax, whose z is dimensionless), and then put in the form the layer declares
+(``Constraint.expects`` and ``Constraint.activation``, softplus for ``mult``): the wrapper
+never asks which layer it holds. The constraint therefore conserves and keeps positivity in
+kg m-2, not merely in normalised space. Scale-only (no offset) keeps zero at zero,
 so dry cells stay dry and the map lr -> lr / scale commutes with the block means.
 """
 
@@ -16,7 +18,7 @@ from torch import nn
 
 from climdown.errors import GridShapeError
 from climdown.grid import block_weights
-from climdown.nn.constraints import Constraint, MultConstraint, get_constraint
+from climdown.nn.constraints import Constraint, get_constraint
 
 __all__ = ["ConstrainedModel", "area_weights"]
 
@@ -74,13 +76,11 @@ class ConstrainedModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def raw(self, lr: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Backbone output z in the units the constraint expects (physical, or logits)."""
+        """Backbone output z in the form the constraint expects (:attr:`Constraint.expects`)."""
         z = self.backbone(lr / self.scale, **kwargs)
         if not self.constraint.logits:
             z = z * self.scale
-        if isinstance(self.constraint, MultConstraint):
-            z = self.constraint.activation(z)
-        return z
+        return self.constraint.activation(z)
 
     def forward(
         self, lr: torch.Tensor, area: torch.Tensor | None = None, **kwargs: Any

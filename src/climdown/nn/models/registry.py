@@ -148,8 +148,7 @@ def get_model(
     layer, cname, cargs = _constraint_args(constraint, constraint_options)
     resolved = {**cls.options, **options}
     if getattr(cls, "parameter_free", False):
-        target = "logits" if layer.logits else "positive" if cname == "mult" else "values"
-        backbone = cls(factor, channels, target=target, scale=float(scale))
+        backbone = cls(factor, channels, target=layer.expects, scale=float(scale))
     else:
         backbone = cls(factor, channels, **resolved)
     if skip is not None:
@@ -159,8 +158,7 @@ def get_model(
                 f"skip={skip!r}: a trainable model can skip to one of nearest, bilinear, "
                 f"bicubic; {key!r} with skip={skip!r} is not such a pair"
             )
-        target = "logits" if layer.logits else "positive" if cname == "mult" else "values"
-        base = base_cls(factor, channels, target=target, scale=float(scale))
+        base = base_cls(factor, channels, target=layer.expects, scale=float(scale))
         backbone = Residual(backbone, base)
         skip = str(skip).lower()
     config = {
