@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,13 @@ from climdown.checkpoint import load_checkpoint, read_checkpoint, read_meta
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store
 from climdown.errors import ConfigError, StoreError
+from climdown.evaluate import evaluate_model
 from climdown.nn.models import GANModel, get_model
-from climdown.train import evaluate_model, pick_device, train
+from climdown.train import TrainConfig, pick_device, train
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(str(resources.files("climdown.study") / "recipes"))
 SMALL = {"width": 8, "blocks": 1}  # a few thousand weights: steps take milliseconds
-FAST = {"batch_size": 8, "progress": False, "plot": False, "model_options": SMALL}
+FAST = {"batch_size": 8, "progress": False, "model_options": SMALL}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def _log(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def softmax_run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run") / "softmax"
-    summary = train(store, "cnn", "softmax", epochs=3, out=out, **FAST)
+    summary = train(store, model="cnn", constraint="softmax", epochs=3, out=out, **FAST)
     return out, summary
 
 
@@ -63,7 +65,7 @@ def test_cnn_softmax_loss_falls_and_conserves(softmax_run):
 def test_unconstrained_run_violates_mass(store, softmax_run, tmp_path):
     # contrast case: the same training without the layer neither conserves mass nor keeps it
     # within float32 round-off, which is what the softmax run above is checked against
-    train(store, "cnn", "none", epochs=1, out=tmp_path, **FAST)
+    train(store, model="cnn", constraint="none", epochs=1, out=tmp_path, **FAST)
     assert _log(tmp_path)[0]["val_mass_violation_rel"] > 1e-3
     assert _log(softmax_run[0])[0]["val_mass_violation_rel"] < 1e-5
 
@@ -107,10 +109,10 @@ def test_checkpoint_round_trips_in_a_fresh_process(softmax_run, tmp_path):
 def test_resume_equals_uninterrupted(store, tmp_path, model):
     kw = {**FAST, "max_steps": 2}
     straight = tmp_path / "straight"
-    train(store, model, "softmax", epochs=2, out=straight, **kw)
+    train(store, model=model, constraint="softmax", epochs=2, out=straight, **kw)
     resumed = tmp_path / "resumed"
-    train(store, model, "softmax", epochs=1, out=resumed, **kw)
-    summary = train(store, model, "softmax", epochs=2, out=resumed, **kw)
+    train(store, model=model, constraint="softmax", epochs=1, out=resumed, **kw)
+    summary = train(store, model=model, constraint="softmax", epochs=2, out=resumed, **kw)
     assert summary["epochs"] == 2 and summary["steps"] == 4
     a = read_checkpoint(straight / "last.pt")
     b = read_checkpoint(resumed / "last.pt")
@@ -121,7 +123,7 @@ def test_resume_equals_uninterrupted(store, tmp_path, model):
             assert ra[key] == pytest.approx(rb[key], rel=1e-6, abs=1e-12), key
     # contrast: another seed gives other weights, so the equality above is not vacuous
     other = tmp_path / "other"
-    train(store, model, "softmax", epochs=2, out=other, seed=1, **kw)
+    train(store, model=model, constraint="softmax", epochs=2, out=other, seed=1, **kw)
     c = read_checkpoint(other / "last.pt")["state_dict"]
     assert any(not torch.equal(value, c[key]) for key, value in b["state_dict"].items())
 
@@ -129,7 +131,7 @@ def test_resume_equals_uninterrupted(store, tmp_path, model):
 def test_resume_of_a_finished_run_does_nothing(store, softmax_run):
     out, before = softmax_run
     stamp = (out / "last.pt").stat().st_mtime_ns
-    after = train(store, "cnn", "softmax", epochs=3, out=out, **FAST)
+    after = train(store, model="cnn", constraint="softmax", epochs=3, out=out, **FAST)
     assert after["epochs"] == 3 and after["best_val_rmse"] == before["best_val_rmse"]
     assert (out / "last.pt").stat().st_mtime_ns == stamp
     assert len(_log(out)) == 3
@@ -138,19 +140,28 @@ def test_resume_of_a_finished_run_does_nothing(store, softmax_run):
 def test_resume_with_other_settings_is_refused(store, softmax_run):
     out, _ = softmax_run
     with pytest.raises(ConfigError, match="resume=False"):
-        train(store, "cnn", "softmax", epochs=4, out=out, lr=1e-2, **FAST)
+        train(store, model="cnn", constraint="softmax", epochs=4, out=out, lr=1e-2, **FAST)
 
 
 def test_no_resume_starts_afresh(store, tmp_path):
-    train(store, "cnn", "softmax", epochs=1, out=tmp_path, max_steps=1, **FAST)
+    train(store, model="cnn", constraint="softmax", epochs=1, out=tmp_path, max_steps=1, **FAST)
     summary = train(
-        store, "cnn", "softmax", epochs=1, out=tmp_path, max_steps=2, resume=False, **FAST
+        store,
+        model="cnn",
+        constraint="softmax",
+        epochs=1,
+        out=tmp_path,
+        max_steps=2,
+        resume=False,
+        **FAST,
     )
     assert summary["steps"] == 2 and len(_log(tmp_path)) == 1
 
 
 def test_gan_alternating_steps_and_ensemble_scores(store, tmp_path):
-    summary = train(store, "gan", "softmax", epochs=1, max_steps=2, out=tmp_path, **FAST)
+    summary = train(
+        store, model="gan", constraint="softmax", epochs=1, max_steps=2, out=tmp_path, **FAST
+    )
     assert summary["steps"] == 2
     rec = _log(tmp_path)[0]
     assert rec["train_d_loss"] > 0 and rec["val_neg"] == 0
@@ -166,7 +177,16 @@ def test_gan_alternating_steps_and_ensemble_scores(store, tmp_path):
 
 
 def test_soft_constraint_trains_with_its_penalty(store, tmp_path):
-    train(store, "cnn", "soft", epochs=1, max_steps=1, out=tmp_path, soft_lambda=0.5, **FAST)
+    train(
+        store,
+        model="cnn",
+        constraint="soft",
+        epochs=1,
+        max_steps=1,
+        out=tmp_path,
+        soft_lambda=0.5,
+        **FAST,
+    )
     meta = read_meta(tmp_path / "best.pt")
     assert meta["constraint"] == "soft"
     assert meta["model"]["constraint_options"] == {"lam": 0.5}
@@ -190,13 +210,13 @@ def test_evaluate_model_baseline_and_factor_check(store):
 )
 def test_unknown_names_are_config_errors(store, tmp_path, model, constraint, match):
     with pytest.raises(ConfigError, match=match):
-        train(store, model, constraint, out=tmp_path, **FAST)
+        train(store, model=model, constraint=constraint, out=tmp_path, **FAST)
     assert not (tmp_path / "last.pt").exists()
 
 
 def test_untrainable_baseline_is_a_config_error(store, tmp_path):
     with pytest.raises(ConfigError, match="no trainable parameters"):
-        train(store, "bicubic", "softmax", out=tmp_path, progress=False, plot=False)
+        train(store, model="bicubic", constraint="softmax", out=tmp_path, progress=False)
 
 
 def test_store_without_normalisation_is_a_store_error(store, tmp_path):
@@ -227,25 +247,59 @@ def test_pick_device():
             pick_device("cuda")
 
 
-def test_training_curves_are_drawn(store, tmp_path):
+def test_training_curves_are_drawn(store, tmp_path, capsys):
+    """``climdown train`` draws the log; the loop itself draws nothing (it is below plot)."""
     pytest.importorskip("matplotlib")
-    summary = train(
-        store,
-        "cnn",
-        "softmax",
-        epochs=1,
-        max_steps=1,
-        out=tmp_path,
-        batch_size=8,
-        progress=False,
-        model_options=SMALL,
-    )
-    assert summary["curves"] == str(tmp_path / "curves.png")
+    from climdown.cli import main
+
+    args = ["train", "--store", str(store), "--out", str(tmp_path), "--epochs", "1"]
+    args += ["--max-steps", "1", "--batch-size", "8", "--quiet"]
+    args += ["--option", "width=8", "--option", "blocks=1"]
+    assert main(args) == 0
+    assert f"curves: {tmp_path / 'curves.png'}" in capsys.readouterr().out
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    summary = train(store, model="cnn", epochs=1, max_steps=1, out=tmp_path / "api", **FAST)
+    assert "curves" not in summary and not (tmp_path / "api" / "curves.png").exists()
+
+
+def test_train_config_validates_itself():
+    cfg = TrainConfig(model="CNN", constraint="Softmax", model_options={"width": 8})
+    assert (cfg.model, cfg.constraint, cfg.precision) == ("cnn", "softmax", "fp32")
+    assert TrainConfig.from_mapping(cfg.to_dict()) == cfg
+    bad = [
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"seed": True}, "seed"),
+        ({"model_options": [1]}, "model_options"),
+        ({"precision": "fp8"}, "unknown precision"),
+        ({"model": "resnet"}, "unknown model"),
+    ]
+    for options, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(**options)
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_mapping({"epoch": 3})
+
+
+def test_train_refuses_unknown_options(store, tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'plot'"):
+        train(store, out=tmp_path, plot=False, **FAST)
+    assert not (tmp_path / "last.pt").exists()
 
 
 def test_bf16_precision_still_conserves(store, tmp_path):
-    train(store, "cnn", "softmax", epochs=1, max_steps=1, out=tmp_path, precision="bf16", **FAST)
+    train(
+        store,
+        model="cnn",
+        constraint="softmax",
+        epochs=1,
+        max_steps=1,
+        out=tmp_path,
+        precision="bf16",
+        **FAST,
+    )
     rec = _log(tmp_path)[0]
     assert rec["val_neg"] == 0 and rec["val_mass_violation_rel"] < 1e-5
     assert read_meta(tmp_path / "best.pt")["training"]["precision"] == "bf16"

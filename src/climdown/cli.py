@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from climdown import __version__
 from climdown.errors import ClimdownError, ConfigError
@@ -29,29 +30,38 @@ def _cmd_build(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from climdown.train import train
+    from climdown.train import TrainConfig, train
 
-    summary = train(
-        a.store,
+    config = TrainConfig(
         model=a.model,
         constraint=a.constraint,
         epochs=a.epochs,
         batch_size=a.batch_size,
         lr=a.lr,
-        device=a.device,
-        out=a.out,
         seed=a.seed,
+        max_steps=a.max_steps,
+        model_options=_options(a.option),
+        soft_lambda=a.soft_lambda,
+        precision=a.precision,
+    )
+    summary = train(
+        a.store,
+        config,
+        out=a.out,
+        device=a.device,
         resume=not a.no_resume,
         progress=not a.quiet,
         num_workers=a.num_workers,
-        max_steps=a.max_steps,
-        precision=a.precision,
-        soft_lambda=a.soft_lambda,
-        model_options=_options(a.option),
     )
     from climdown.distributed import dist_env
 
-    if dist_env().is_main:  # under torchrun only rank 0 reports
+    if dist_env().is_main:  # under torchrun only rank 0 reports and draws
+        if summary["log"]:
+            from climdown.plot import training_curves
+
+            curves = Path(summary["out"]) / "curves.png"
+            training_curves(summary["log"], path=curves)
+            summary["curves"] = str(curves)
         for key, value in summary.items():
             print(f"{key}: {value}")
     return 0
@@ -71,7 +81,7 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from climdown.experiments import evaluate_checkpoint
+    from climdown.evaluate import evaluate_checkpoint
 
     table = evaluate_checkpoint(a.checkpoint, a.store, split=a.split, out=a.out, device=a.device)
     print(table)

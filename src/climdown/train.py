@@ -8,8 +8,11 @@ generator steps; the ``soft`` constraint adds its penalty to the loss) and write
   val RMSE, mass violation, negative count, time);
 * ``last.pt``: the latest epoch, with optimiser and RNG states, so an interrupted run resumes
   to exactly the result of an uninterrupted one with the same seed;
-* ``best.pt``: the epoch with the lowest val RMSE (picked on ``val``, never on ``test``);
-* ``curves.png``: the training curves (:func:`climdown.plot.training_curves`).
+* ``best.pt``: the epoch with the lowest val RMSE (picked on ``val``, never on ``test``).
+
+What to train is a :class:`TrainConfig` (validated on construction; checkpoints store it as a
+dict and a resumed run must have the same one). ``climdown train`` also draws the log as
+``curves.png`` (:func:`climdown.plot.training_curves`); the loop itself draws nothing.
 
 Under ``torchrun --nproc-per-node N`` the same call trains with DistributedDataParallel (NCCL
 on CUDA, gloo on CPU): each global batch of the single-process loader is split across the
@@ -18,8 +21,9 @@ alone validates, logs, draws progress and writes checkpoints. The result equals 
 single-process run with the same ``batch_size`` and ``seed`` within float round-off.
 
 The loss is computed on the normalised scale (fields divided by the store's normalisation
-``scale``), which is where the soft penalty also lives; metrics are in physical units.
-:func:`evaluate_model` scores a model on a split (with an ensemble for the GAN).
+``scale``), which is where the soft penalty also lives; metrics are in physical units
+(:func:`climdown.evaluate.validate`; :func:`climdown.evaluate.evaluate_model` scores a model
+on a split after training).
 """
 
 from __future__ import annotations
@@ -28,62 +32,50 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from climdown import distributed as cdist
-from climdown import metrics
+from climdown import metrics, validate
 from climdown.checkpoint import read_checkpoint, save_checkpoint
 from climdown.data.dataset import PatchDataset, make_loader
 from climdown.data.store import normalisation
 from climdown.errors import CheckpointError, ConfigError
+from climdown.evaluate import validate as validate_split
+from climdown.grid import Grid
 from climdown.nn.constraints import get_constraint
-from climdown.nn.device import pick_device
+from climdown.nn.device import pick_device, to_device
 from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
 from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
 from climdown.nn.normalize import ConstrainedModel
 
-__all__ = ["train", "evaluate_model", "validate", "pick_device", "ADV_WEIGHT"]
+__all__ = ["train", "TrainConfig", "pick_device", "ADV_WEIGHT"]
 
 #: Weight of the adversarial term in the GAN generator's loss (the study's 0.01).
 ADV_WEIGHT = 0.01
-LOG_NAME, LAST_NAME, BEST_NAME, CURVES_NAME = "metrics.jsonl", "last.pt", "best.pt", "curves.png"
+LOG_NAME, LAST_NAME, BEST_NAME = "metrics.jsonl", "last.pt", "best.pt"
 
 
 # ---------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------
-def train(
-    store: str | os.PathLike,
-    model: str = "cnn",
-    constraint: str = "softmax",
-    *,
-    epochs: int = 20,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    device: str = "auto",
-    out: str | os.PathLike = "run",
-    seed: int = 0,
-    resume: bool = True,
-    max_steps: int | None = None,
-    model_options: dict[str, Any] | None = None,
-    progress: bool = True,
-    num_workers: int = 0,
-    soft_lambda: float = 1.0,
-    cache: bool = True,
-    plot: bool = True,
-    precision: str = "fp32",
-) -> dict[str, Any]:
-    """Train ``model`` with ``constraint`` on the store's ``train`` split, validating on ``val``.
+@dataclass(frozen=True)
+class TrainConfig:
+    """What decides a training run's result: model, constraint, optimiser, seed, precision.
+
+    Validates itself on construction (``ConfigError`` naming the option); built from a mapping
+    (a YAML section, a checkpoint's metadata, CLI options) with :meth:`from_mapping`, which
+    refuses unknown keys. The run's place and machinery (``out``, ``device``, workers,
+    progress, caching) are arguments of :func:`train`, not part of the config.
 
     Parameters
     ----------
-    store : path
-        A store built by ``climdown build`` (:func:`climdown.data.store.build_store`).
     model : str
         ``cnn``, ``gan``, ``convgru``, ``flowconvgru`` (:func:`climdown.nn.models.get_model`).
     constraint : str
@@ -95,42 +87,141 @@ def train(
         of the N ranks computes about ``batch_size / N`` of them.
     lr : float
         Adam learning rate (1e-3 in the study; also used for the GAN discriminator).
-    device : str
-        ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string. Under torchrun a
-        CUDA device without an index becomes ``cuda:LOCAL_RANK``.
-    out : path
-        Folder for the log, checkpoints and curves; created if needed.
     seed : int
         Seeds the weights, the noise and the shuffling (epoch e shuffles with ``seed + e``).
-    resume : bool
-        Continue from ``out/last.pt`` when it exists; False starts afresh (and overwrites).
     max_steps : int, optional
         At most this many optimiser steps per epoch (quick runs and tests); None = whole epochs.
-    model_options : dict, optional
+    model_options : dict
         Model options (e.g. ``{"width": 8, "layout": "reference"}``), see ``get_model``.
-    progress : bool
-        Show a tqdm bar per epoch (loss, mass violation) and a line per epoch.
-    num_workers : int
-        DataLoader worker processes.
     soft_lambda : float
         Weight of the ``soft`` constraint's penalty (ignored by the other constraints).
-    cache : bool
-        Read the train and val splits into memory once (fast epochs; a zarr chunk is not
-        decompressed per sample). False for stores larger than memory.
-    plot : bool
-        Draw ``out/curves.png`` at the end (skipped when plotting is not installed).
     precision : str
         ``"fp32"`` (default, the study's) or ``"bf16"``: forward passes under bfloat16
         autocast (CPU with AVX-512/AMX and CUDA; about twice as fast on a recent Xeon). The
         constraint layer, the loss and the weights stay float32 either way, so conservation
         holds to float32 round-off; validation always runs in float32.
+    """
+
+    model: str = "cnn"
+    constraint: str = "softmax"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    max_steps: int | None = None
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    soft_lambda: float = 1.0
+    precision: str = "fp32"
+
+    #: Fields that must match for a run to resume (epochs and max_steps may change).
+    RESUME_KEYS: ClassVar[tuple[str, ...]] = (
+        "model",
+        "constraint",
+        "model_options",
+        "batch_size",
+        "lr",
+        "seed",
+        "soft_lambda",
+        "precision",
+    )
+
+    def __post_init__(self) -> None:
+        model = str(self.model).lower()
+        if model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        constraint = str(self.constraint).lower()
+        get_constraint(constraint)  # ConfigError for an unknown name, before any data are read
+        precision = str(self.precision).lower()
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; use 'fp32' or 'bf16'")
+        if not isinstance(self.model_options or {}, Mapping):
+            raise ConfigError(
+                f"model_options must be a mapping such as {{'width': 32}}, got {self.model_options!r}"
+            )
+        options = dict(self.model_options or {})
+        fixed = {
+            "model": model,
+            "constraint": constraint,
+            "epochs": validate.integer(self.epochs, "epochs", minimum=0, example="epochs 20"),
+            "batch_size": validate.positive_int(self.batch_size, "batch_size", example="64"),
+            "lr": validate.number(self.lr, "lr (learning rate)", positive=True),
+            "seed": validate.integer(self.seed, "seed", minimum=0),
+            "max_steps": None
+            if self.max_steps is None
+            else validate.integer(self.max_steps, "max_steps", minimum=0),
+            "model_options": options,
+            "soft_lambda": validate.number(self.soft_lambda, "soft_lambda"),
+            "precision": precision,
+        }
+        if fixed["soft_lambda"] < 0:
+            raise ConfigError(f"soft_lambda must be >= 0, got {self.soft_lambda!r}")
+        for key, value in fixed.items():
+            object.__setattr__(self, key, value)
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], where: str = "training config"
+    ) -> TrainConfig:
+        """A config from a mapping; unknown keys are a ``ConfigError`` naming the closest one."""
+        return cls(**validate.check_keys(mapping, [f.name for f in fields(cls)], where))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (what checkpoints store)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {
+            "model_options": dict(self.model_options)
+        }
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings a run must share with ``last.pt`` to resume from it."""
+        d = self.to_dict()
+        return {k: d[k] for k in self.RESUME_KEYS}
+
+
+def train(
+    store: str | os.PathLike,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    *,
+    out: str | os.PathLike = "run",
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+    num_workers: int = 0,
+    cache: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train a model with a constraint on the store's ``train`` split, validating on ``val``.
+
+    Parameters
+    ----------
+    store : path
+        A store built by ``climdown build`` (:func:`climdown.data.store.build_store`).
+    config : TrainConfig or mapping, optional
+        What to train (:class:`TrainConfig`; defaults: the study's CNN + softmax, Adam 1e-3,
+        batch 64, 20 epochs).
+    out : path
+        Folder for the log and checkpoints; created if needed.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string. Under torchrun a
+        CUDA device without an index becomes ``cuda:LOCAL_RANK``.
+    resume : bool
+        Continue from ``out/last.pt`` when it exists; False starts afresh (and overwrites).
+    progress : bool
+        Show a tqdm bar per epoch (loss, mass violation) and a line per epoch.
+    num_workers : int
+        DataLoader worker processes.
+    cache : bool
+        Read the train and val splits into memory once (fast epochs; a zarr chunk is not
+        decompressed per sample). False for stores larger than memory.
+    **options
+        :class:`TrainConfig` fields overriding ``config`` (``train(store, model="gan",
+        epochs=2)``).
 
     Returns
     -------
     dict
         ``best_val_rmse`` (kg m-2), ``best_epoch``, ``epochs`` (completed), ``steps``,
-        ``device``, ``n_parameters`` and the paths ``out``, ``best``, ``last``, ``log``,
-        ``curves`` (None when no plot was made).
+        ``device``, ``n_parameters`` and the paths ``out``, ``best``, ``last``, ``log``.
+        :func:`climdown.plot.training_curves` draws the log (``climdown train`` does).
 
     Raises
     ------
@@ -151,64 +242,55 @@ def train(
     own generator noise from the same seeded stream, so a distributed GAN run is not
     bit-comparable with a single-process one, only statistically equivalent.
     """
+    base = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+    cfg = TrainConfig.from_mapping({**base, **options})
     out = Path(out)
     env = cdist.dist_env()
     main = env.is_main
     out.mkdir(parents=True, exist_ok=True)
     log_path, last_path, best_path = out / LOG_NAME, out / LAST_NAME, out / BEST_NAME
-    if str(model).lower() not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    get_constraint(constraint)  # ConfigError for an unknown name, before any data are read
     dev = pick_device(device)
     if env.distributed and dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", env.local_rank)
-    amp = _autocast_dtype(precision, dev)
+    amp = _autocast_dtype(cfg.precision, dev)
     scale = normalisation_scale(store)
     train_set = PatchDataset(store, "train", cache=cache)
     val_set = PatchDataset(store, "val", cache=cache)
-    settings = {
-        "model": str(model).lower(),
-        "constraint": str(constraint).lower(),
-        "model_options": dict(model_options or {}),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "seed": int(seed),
-        "soft_lambda": float(soft_lambda),
-        "precision": str(precision).lower(),
-    }
 
-    torch.manual_seed(seed)
-    net = _to_device(_build(settings, train_set, scale), dev)
+    torch.manual_seed(cfg.seed)
+    net = to_device(_build(cfg, train_set, scale), dev)
     if net.n_parameters == 0:
         raise ConfigError(
-            f"model {model!r} has no trainable parameters; score it with evaluate_model "
+            f"model {cfg.model!r} has no trainable parameters; score it with evaluate_model "
             "(climdown evaluate) instead of training it"
         )
-    disc = _to_device(make_discriminator(net), dev) if isinstance(net, GANModel) else None
-    opts = {"model": torch.optim.Adam(net.parameters(), lr=lr)}
+    disc = to_device(make_discriminator(net), dev) if isinstance(net, GANModel) else None
+    opts = {"model": torch.optim.Adam(net.parameters(), lr=cfg.lr)}
     if disc is not None:
-        opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=lr)
+        opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "step": 0, "best_val_rmse": math.inf, "best_epoch": None}
     if resume and last_path.is_file():
-        state = _restore(last_path, net, disc, opts, settings, dev)
+        state = _restore(last_path, net, disc, opts, cfg, dev)
         if main:
             _keep_log_until(log_path, state["epoch"])
     elif main:
         log_path.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
-    meta = _meta(train_set, store, settings)
+    meta = _meta(train_set, store, cfg)
     owns_group = cdist.init_process_group(env, dev)
     forward: torch.nn.Module | None = None
     try:
         forward = _wrap_ddp(net, dev) if env.distributed else net
         show = progress and main
-        for epoch in range(state["epoch"] + 1, epochs + 1):
+        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             loader, weights = _epoch_loader(
-                train_set, batch_size, seed + epoch, num_workers, env, max_steps
+                train_set, cfg.batch_size, cfg.seed + epoch, num_workers, env, cfg.max_steps
             )
             n_batches = len(weights)
-            bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not show)
+            bar = tqdm(
+                loader, total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not show
+            )
             net.train()
             sums = [0.0, 0.0, 0.0]  # loss x samples, discriminator loss x samples, samples
             for i, batch in enumerate(bar):
@@ -224,7 +306,9 @@ def train(
                 sums[1] += d_loss * n_here
                 sums[2] += n_here
                 if show:
-                    mass = metrics.mass_violation(pred, x, _per_sample(area), net.factor)["max_abs"]
+                    mass = metrics.mass_violation(pred, x, area[:, None, None], net.factor)[
+                        "max_abs"
+                    ]
                     bar.set_postfix(loss=f"{loss:.4g}", mass=f"{mass:.1e}")
             bar.close()
             loss_sum, d_loss_sum, seen = cdist.all_sum(sums, dev)
@@ -234,7 +318,7 @@ def train(
             if disc is not None:
                 record["train_d_loss"] = d_loss_sum / max(seen, 1)
             if main:  # validation and files on rank 0; the others wait for its record
-                record.update(validate(net, val_set, batch_size=batch_size, device=dev))
+                record.update(validate_split(net, val_set, batch_size=cfg.batch_size, device=dev))
                 record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
             record = cdist.broadcast_object(record)
             state["epoch"] = epoch
@@ -249,7 +333,7 @@ def train(
                     fh.write(json.dumps(record) + "\n")
                 extra = {
                     "state": state,
-                    "settings": settings,
+                    "config": cfg.to_dict(),
                     "rng": _rng_state(),
                     "discriminator": None if disc is None else disc.state_dict(),
                 }
@@ -266,7 +350,6 @@ def train(
 
             dist.destroy_process_group()
 
-    curves = _plot_curves(log_path, out / CURVES_NAME) if plot and main else None
     return {
         "best_val_rmse": state["best_val_rmse"],
         "best_epoch": state["best_epoch"],
@@ -278,7 +361,6 @@ def train(
         "best": str(best_path) if best_path.is_file() else None,
         "last": str(last_path) if last_path.is_file() else None,
         "log": str(log_path) if log_path.is_file() else None,
-        "curves": curves,
     }
 
 
@@ -367,177 +449,15 @@ def _epoch_loader(
 
 
 # ---------------------------------------------------------------------------------------
-# Validation and evaluation
-# ---------------------------------------------------------------------------------------
-def _per_sample(area: torch.Tensor) -> torch.Tensor:
-    """Fine-cell areas ``[B, H, W]`` -> ``[B, 1, 1, H, W]``, to broadcast against ``[B, T, C, H, W]``."""
-    return area[:, None, None]
-
-
-@torch.no_grad()
-def _predict(
-    net: ConstrainedModel, dataset: PatchDataset, batch_size: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Run ``net`` over a whole split in order; CPU tensors ``pred``, ``hr``, ``lr``, ``area``."""
-    was_training = net.training
-    net.eval()
-    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
-        x, area = batch["lr"].to(device), batch["area"].to(device)
-        parts["pred"].append(net(x, area).cpu())
-        for key in ("hr", "lr", "area"):
-            parts[key].append(batch[key])
-    net.train(was_training)
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
-def validate(
-    net: ConstrainedModel,
-    dataset: PatchDataset,
-    *,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-) -> dict[str, float]:
-    """Scores of ``net`` on a split, for the training log.
-
-    Returns
-    -------
-    dict
-        ``val_rmse`` and ``val_rmse_area`` (area-weighted) in kg m-2, ``val_mass_violation``
-        (largest ``|coarsen(pred) - lr|`` over all coarse cells, kg m-2),
-        ``val_mass_violation_rel`` (that, relative to the mean ``|lr|``) and ``val_neg`` (count
-        of negative pixels).
-    """
-    p = _predict(net, dataset, batch_size, torch.device(device))
-    area = _per_sample(p["area"])
-    mv = metrics.mass_violation(p["pred"], p["lr"], area, net.factor)
-    return {
-        "val_rmse": metrics.rmse(p["pred"], p["hr"]),
-        "val_rmse_area": metrics.rmse(p["pred"], p["hr"], area=area),
-        "val_mass_violation": mv["max_abs"],
-        "val_mass_violation_rel": mv["max_rel"],
-        "val_neg": metrics.neg_count(p["pred"]),
-    }
-
-
-@torch.no_grad()
-def evaluate_model(
-    model: ConstrainedModel,
-    store: str | os.PathLike,
-    split: str = "val",
-    *,
-    batch_size: int = 64,
-    device: str = "cpu",
-    members: int = 10,
-    seed: int = 0,
-    cache: bool = True,
-) -> dict[str, float]:
-    """All scores of ``model`` on one split of a store (one row of the evaluation table).
-
-    Parameters
-    ----------
-    model : ConstrainedModel
-        E.g. from :func:`climdown.checkpoint.load_checkpoint` or a baseline from ``get_model``.
-    store : path
-        The store; its factor must be the model's.
-    split : str
-        ``"val"`` (model selection) or ``"test"`` (the reported numbers).
-    batch_size : int
-        Samples per forward pass.
-    device : str
-        ``"auto"`` or a torch device string.
-    members : int
-        Ensemble size for models that sample (the GAN): each sample gets ``members``
-        independent noise draws, from a generator seeded with ``seed``.
-    seed : int
-        Seed of the ensemble noise.
-    cache : bool
-        Read the split into memory once.
-
-    Returns
-    -------
-    dict[str, float]
-        :func:`climdown.metrics.score_table` of the prediction (MSE, RMSE, PSNR, MAE, SSIM,
-        neg_num, mass violation, area-weighted RMSE/MAE; kg m-2), with ``n_samples``. For
-        ensembles the point scores are those of member 0 (one draw, as a user gets it), and
-        ``CRPS`` (the standard ECDF estimator) and ``CRPS_fair`` are over all members.
-
-    Raises
-    ------
-    ConfigError
-        If the model's factor is not the store's.
-    """
-    dev = pick_device(device)
-    dataset = PatchDataset(store, split, cache=cache)
-    if int(model.factor) != int(dataset.factor):
-        raise ConfigError(
-            f"the model downscales by factor {model.factor} but store {str(store)!r} holds "
-            f"factor-{dataset.factor} pairs; evaluate it on a store built at factor {model.factor}"
-        )
-    model = _to_device(model, dev).eval()
-    sampler = getattr(model, "sample", None) if members else None
-    if sampler is None:
-        p = _predict(model, dataset, batch_size, dev)
-        crps: dict[str, float] = {}
-    else:
-        p, crps = _predict_ensemble(model, dataset, batch_size, dev, members, seed)
-    row = metrics.score_table(p["pred"], p["hr"], p["lr"], _per_sample(p["area"]), model.factor)
-    row.update(crps)
-    row["n_samples"] = int(p["pred"].shape[0])
-    return row
-
-
-def _predict_ensemble(
-    model: GANModel,
-    dataset: PatchDataset,
-    batch_size: int,
-    device: torch.device,
-    members: int,
-    seed: int,
-) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Member-0 predictions of a sampling model, and CRPS over all members (batch-weighted)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
-    sums, n = {"CRPS": 0.0, "CRPS_fair": 0.0}, 0
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
-        x, area = batch["lr"].to(device), batch["area"].to(device)
-        ens = model.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
-        b = ens.shape[1]
-        # CRPS is a mean over pixels, so batch means weighted by batch size give the set mean
-        sums["CRPS"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0)
-        sums["CRPS_fair"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0, fair=True)
-        n += b
-        parts["pred"].append(ens[0])
-        for key in ("hr", "lr", "area"):
-            parts[key].append(batch[key])
-    return {k: torch.cat(v) for k, v in parts.items()}, {k: v / n for k, v in sums.items()}
-
-
-# ---------------------------------------------------------------------------------------
 # Helpers: device, model, normalisation, resume, metadata, log
 # ---------------------------------------------------------------------------------------
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """None for ``fp32``; ``torch.bfloat16`` for ``bf16`` on CPU or CUDA."""
-    key = str(precision).lower()
-    if key not in ("fp32", "bf16"):
-        raise ConfigError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
-    if key == "fp32":
+    if precision == "fp32":
         return None
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"precision 'bf16' runs on CPU or CUDA, not {device.type!r}; use 'fp32'")
     return torch.bfloat16
-
-
-def _to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move ``module`` to ``device``; convolution weights in channels-last on CPU and CUDA.
-
-    Channels-last (NHWC) is the layout oneDNN and cuDNN convolve fastest; the activations
-    follow the weights' layout. It changes memory strides only, not the maths.
-    """
-    module = module.to(device)
-    if device.type in ("cpu", "cuda"):
-        module = module.to(memory_format=torch.channels_last)
-    return module
 
 
 def normalisation_scale(store: str | os.PathLike) -> float:
@@ -551,22 +471,20 @@ def normalisation_scale(store: str | os.PathLike) -> float:
     return float(normalisation(store)["scale"])
 
 
-def _build(settings: dict[str, Any], dataset: PatchDataset, scale: float) -> ConstrainedModel:
-    """The model for these settings, sized for the dataset (factor, frames, channels)."""
+def _build(cfg: TrainConfig, dataset: PatchDataset, scale: float) -> ConstrainedModel:
+    """The model of this config, sized for the dataset (factor, frames, channels)."""
     item = dataset[0]
     frames, channels = int(item["lr"].shape[0]), int(item["lr"].shape[1])
-    constraint_options = (
-        {"lam": settings["soft_lambda"]} if settings["constraint"] == "soft" else None
-    )
+    constraint_options = {"lam": cfg.soft_lambda} if cfg.constraint == "soft" else None
     return get_model(
-        settings["model"],
+        cfg.model,
         int(dataset.factor),
-        settings["constraint"],
+        cfg.constraint,
         scale=scale,
         frames=frames,
         channels=channels,
         constraint_options=constraint_options,
-        **settings["model_options"],
+        **cfg.model_options,
     )
 
 
@@ -596,17 +514,25 @@ def _restore(
     net: ConstrainedModel,
     disc: torch.nn.Module | None,
     opts: dict[str, torch.optim.Optimizer],
-    settings: dict[str, Any],
+    cfg: TrainConfig,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Load weights, optimiser and RNG states from ``last.pt``; returns the loop state."""
+    """Load weights, optimiser and RNG states from ``last.pt``; returns the loop state.
+
+    The saved config must equal ``cfg`` in every :attr:`TrainConfig.RESUME_KEYS` field
+    (epochs and max_steps may differ: a run is continued to more epochs).
+    """
     ckpt = read_checkpoint(path, device=device)
     extra = ckpt.get("extra") or {}
-    saved = extra.get("settings")
-    if saved != settings:
+    try:
+        saved = TrainConfig.from_mapping(extra.get("config") or {}).resume_key()
+    except ConfigError:
+        saved = extra.get("config")
+    if saved != cfg.resume_key():
         raise ConfigError(
-            f"{str(path)!r} holds a run with settings {saved}, not {settings}; pass resume=False "
-            "(climdown train --no-resume) to start afresh there, or choose another out folder"
+            f"{str(path)!r} holds a run with settings {saved}, not {cfg.resume_key()}; pass "
+            "resume=False (climdown train --no-resume) to start afresh there, or choose "
+            "another out folder"
         )
     try:
         net.load_state_dict(ckpt["state_dict"])
@@ -624,7 +550,7 @@ def _restore(
     return state
 
 
-def _meta(dataset: PatchDataset, store: Any, settings: dict[str, Any]) -> dict[str, Any]:
+def _meta(dataset: PatchDataset, store: Any, cfg: TrainConfig) -> dict[str, Any]:
     """Checkpoint metadata: what the weights mean without the store at hand."""
     return {
         "variable": getattr(dataset, "variable", None),
@@ -632,18 +558,18 @@ def _meta(dataset: PatchDataset, store: Any, settings: dict[str, Any]) -> dict[s
         "normalisation": dict(getattr(dataset, "stats", None) or {}),
         **_spacing(dataset),
         "store": str(store),
-        "training": settings,
+        "training": cfg.to_dict(),
     }
 
 
 def _spacing(dataset: PatchDataset) -> dict[str, list[float]]:
-    """Grid spacing ``[dlat, dlon]`` (deg) of the training patches, fine and coarse."""
-    lat, lon = np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0]
-    hr = [
-        float(np.median(np.abs(np.diff(lat)))),
-        float(np.median(np.abs((np.diff(lon) + 180.0) % 360.0 - 180.0))),
-    ]
-    return {"hr_spacing_deg": hr, "lr_spacing_deg": [d * dataset.factor for d in hr]}
+    """Grid spacing ``[dlat, dlon]`` (deg, :attr:`climdown.grid.Grid.spacing`) of the training
+    patches, fine and coarse: what :class:`climdown.inference.Downscaler` compares inputs with."""
+    fine = Grid(np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0])
+    return {
+        "hr_spacing_deg": list(fine.spacing),
+        "lr_spacing_deg": list(fine.coarsen(int(dataset.factor)).spacing),
+    }
 
 
 def _keep_log_until(log_path: Path, epoch: int) -> None:
@@ -662,15 +588,3 @@ def _epoch_line(record: dict[str, Any]) -> str:
         f"mass violation {record['val_mass_violation']:.2e} kg m-2, "
         f"neg {record['val_neg']}, {record['time_s']:.1f} s"
     )
-
-
-def _plot_curves(log_path: Path, path: Path) -> str | None:
-    """Training curves PNG via :func:`climdown.plot.training_curves`, when plotting is available."""
-    if not log_path.is_file():
-        return None
-    try:
-        from climdown.plot import training_curves
-    except (ImportError, AttributeError):
-        return None
-    training_curves(log_path, path=path)
-    return str(path)

@@ -79,8 +79,9 @@ def check_keys(
     """``mapping`` as a dict whose keys are all in ``allowed`` and include ``required``.
 
     An unknown key names the closest allowed one (``did you mean 'factor'?``); ``where`` names
-    the section (``"recipe"`` for the top level, else e.g. ``"region"``, giving
-    ``region.lat_min`` in messages).
+    the mapping: a section name such as ``"region"`` qualifies keys in messages
+    (``region.lat_min``); a description with a space (``"training config"``) or ``"recipe"``
+    (the top level) does not.
     """
     allowed = list(allowed)
     if not isinstance(mapping, Mapping):
@@ -88,17 +89,18 @@ def check_keys(
             f"{where} must be a mapping with keys {', '.join(map(str, allowed))}, got "
             f"{mapping!r} ({type(mapping).__name__})"
         )
+    def full(key: Any) -> str:
+        return str(key) if where == "recipe" or " " in where else f"{where}.{key}"
+
     for key in mapping:
         if key not in allowed:
-            full = str(key) if where == "recipe" else f"{where}.{key}"
             close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise error(
-                f"unknown key {full!r}: {hint}allowed keys are {', '.join(map(str, allowed))}; "
+                f"unknown key {full(key)!r}: {hint}allowed keys are {', '.join(map(str, allowed))}; "
                 "remove or rename it"
             )
     for key in required:
         if key not in mapping:
-            full = str(key) if where == "recipe" else f"{where}.{key}"
-            raise error(f"missing key {full!r} in {where}; add it")
+            raise error(f"missing key {full(key)!r} in {where}; add it")
     return dict(mapping)

@@ -1,0 +1,279 @@
+"""Scoring a model on a store split: validation during training, evaluation tables after it.
+
+* :func:`validate`: the per-epoch validation scores the trainer logs;
+* :func:`evaluate_model`: every score of :func:`climdown.metrics.score_table` on one split of a
+  store, with an ensemble (CRPS) for models that sample (the GAN);
+* :func:`evaluate_checkpoint`: a checkpoint beside the bicubic and nearest baselines (and bicubic
+  with the model's own constraint), as ``climdown evaluate`` prints it;
+* :func:`format_table`: the one Markdown writer of scored rows, used here and by the study.
+
+All scores are in physical units (kg m-2), never on the normalised scale.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from climdown import metrics
+from climdown.data.dataset import PatchDataset, make_loader
+from climdown.errors import ConfigError
+from climdown.nn.device import pick_device, to_device
+from climdown.nn.normalize import ConstrainedModel
+
+__all__ = ["validate", "evaluate_model", "evaluate_checkpoint", "format_table", "COLUMNS"]
+
+#: Score keys of a table row, in column order, and their headers.
+COLUMNS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg_num", "CRPS", "mass_violation_rel")
+HEADERS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg num", "CRPS", "mass viol. (rel)")
+
+
+def _per_sample(area: torch.Tensor) -> torch.Tensor:
+    """Fine-cell areas ``[B, H, W]`` -> ``[B, 1, 1, H, W]``, to broadcast against ``[B, T, C, H, W]``."""
+    return area[:, None, None]
+
+
+@torch.no_grad()
+def predict(
+    net: ConstrainedModel, dataset: PatchDataset, batch_size: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Run ``net`` over a whole split in order; CPU tensors ``pred``, ``hr``, ``lr``, ``area``."""
+    was_training = net.training
+    net.eval()
+    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x, area = batch["lr"].to(device), batch["area"].to(device)
+        parts["pred"].append(net(x, area).cpu())
+        for key in ("hr", "lr", "area"):
+            parts[key].append(batch[key])
+    net.train(was_training)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def validate(
+    net: ConstrainedModel,
+    dataset: PatchDataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Scores of ``net`` on a split, for the training log.
+
+    Returns
+    -------
+    dict
+        ``val_rmse`` and ``val_rmse_area`` (area-weighted) in kg m-2, ``val_mass_violation``
+        (largest ``|coarsen(pred) - lr|`` over all coarse cells, kg m-2),
+        ``val_mass_violation_rel`` (that, relative to the mean ``|lr|``) and ``val_neg`` (count
+        of negative pixels).
+    """
+    p = predict(net, dataset, batch_size, torch.device(device))
+    area = _per_sample(p["area"])
+    mv = metrics.mass_violation(p["pred"], p["lr"], area, net.factor)
+    return {
+        "val_rmse": metrics.rmse(p["pred"], p["hr"]),
+        "val_rmse_area": metrics.rmse(p["pred"], p["hr"], area=area),
+        "val_mass_violation": mv["max_abs"],
+        "val_mass_violation_rel": mv["max_rel"],
+        "val_neg": metrics.neg_count(p["pred"]),
+    }
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: ConstrainedModel,
+    store: str | os.PathLike,
+    split: str = "val",
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    members: int = 10,
+    seed: int = 0,
+    cache: bool = True,
+) -> dict[str, float]:
+    """All scores of ``model`` on one split of a store (one row of the evaluation table).
+
+    Parameters
+    ----------
+    model : ConstrainedModel
+        E.g. from :func:`climdown.checkpoint.load_checkpoint` or a baseline from ``get_model``.
+    store : path
+        The store; its factor must be the model's.
+    split : str
+        ``"val"`` (model selection) or ``"test"`` (the reported numbers).
+    batch_size : int
+        Samples per forward pass.
+    device : str
+        ``"auto"`` or a torch device string.
+    members : int
+        Ensemble size for models that sample (the GAN): each sample gets ``members``
+        independent noise draws, from a generator seeded with ``seed``.
+    seed : int
+        Seed of the ensemble noise.
+    cache : bool
+        Read the split into memory once.
+
+    Returns
+    -------
+    dict[str, float]
+        :func:`climdown.metrics.score_table` of the prediction (MSE, RMSE, PSNR, MAE, SSIM,
+        neg_num, mass violation, area-weighted RMSE/MAE; kg m-2), with ``n_samples``. For
+        ensembles the point scores are those of member 0 (one draw, as a user gets it), and
+        ``CRPS`` (the standard ECDF estimator) and ``CRPS_fair`` are over all members.
+
+    Raises
+    ------
+    ConfigError
+        If the model's factor is not the store's.
+    """
+    dev = pick_device(device)
+    dataset = PatchDataset(store, split, cache=cache)
+    if int(model.factor) != int(dataset.factor):
+        raise ConfigError(
+            f"the model downscales by factor {model.factor} but store {str(store)!r} holds "
+            f"factor-{dataset.factor} pairs; evaluate it on a store built at factor {model.factor}"
+        )
+    model = to_device(model, dev).eval()
+    sampler = getattr(model, "sample", None) if members else None
+    if sampler is None:
+        p = predict(model, dataset, batch_size, dev)
+        crps: dict[str, float] = {}
+    else:
+        p, crps = _predict_ensemble(model, dataset, batch_size, dev, members, seed)
+    row = metrics.score_table(p["pred"], p["hr"], p["lr"], _per_sample(p["area"]), model.factor)
+    row.update(crps)
+    row["n_samples"] = int(p["pred"].shape[0])
+    return row
+
+
+def _predict_ensemble(
+    model: Any,
+    dataset: PatchDataset,
+    batch_size: int,
+    device: torch.device,
+    members: int,
+    seed: int,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Member-0 predictions of a sampling model, and CRPS over all members (batch-weighted)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
+    sums, n = {"CRPS": 0.0, "CRPS_fair": 0.0}, 0
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x, area = batch["lr"].to(device), batch["area"].to(device)
+        ens = model.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
+        b = ens.shape[1]
+        # CRPS is a mean over pixels, so batch means weighted by batch size give the set mean
+        sums["CRPS"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0)
+        sums["CRPS_fair"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0, fair=True)
+        n += b
+        parts["pred"].append(ens[0])
+        for key in ("hr", "lr", "area"):
+            parts[key].append(batch[key])
+    return {k: torch.cat(v) for k, v in parts.items()}, {k: v / n for k, v in sums.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------
+def _fmt(value: Any, key: str) -> str:
+    if value is None:
+        return "–"
+    if key == "neg_num":
+        return f"{int(value)}"
+    if key == "mass_violation_rel":
+        return f"{value:.1e}"
+    if key in ("MSE",) and abs(value) < 1e-2:
+        return f"{value:.2e}"
+    return f"{value:.4g}" if key != "PSNR" else f"{value:.2f}"
+
+
+def format_table(rows: list[dict[str, Any]], *, label: str = "id") -> str:
+    """Markdown table of scored rows (columns MSE, RMSE, PSNR, MAE, SSIM, neg num, CRPS, mass).
+
+    Each row is a dict with ``label`` (e.g. ``id`` or ``name``), ``data``, ``model``,
+    ``constraint`` and ``scores`` (an :func:`evaluate_model` dict); a missing score is ``–``.
+    """
+    head = f"| {label} | data | model | constraint | " + " | ".join(HEADERS) + " |"
+    lines = [head, "|" + "---|" * (4 + len(HEADERS))]
+    for r in rows:
+        s = r["scores"]
+        cells = [_fmt(s.get(k), k) for k in COLUMNS]
+        lines.append(
+            f"| {r.get(label, '')} | {r['data']} | {r['model']} | {r['constraint']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    store: str | os.PathLike[str],
+    *,
+    split: str = "val",
+    out: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    members: int = 10,
+) -> str:
+    """Score a checkpoint on a store split beside the bicubic and nearest baselines.
+
+    Writes ``metrics.csv`` and ``metrics.md`` to ``out`` when given; returns the Markdown.
+
+    Raises
+    ------
+    CheckpointError
+        If the checkpoint's factor or variable is not the store's.
+    """
+    from climdown.checkpoint import load_checkpoint
+    from climdown.data.store import store_info
+    from climdown.nn.models import get_model
+
+    info = store_info(store)
+    model, _ = load_checkpoint(
+        checkpoint,
+        device="cpu",
+        expect_factor=int(info["factor"]),
+        expect_variable=info.get("variable"),
+    )
+    factor = int(info["factor"])
+    data = Path(store).stem.upper()
+    rows = [
+        {
+            "name": Path(checkpoint).name,
+            "data": data,
+            "model": model.config["name"],
+            "constraint": model.config["constraint"],
+            "scores": evaluate_model(model, store, split, members=members, device=device),
+        }
+    ]
+    # plain baselines, and bicubic with the model's own constraint (the fair bar for a
+    # conserving model: the constraint alone already improves on plain bicubic)
+    baselines = [("bicubic", "none"), ("nearest", "none")]
+    if model.config["constraint"] != "none":
+        baselines.append(("bicubic", model.config["constraint"]))
+    for name, constraint in baselines:
+        base = get_model(name, factor=factor, constraint=constraint)
+        rows.append(
+            {
+                "name": name if constraint == "none" else f"{name} + {constraint}",
+                "data": data,
+                "model": name,
+                "constraint": constraint,
+                "scores": evaluate_model(base, store, split, device=device),
+            }
+        )
+    table = format_table(rows, label="name")
+    if out is not None:
+        outp = Path(out)
+        outp.mkdir(parents=True, exist_ok=True)
+        (outp / "metrics.md").write_text(table + "\n")
+        keys = sorted({k for r in rows for k in r["scores"]})
+        lines = [",".join(["name", "model", "constraint", *keys])]
+        for r in rows:
+            cells = [r["name"], r["model"], r["constraint"]]
+            lines.append(",".join(cells + [str(r["scores"].get(k, "")) for k in keys]))
+        (outp / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return table
