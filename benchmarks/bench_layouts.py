@@ -60,8 +60,8 @@ def run(
         out = work / f"{layout}-{constraint}-skip{skip or 'none'}-b{batch}"
         s = train(
             store,
-            "cnn",
-            constraint,
+            model="cnn",
+            constraint=constraint,
             epochs=n,
             batch_size=batch,
             device="cpu",
@@ -69,7 +69,6 @@ def run(
             seed=0,
             resume=True,
             progress=False,
-            plot=False,
             model_options={"layout": layout, **({"skip": skip} if skip else {})},
         )
         log = [json.loads(line) for line in Path(s["log"]).read_text().splitlines()][:n]

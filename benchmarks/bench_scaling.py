@@ -200,7 +200,6 @@ def bench_train(work: Path, store: Path, steps: int) -> list[dict]:
         "batch_size": 32,
         "max_steps": steps,
         "progress": False,
-        "plot": False,
         "resume": False,
     }
     env = dict(os.environ, OMP_NUM_THREADS="1")

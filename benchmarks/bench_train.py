@@ -64,12 +64,11 @@ def run(
             c0, w0 = cpu_seconds(), time.perf_counter()
             train(
                 store,
-                "cnn",
-                "softmax",
+                model="cnn",
+                constraint="softmax",
                 epochs=epoch,
                 out=out,
                 progress=False,
-                plot=False,
                 max_steps=steps,
                 model_options={"layout": layout},
                 precision=precision,

@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. train --------------------------------------------------------------------------
     summary = train(
         store,
-        "cnn",
-        "softmax",
+        model="cnn",
+        constraint="softmax",
         epochs=1 if a.quick else a.epochs,
         batch_size=a.batch_size,
         device=a.device,
@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> dict:
         resume=False,
         max_steps=2 if a.quick else None,
         progress=False,
-        plot=False,  # drawn below with the public plotting call
         model_options={"width": 8 if a.quick else a.width, "skip": "bicubic"},
     )
     records = [json.loads(line) for line in Path(summary["log"]).read_text().splitlines()]

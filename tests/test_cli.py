@@ -170,7 +170,7 @@ def test_train_on_store_without_normalisation_is_store_error(
 ) -> None:
     bad = _store_without_normalisation(tiny_store, tmp_path / "nonorm.zarr")
     with pytest.raises(StoreError, match="normalisation"):
-        train(bad, epochs=1, out=tmp_path / "api", progress=False, plot=False)
+        train(bad, epochs=1, out=tmp_path / "api", progress=False)
     err = _error_line(capsys, ["train", "--store", str(bad), "--out", str(tmp_path / "r")])
     assert "normalisation" in err and "--overwrite" in err
 

@@ -173,7 +173,6 @@ TRAIN_KW = {
     "model_options": {"width": 8, "blocks": 1},
     "seed": 0,
     "progress": False,
-    "plot": False,
 }
 
 SCRIPT = """
