@@ -31,7 +31,7 @@ def machine_info() -> str:
     """One line naming the CPU, core count, GPU, OS, Python, torch and climdown versions."""
     import torch
 
-    from climdown import __version__
+    from climdown._version import __version__
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (

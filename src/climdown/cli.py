@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from climdown import __version__
+from climdown._version import __version__
 from climdown.errors import ClimdownError, ConfigError
 
 __all__ = ["main", "build_parser"]
@@ -16,10 +16,11 @@ __all__ = ["main", "build_parser"]
 def _cmd_build(a: argparse.Namespace) -> int:
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
+    from climdown.study import recipe_path
 
     for path in a.recipes:
         out = build_store(
-            load_recipe(path),
+            load_recipe(recipe_path(path)),
             overwrite=a.overwrite,
             progress=not a.quiet,
             scheduler=a.scheduler,
@@ -53,7 +54,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         progress=not a.quiet,
         num_workers=a.num_workers,
     )
-    from climdown.distributed import dist_env
+    from climdown.ddp import dist_env
 
     if dist_env().is_main:  # under torchrun only rank 0 reports and draws
         if summary["log"]:
@@ -89,7 +90,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_experiments(a: argparse.Namespace) -> int:
-    from climdown.experiments import run_experiments
+    from climdown.study.experiments import run_experiments
 
     table = run_experiments(
         a.config,
@@ -105,7 +106,7 @@ def _cmd_experiments(a: argparse.Namespace) -> int:
 
 
 def _cmd_downscale(a: argparse.Namespace) -> int:
-    from climdown.distributed import dask_client
+    from climdown.cluster import dask_client
     from climdown.inference import downscale_file
 
     with dask_client(a.scheduler, a.workers) as client:
@@ -133,7 +134,7 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from climdown.demo import run_demo
+    from climdown.study.demo import run_demo
 
     run_demo(out=a.out, quick=a.quick)
     return 0
@@ -159,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     sp = sub.add_parser("build", help="build training stores from YAML recipes")
-    sp.add_argument("recipes", nargs="+", help="recipe YAML file(s)")
+    sp.add_argument(
+        "recipes", nargs="+", help="recipe YAML file(s), or packaged recipe names (tcw4, tiny)"
+    )
     sp.add_argument("--overwrite", action="store_true", help="rebuild even if the store exists")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     dask_opts(sp)
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "config",
         nargs="?",
         default=None,
-        help="experiments YAML (default: recipes/experiments.yaml)",
+        help="experiments YAML (default: the packaged experiments.yaml)",
     )
     sp.add_argument("--epochs", type=int, default=None)
     sp.add_argument("--quick", action="store_true", help="tiny data and few steps (CI)")
