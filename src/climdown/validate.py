@@ -42,7 +42,10 @@ def positive_int(
     value: Any, name: str, *, error: type[ClimdownError] = ConfigError, example: str | None = None
 ) -> int:
     """``value`` as an ``int >= 1``, else ``error`` naming ``name``."""
-    return integer(value, name, minimum=1, error=error, example=example)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        hint = f"; e.g. {example}" if example else ""
+        raise error(f"{name} must be a positive integer, got {value!r}{hint}")
+    return int(value)
 
 
 def number(
@@ -89,6 +92,7 @@ def check_keys(
             f"{where} must be a mapping with keys {', '.join(map(str, allowed))}, got "
             f"{mapping!r} ({type(mapping).__name__})"
         )
+
     def full(key: Any) -> str:
         return str(key) if where == "recipe" or " " in where else f"{where}.{key}"
 

@@ -24,7 +24,8 @@ from torch import nn
 
 from climdown.errors import ConfigError
 from climdown.grid import block_expand
-from climdown.nn.models.cnn import check_positive_int, fold_frames, unfold_frames
+from climdown.nn.models.cnn import fold_frames, unfold_frames
+from climdown.validate import positive_int
 
 __all__ = ["Interpolation", "Nearest", "Bilinear", "Bicubic", "TARGETS"]
 
@@ -63,7 +64,7 @@ class Interpolation(nn.Module):
         super().__init__()
         if target not in TARGETS:
             raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-        self.factor = check_positive_int(factor, "factor")
+        self.factor = positive_int(factor, "factor")
         self.channels = channels
         self.target = target
         self.scale = float(scale)

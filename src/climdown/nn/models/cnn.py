@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from climdown.errors import ConfigError
+from climdown.validate import positive_int
 
 __all__ = ["CNN", "ResidualBlock", "PixelShuffleHead", "icnr_", "fold_frames", "unfold_frames"]
 
@@ -52,13 +53,6 @@ def unfold_frames(x: torch.Tensor, batch: int) -> torch.Tensor:
 def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     """3x3 convolution with 'same' padding."""
     return nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=bias)
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` as an int >= 1, or a ConfigError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"option {name!r} must be a positive integer, got {value!r}")
-    return value
 
 
 class ResidualBlock(nn.Module):
@@ -152,9 +146,9 @@ class CNN(nn.Module):
         super().__init__()
         if layout not in LAYOUTS:
             raise ConfigError(f"unknown CNN layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-        self.factor = check_positive_int(factor, "factor")
-        width = check_positive_int(width, "width")
-        blocks = check_positive_int(blocks, "blocks")
+        self.factor = positive_int(factor, "factor")
+        width = positive_int(width, "option 'width'")
+        blocks = positive_int(blocks, "option 'blocks'")
         self.layout = layout
         cin = channels + extra_inputs
         self.inp = nn.Sequential(conv3x3(cin, width), nn.ReLU())

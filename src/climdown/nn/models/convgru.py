@@ -19,11 +19,11 @@ from torch import nn
 
 from climdown.nn.models.cnn import (
     PixelShuffleHead,
-    check_positive_int,
     conv3x3,
     fold_frames,
     unfold_frames,
 )
+from climdown.validate import positive_int
 
 __all__ = ["ConvGRUCell", "ConvGRU"]
 
@@ -66,9 +66,9 @@ class ConvGRU(nn.Module):
 
     def __init__(self, factor: int, channels: int = 1, *, width: int = 64, hidden: int = 64):
         super().__init__()
-        self.factor = check_positive_int(factor, "factor")
-        width = check_positive_int(width, "width")
-        hidden = check_positive_int(hidden, "hidden")
+        self.factor = positive_int(factor, "factor")
+        width = positive_int(width, "option 'width'")
+        hidden = positive_int(hidden, "option 'hidden'")
         self.pre = nn.Sequential(
             conv3x3(channels, width), nn.ReLU(), conv3x3(width, width), nn.ReLU()
         )

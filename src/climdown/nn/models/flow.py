@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from climdown.nn.models.cnn import check_positive_int, conv3x3
+from climdown.nn.models.cnn import conv3x3
 from climdown.nn.models.convgru import ConvGRU
+from climdown.validate import positive_int
 
 __all__ = ["FlowConvGRU", "warp"]
 
@@ -62,7 +63,7 @@ class FlowConvGRU(ConvGRU):
         flow_width: int = 32,
     ) -> None:
         super().__init__(factor, channels, width=width, hidden=hidden)
-        fw = check_positive_int(flow_width, "flow_width")
+        fw = positive_int(flow_width, "option 'flow_width'")
         self.flow = nn.Sequential(
             conv3x3(2 * channels, fw), nn.ReLU(), conv3x3(fw, fw), nn.ReLU(), conv3x3(fw, 2)
         )

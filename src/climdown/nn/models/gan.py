@@ -25,8 +25,9 @@ from torch import nn
 from climdown.errors import GridShapeError
 from climdown.grid import block_expand
 from climdown.nn.constraints import infer_factor
-from climdown.nn.models.cnn import CNN, check_positive_int, fold_frames, unfold_frames
+from climdown.nn.models.cnn import CNN, fold_frames, unfold_frames
 from climdown.nn.normalize import ConstrainedModel
+from climdown.validate import positive_int
 
 __all__ = ["GANGenerator", "GANModel", "PatchDiscriminator", "make_discriminator"]
 
@@ -57,7 +58,7 @@ class GANGenerator(CNN):
         layout: str = "fast",
         noise_channels: int = 1,
     ) -> None:
-        self.noise_channels = check_positive_int(noise_channels, "noise_channels")
+        self.noise_channels = positive_int(noise_channels, "option 'noise_channels'")
         super().__init__(
             factor,
             channels,
@@ -118,7 +119,7 @@ class GANModel(ConstrainedModel):
         -------
         Tensor ``[members, B, T, C, H, W]`` in the units of ``lr``.
         """
-        members = check_positive_int(members, "members")
+        members = positive_int(members, "option 'members'")
         return torch.stack([self(lr, area, generator=generator) for _ in range(members)])
 
 

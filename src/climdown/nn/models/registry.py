@@ -18,12 +18,13 @@ from torch import nn
 from climdown.errors import ConfigError
 from climdown.nn.constraints import Constraint, get_constraint
 from climdown.nn.models.baselines import Bicubic, Bilinear, Nearest
-from climdown.nn.models.cnn import CNN, check_positive_int
+from climdown.nn.models.cnn import CNN
 from climdown.nn.models.convgru import ConvGRU
 from climdown.nn.models.flow import FlowConvGRU
 from climdown.nn.models.gan import GANGenerator, GANModel
 from climdown.nn.models.residual import Residual
 from climdown.nn.normalize import ConstrainedModel
+from climdown.validate import positive_int
 
 __all__ = ["MODELS", "RECURRENT", "get_model", "build_model", "CONFIG_KEYS"]
 
@@ -141,8 +142,8 @@ def get_model(
         raise ConfigError(f"model {key!r} has no option(s) {unknown}; its options are: {known}")
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ConfigError(f"factor must be a positive integer, got {factor!r}")
-    check_positive_int(frames, "frames")
-    check_positive_int(channels, "channels")
+    positive_int(frames, "option 'frames'")
+    positive_int(channels, "option 'channels'")
     if not float(scale) > 0:
         raise ConfigError(f"scale must be a positive number (physical units), got {scale!r}")
     layer, cname, cargs = _constraint_args(constraint, constraint_options)
