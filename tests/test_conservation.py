@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -17,17 +16,9 @@ from climdown.errors import (
     UnitsError,
 )
 from climdown.grid import EARTH_RADIUS, Grid, block_expand, coarsen, mass_dataarray
+from climdown.testing import raise_if_dask_computes
 
 TIMES = np.array(["2021-07-14T00", "2021-07-14T06", "2021-07-14T12"], dtype="datetime64[ns]")
-
-
-def raise_if_dask_computes():
-    """A dask scheduler that fails the test if anything is computed."""
-
-    def scheduler(dsk, keys, **kwargs):
-        raise RuntimeError("dask computed something that should have stayed lazy")
-
-    return dask.config.set(scheduler=scheduler)
 
 
 def make_lr(lat, lon, values=None, names=("latitude", "longitude"), units="kg m-2", seed=0):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import xarray as xr
 from climdown.errors import CoordinateError, GridShapeError
 from climdown.grid import (
     EARTH_RADIUS,
+    Box,
     Grid,
     block_expand,
     block_sum,
@@ -26,7 +26,9 @@ from climdown.grid import (
     lon_bounds,
     mass_dataarray,
     total_mass,
+    wrap_lon,
 )
+from climdown.testing import raise_if_dask_computes
 
 R = 6_371_000.0
 SPHERE = 4.0 * np.pi * R**2
@@ -35,15 +37,6 @@ SPHERE = 4.0 * np.pi * R**2
 def hand_area(lat1: float, lat2: float, dlon: float) -> float:
     """R^2 dlon (sin lat2 - sin lat1), written out independently of grid.py."""
     return R**2 * np.deg2rad(dlon) * (np.sin(np.deg2rad(lat2)) - np.sin(np.deg2rad(lat1)))
-
-
-def raise_if_dask_computes():
-    """A dask scheduler that fails the test if anything is computed."""
-
-    def scheduler(dsk, keys, **kwargs):
-        raise RuntimeError("dask computed something that should have stayed lazy")
-
-    return dask.config.set(scheduler=scheduler)
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,6 +430,104 @@ def test_coarsen_dataarray_not_divisible():
     da = _era5_like().isel(longitude=slice(0, 95))
     with pytest.raises(GridShapeError, match="not divisible by factor 4"):
         coarsen_dataarray(da, 4)
+
+
+def test_coarsen_dataarray_does_not_skip_nan():
+    da = _era5_like(nt=1)
+    da[0, 5, 6] = np.nan
+    out = coarsen_dataarray(da, 4)
+    assert np.isnan(out.values[0, 1, 1]) and int(out.isnull().sum()) == 1
+    # contrast: xarray's default skipna block sum gives the NaN block a finite, too-small mean
+    weighted = (da * Grid.from_xarray(da).area).coarsen(latitude=4, longitude=4).sum()
+    assert np.isfinite(weighted.values[0, 1, 1])
+
+
+def test_coarsen_dataarray_weights_with_a_given_grid():
+    da = _era5_like(nt=1)
+    g = grid_of(da)
+    np.testing.assert_array_equal(coarsen_dataarray(da, 4, grid=g), coarsen_dataarray(da, 4))
+    # other weights (a taller last row) change the last coarse row only
+    lat_b = g.lat_b.copy()
+    lat_b[-1] -= 5.0
+    tall = coarsen_dataarray(da, 4, grid=Grid(g.lat, g.lon, lat_b, g.lon_b))
+    np.testing.assert_allclose(
+        tall[0, -1, 0],
+        coarsen(da.values[0].astype(np.float64), Grid(g.lat, g.lon, lat_b, g.lon_b).area, 4)[-1, 0],
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(tall[0, :-1], coarsen_dataarray(da, 4)[0, :-1])
+    assert not np.allclose(tall[0, -1], coarsen_dataarray(da, 4)[0, -1], rtol=1e-9, atol=0)
+    with pytest.raises(GridShapeError, match="grid= has 96 x 95 cells but the field has 96 x 96"):
+        coarsen_dataarray(da, 4, grid=Grid(g.lat, g.lon[:-1]))
+
+
+# ---------------------------------------------------------------------------------------
+# Longitude wrap and boxes
+# ---------------------------------------------------------------------------------------
+def test_wrap_lon_into_either_convention():
+    lon = np.array([-190.0, -180.0, -0.5, 0.0, 179.5, 180.0, 359.5, 360.0, 540.0])
+    np.testing.assert_array_equal(
+        wrap_lon(lon), [170.0, 180.0, 359.5, 0.0, 179.5, 180.0, 359.5, 0.0, 180.0]
+    )
+    np.testing.assert_array_equal(
+        wrap_lon(lon, -180.0), [170.0, -180.0, -0.5, 0.0, 179.5, -180.0, -0.5, 0.0, -180.0]
+    )
+    assert wrap_lon(359.5 - 0.5, -180.0) == -1.0  # signed shortest step
+    assert wrap_lon(0.5 - 359.5, -180.0) == 1.0
+    np.testing.assert_array_equal(wrap_lon(torch.tensor([-90.0, 450.0])).numpy(), [270.0, 90.0])
+
+
+@pytest.mark.parametrize("grid_start", [0.0, -180.0])
+@pytest.mark.parametrize(
+    "box", [(-2.0, 2.0, 170.0, 200.0), (-2.0, 2.0, -190.0, -160.0), (-2.0, 2.0, 170.0, -160.0)]
+)
+def test_box_across_the_date_line_selects_the_same_cells_in_any_convention(grid_start, box):
+    lat = np.arange(9.5, -10.0, -1.0)  # descending, like ERA5
+    lon = wrap_lon(np.arange(0.5, 360.0, 1.0), grid_start)
+    rows, cols = Box(*box).indices(lat, lon)
+    np.testing.assert_array_equal(lat[rows], [1.5, 0.5, -0.5, -1.5])
+    # 30 columns, in one eastward piece from 170.5 across the date line to 199.5
+    np.testing.assert_allclose(wrap_lon(lon[cols]), np.arange(170.5, 200.0, 1.0))
+    steps = wrap_lon(np.diff(lon[cols]), -180.0)
+    np.testing.assert_allclose(steps, 1.0)
+    if grid_start == -180.0 and box[2:] == (170.0, 200.0):
+        # contrast: comparing the raw values misses the columns east of the date line
+        assert np.flatnonzero((lon >= box[2]) & (lon <= box[3])).size == 10
+
+
+def test_box_masks_edges_whole_circle_and_meridian_0():
+    lon = np.arange(0.0, 360.0, 10.0)
+    assert Box(0, 1, 340, 20).lon_mask(lon).sum() == 5  # 340, 350, 0, 10, 20: edges included
+    assert Box(0, 1, -20, 20).lon_mask(lon).sum() == 5
+    rows, cols = Box(0, 1, -20, 20).indices(np.array([0.5]), lon)
+    np.testing.assert_array_equal(lon[cols], [340.0, 350.0, 0.0, 10.0, 20.0])
+    assert Box(0, 1, 0, 360).lon_mask(lon).all() and Box(0, 1, -180, 180).lon_span == 360.0
+    assert Box(0, 1, 5, 5).lon_mask(lon).sum() == 0 and Box(0, 1, 10, 10).lon_mask(lon).sum() == 1
+    np.testing.assert_array_equal(Box(-1, 1, 0, 1).lat_mask([1.0, 1.0 + 1e-12, 1.1]), [1, 1, 0])
+    assert Box(-90, 90, 0, 360).as_tuple() == (-90.0, 90.0, 0.0, 360.0)
+
+
+def test_box_disjoint_compares_longitudes_on_the_circle():
+    east = Box(-10, 10, 300, 360)
+    assert not east.disjoint(Box(-10, 10, -30, 10))  # 330..10 meets 300..360
+    assert east.disjoint(Box(-10, 10, 0.5, 10)) and Box(-10, 10, 0.5, 10).disjoint(east)
+    assert east.disjoint(Box(11, 20, 300, 360))  # apart in latitude
+    assert not Box(-10, 10, 170, 200).disjoint(Box(0, 5, -170, -165))  # 190..195 inside
+    assert not Box(-10, 10, 0, 360).disjoint(Box(0, 5, 123, 124))
+
+
+@pytest.mark.parametrize(
+    ("box", "match"),
+    [
+        ((10, 0, 0, 10), "lat_min <= lat_max"),
+        ((-95, 0, 0, 10), "-90 <= lat_min"),
+        ((0, 10, np.nan, 10), "box lon_min must be a finite number"),
+        ((0, "10", 0, 10), "box lat_max must be degrees"),
+    ],
+)
+def test_box_validates_itself(box, match):
+    with pytest.raises(CoordinateError, match=match):
+        Box(*box)
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from climdown import grid as _grid
+import climdown.grid as _grid
 from climdown.errors import (
     ConservationError,
     CoordinateError,
@@ -43,6 +43,7 @@ class _Pair:
     lr: xr.DataArray
     hr_dims: tuple[str, str]
     lr_dims: tuple[str, str]
+    hr_names: tuple[str, str]  # HR latitude and longitude coordinate names
     factor: int
     lr_grid: _grid.Grid
     hr_grid: _grid.Grid
@@ -63,7 +64,7 @@ def _check_refinement(hr: xr.DataArray, lat: str, lon: str, ref: _grid.Grid, fac
         have = np.asarray(hr[name].values, dtype=np.float64)
         diff = have - want
         if kind == "longitude":
-            diff = (diff + 180.0) % 360.0 - 180.0  # 0..360 vs -180..180 is the same place
+            diff = _grid.wrap_lon(diff, -180.0)  # 0..360 vs -180..180 is the same place
         tol = _COORD_RTOL * float(np.min(np.abs(np.diff(want))))
         bad = np.abs(diff) > tol
         if np.any(bad):
@@ -119,7 +120,7 @@ def _prepare(hr: Any, lr: Any, factor: int | None, lat: str | None, lon: str | N
     hr_grid = lr_grid.refine(f)
     _check_refinement(hr, hr_lat, hr_lon, hr_grid, f)
     _check_other_dims(hr, lr, hr_dims, lr_dims)
-    return _Pair(hr, lr, hr_dims, lr_dims, f, lr_grid, hr_grid)
+    return _Pair(hr, lr, hr_dims, lr_dims, (hr_lat, hr_lon), f, lr_grid, hr_grid)
 
 
 def _area(g: _grid.Grid, dims: tuple[str, str]) -> xr.DataArray:
@@ -132,17 +133,11 @@ def _mass(da: xr.DataArray, g: _grid.Grid, dims: tuple[str, str]) -> xr.DataArra
 
 def _block_violation(p: _Pair) -> xr.DataArray:
     """|coarsen(HR) - LR| on the LR grid, kg m-2 (lazy on dask input)."""
-    tmp = ("__coarse_y", "__coarse_x")
-    coarse = xr.apply_ufunc(
-        lambda h, a: _grid.coarsen(h, a, p.factor),
-        p.hr,
-        _area(p.hr_grid, p.hr_dims),
-        input_core_dims=[list(p.hr_dims), list(p.hr_dims)],
-        output_core_dims=[list(tmp)],
-        exclude_dims=set(p.hr_dims),
-        dask="allowed",
-    )
-    coarse = coarse.rename(dict(zip(tmp, p.lr_dims, strict=True)))
+    lat, lon = p.hr_names
+    coarse = _grid.coarsen_dataarray(p.hr, p.factor, lat=lat, lon=lon, grid=p.hr_grid)
+    # on the LR grid: LR's dim names and coordinates replace the coarse HR ones
+    on_grid = [c for c in coarse.coords if set(coarse[c].dims) & set(p.hr_dims)]
+    coarse = coarse.drop_vars(on_grid).rename(dict(zip(p.hr_dims, p.lr_dims, strict=True)))
     lr = p.lr.transpose(*coarse.dims)
     viol = abs(coarse - lr.data)
     return viol.assign_coords(lr.coords)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from climdown.errors import CoordinateError, GridShapeError
+from climdown.validate import number
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -60,6 +61,8 @@ __all__ = [
     "mass_over",
     "check_factor",
     "infer_factor",
+    "wrap_lon",
+    "Box",
 ]
 
 #: Mean Earth radius in metres (the sphere climdown's areas are computed on).
@@ -126,8 +129,19 @@ def lat_bounds(lat: Any) -> np.ndarray:
     return np.clip(_edges_from_centres(c, "latitude"), -90.0, 90.0)
 
 
+def wrap_lon(lon: Any, start: float = 0.0) -> Any:
+    """Longitudes (degrees) wrapped into ``[start, start + 360)``.
+
+    ``start=0`` gives the 0..360 convention and ``start=-180`` the -180..180 one. Wrapped with
+    ``start=-180``, the difference of two longitudes is the signed shortest step from one to
+    the other (``wrap_lon(359.5 - 0.5, -180) == -1``). Works on scalars and numpy, torch or
+    dask arrays.
+    """
+    return (lon - start) % 360.0 + start
+
+
 def _unwrap_lon(lon: np.ndarray) -> np.ndarray:
-    d = (np.diff(lon) + 180.0) % 360.0 - 180.0  # steps across the date line / meridian 0
+    d = wrap_lon(np.diff(lon), -180.0)  # steps across the date line / meridian 0
     return np.concatenate([[lon[0]], lon[0] + np.cumsum(d)])
 
 
@@ -290,7 +304,104 @@ def _wrap_like(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
     d = np.diff(ref)
     if ref.size < 2 or np.all(d > 0) or np.all(d < 0):
         return lon - 360.0 * np.floor((np.mean(lon) - lo) / 360.0)
-    return np.where((lon < lo) | (lon >= lo + 360.0), (lon - lo) % 360.0 + lo, lon)
+    return np.where((lon < lo) | (lon >= lo + 360.0), wrap_lon(lon, lo), lon)
+
+
+# ---------------------------------------------------------------------------------------
+# Latitude/longitude boxes
+# ---------------------------------------------------------------------------------------
+_BOX_EPS = 1e-9  # degrees: a centre on a box's edge is inside despite round-off
+
+
+@dataclass(frozen=True)
+class Box:
+    """A latitude/longitude box in degrees; the cells whose centres lie inside belong to it.
+
+    The box runs from ``lat_min`` to ``lat_max`` and eastward from ``lon_min`` to ``lon_max``,
+    bounds included. Longitudes may be written in either convention and the box may cross
+    the date line or meridian 0: ``(170, 200)``, ``(-20, 20)`` and ``(340, 20)`` are all boxes
+    (the last two are the same one); an eastward span of 360 degrees or more is the whole
+    circle. What a box selects does not depend on the longitude convention of the grid or of
+    the box.
+
+    Parameters
+    ----------
+    lat_min, lat_max, lon_min, lon_max : float
+        Degrees north and east.
+
+    Raises
+    ------
+    CoordinateError
+        If a value is not a finite number, or unless ``-90 <= lat_min <= lat_max <= 90``.
+    """
+
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
+
+    def __post_init__(self) -> None:
+        for name in ("lat_min", "lat_max", "lon_min", "lon_max"):
+            value = number(
+                getattr(self, name), f"box {name}", error=CoordinateError, what="degrees (a number)"
+            )
+            object.__setattr__(self, name, value)
+        if not -90.0 <= self.lat_min <= self.lat_max <= 90.0:
+            raise CoordinateError(
+                "box latitudes must satisfy -90 <= lat_min <= lat_max <= 90, got "
+                f"lat_min={self.lat_min}, lat_max={self.lat_max}; give (lat_min, lat_max, "
+                "lon_min, lon_max) with lat_min <= lat_max"
+            )
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        """``(lat_min, lat_max, lon_min, lon_max)``."""
+        return (self.lat_min, self.lat_max, self.lon_min, self.lon_max)
+
+    @property
+    def lon_span(self) -> float:
+        """Degrees from ``lon_min`` eastward to ``lon_max``, in ``[0, 360]`` (360: all round)."""
+        d = self.lon_max - self.lon_min
+        return min(d, 360.0) if d >= 0 else float(wrap_lon(d))
+
+    def lat_mask(self, lat: Any) -> np.ndarray:
+        """Which latitudes (degrees) lie inside the box."""
+        lat = np.asarray(lat, dtype=np.float64)
+        return (lat >= self.lat_min - _BOX_EPS) & (lat <= self.lat_max + _BOX_EPS)
+
+    def lon_offset(self, lon: Any) -> np.ndarray:
+        """Degrees east of ``lon_min`` (0..360): the order in which the box's columns run."""
+        offset = wrap_lon(np.asarray(lon, dtype=np.float64) - self.lon_min)
+        return np.where(offset > 360.0 - _BOX_EPS, 0.0, offset)
+
+    def lon_mask(self, lon: Any) -> np.ndarray:
+        """Which longitudes (degrees, either convention) lie inside the box."""
+        return self.lon_offset(lon) <= self.lon_span + _BOX_EPS
+
+    def indices(self, lat: Any, lon: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns of the grid cells whose centres lie inside the box.
+
+        Parameters
+        ----------
+        lat, lon : array_like
+            1-D cell centres of a grid in degrees (any order, either longitude convention).
+
+        Returns
+        -------
+        rows, cols : numpy.ndarray
+            Integer indices; rows in the grid's order, columns running eastward from
+            ``lon_min`` (a box across the date line or meridian 0 comes out in one piece).
+        """
+        rows = np.flatnonzero(self.lat_mask(lat))
+        offset = self.lon_offset(lon)
+        cols = np.flatnonzero(offset <= self.lon_span + _BOX_EPS)
+        return rows, cols[np.argsort(offset[cols], kind="stable")]
+
+    def disjoint(self, other: Box) -> bool:
+        """True when the two boxes share no point (longitudes compared on the circle)."""
+        if self.lat_max < other.lat_min or other.lat_max < self.lat_min:
+            return True
+        a0, b0 = wrap_lon(self.lon_min), wrap_lon(other.lon_min)
+        return bool(wrap_lon(b0 - a0) > self.lon_span and wrap_lon(a0 - b0) > other.lon_span)
 
 
 def _check_int_factor(factor: Any) -> int:
@@ -513,27 +624,46 @@ def mass_over(da: xr.DataArray, area: xr.DataArray, dims: tuple[str, str]) -> xr
 
 
 def coarsen_dataarray(
-    da: xr.DataArray, factor: int, lat: str | None = None, lon: str | None = None
+    da: xr.DataArray,
+    factor: int,
+    lat: str | None = None,
+    lon: str | None = None,
+    grid: Grid | None = None,
 ) -> xr.DataArray:
     """Area-weighted coarsening of an xarray DataArray by ``factor`` (lazy on dask input).
 
     The result carries the coarse cell-centre coordinates (from :meth:`Grid.coarsen`), the
-    input's other coordinates and its attributes.
+    input's other coordinates and its attributes. NaN is not skipped: a NaN cell makes its
+    block NaN, as in :func:`coarsen`.
+
+    Parameters
+    ----------
+    grid : Grid, optional
+        The fine grid whose cell areas weight the blocks; by default the grid of ``da``'s
+        coordinates. Pass ``coarse_grid.refine(factor)`` to weight exactly the cells that
+        tile a known coarse grid (see :mod:`climdown.conservation`).
 
     Raises
     ------
     GridShapeError
-        If the latitude or longitude size is not divisible by ``factor``.
+        If the latitude or longitude size is not divisible by ``factor``, or ``grid`` has
+        another shape than ``da``.
     """
     lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
-    g = Grid.from_xarray(da, lat_name, lon_name)
+    g = grid if grid is not None else Grid.from_xarray(da, lat_name, lon_name)
     lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
-    check_factor((da.sizes[lat_dim], da.sizes[lon_dim]), factor)
+    shape = (da.sizes[lat_dim], da.sizes[lon_dim])
+    if g.shape != shape:
+        raise GridShapeError(
+            f"grid= has {g.shape[0]} x {g.shape[1]} cells but the field has {shape[0]} x "
+            f"{shape[1]}; pass the fine grid of this field or leave grid= out"
+        )
+    check_factor(shape, factor)
     coarse = g.coarsen(factor)
     area = area_dataarray(g, lat_dim, lon_dim)
 
     def xr_block_sum(a: xr.DataArray, f: int) -> xr.DataArray:
-        return a.coarsen({lat_dim: f, lon_dim: f}).sum()
+        return a.coarsen({lat_dim: f, lon_dim: f}).reduce(np.sum)  # np.sum: NaN not skipped
 
     out = coarsen(da, area, factor, _block_sum=xr_block_sum)
     out = out.transpose(*da.dims)

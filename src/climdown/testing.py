@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from climdown.errors import CoordinateError
-from climdown.grid import Grid
+from climdown.grid import Grid, wrap_lon
 from climdown.units import CANONICAL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,10 +79,7 @@ def tiny_latlon(
                 f"{nlat} rows of {spacing} deg around latitude {origin[0]} leave the sphere; "
                 "use fewer rows, a smaller spacing or global_=True"
             )
-    if lon_convention == "0..360":
-        lon = lon % 360.0
-    else:
-        lon = (lon + 180.0) % 360.0 - 180.0
+    lon = wrap_lon(lon, 0.0 if lon_convention == "0..360" else -180.0)
     if descending:
         lat = lat[::-1]
     return lat.astype(np.float64), lon.astype(np.float64)

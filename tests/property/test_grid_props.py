@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import dask.array as dsa
 import numpy as np
 import torch
@@ -10,7 +9,8 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from climdown.grid import Grid, coarsen, coarsen_dataarray, total_mass
+from climdown.grid import Box, Grid, coarsen, coarsen_dataarray, total_mass, wrap_lon
+from climdown.testing import raise_if_dask_computes
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -48,7 +48,7 @@ def grids(draw, max_blocks: int = 4):
         lat = lat[::-1]
     lon = lon0 + dlon * np.arange(n_lon)
     convention = draw(st.sampled_from(["0..360", "-180..180"]))
-    lon = lon % 360.0 if convention == "0..360" else (lon + 180.0) % 360.0 - 180.0
+    lon = wrap_lon(lon, 0.0 if convention == "0..360" else -180.0)
     return Grid(lat, lon), factor
 
 
@@ -126,10 +126,6 @@ def test_refine_then_coarsen_gives_back_the_grid(gf, seed):
     )
 
 
-def _no_compute(dsk, keys, **kwargs):
-    raise RuntimeError("dask computed something that should have stayed lazy")
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grids(max_blocks=3), st.integers(0, 2**32 - 1), st.integers(1, 9))
 def test_numpy_torch_dask_and_xarray_agree(gf, seed, chunk):
@@ -141,7 +137,7 @@ def test_numpy_torch_dask_and_xarray_agree(gf, seed, chunk):
     np.testing.assert_allclose(got_torch.numpy(), ref, rtol=1e-13, atol=0)
 
     yd = dsa.from_array(y, chunks=(1, chunk, chunk))
-    with dask.config.set(scheduler=_no_compute):
+    with raise_if_dask_computes():
         got_dask = coarsen(yd, dsa.from_array(g.area, chunks=chunk), f)
         mass_dask = total_mass(got_dask, g.coarsen(f).area)
         da = xr.DataArray(yd, dims=("time", "lat", "lon"), coords={"lat": g.lat, "lon": g.lon})
@@ -152,3 +148,28 @@ def test_numpy_torch_dask_and_xarray_agree(gf, seed, chunk):
     np.testing.assert_allclose(got_xr["lat"].values, g.coarsen(f).lat)
     np.testing.assert_allclose(got_xr["lon"].values, g.coarsen(f).lon)
     np.testing.assert_allclose(mass_dask.compute(), total_mass(y, g.area), rtol=1e-12)
+
+
+@SETTINGS
+@given(
+    st.integers(0, 359),
+    st.integers(1, 359),
+    st.integers(-3, 3),
+    st.sampled_from([0.0, -180.0]),
+    st.sampled_from([1.0, 2.5, 3.0]),
+)
+def test_box_selects_the_same_cells_whatever_the_conventions(west, span, turns, start, dlon):
+    """A box and a grid written in any longitude convention select the same eastward run."""
+    lon = wrap_lon(0.5 * dlon + dlon * np.arange(int(360 / dlon)), start)
+    lat = np.array([10.0, 0.0, -10.0])
+    ref_rows, ref_cols = Box(-5.0, 15.0, float(west), float(west + span)).indices(lat, lon % 360)
+    shifted = Box(-5.0, 15.0, west + 360.0 * turns, west + span + 360.0 * turns)
+    rows, cols = shifted.indices(lat, lon)
+    np.testing.assert_array_equal(rows, ref_rows)
+    np.testing.assert_array_equal(cols, ref_cols)  # same columns, same (eastward) order
+    inside = wrap_lon(lon[cols] - west)  # degrees east of the box's western edge
+    assert np.all(inside <= span) and np.all(np.diff(inside) > 0)
+    outside = np.setdiff1d(np.arange(lon.size), cols)
+    assert np.all(wrap_lon(lon[outside] - west) > span)
+    if turns > 0 and cols.size:  # contrast: raw comparisons depend on how the box is written
+        assert not np.any((lon >= shifted.lon_min) & (lon <= shifted.lon_max))
