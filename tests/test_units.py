@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import xarray as xr
 
 import climdown
 from climdown.errors import ClimdownError, UnitsError
+from climdown.testing import raise_if_dask_computes
 from climdown.units import (
     CANONICAL,
     WATER_DENSITY,
@@ -118,11 +118,7 @@ def test_to_kg_m2_refuses(units):
 @pytest.mark.parametrize("units", ["m", "kg m**-2"])
 def test_to_kg_m2_keeps_dask_lazy(units):
     da = _da(units, data=dsa.from_array(np.arange(16.0).reshape(4, 4), chunks=2))
-
-    def refuse(dsk, keys, **kwargs):
-        raise RuntimeError("to_kg_m2 computed a dask array")
-
-    with dask.config.set(scheduler=refuse):
+    with raise_if_dask_computes():
         out = to_kg_m2(da)
     assert isinstance(out.data, dsa.Array)
     np.testing.assert_allclose(out.values, np.arange(16.0).reshape(4, 4) * factor_to_kg_m2(units))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from climdown import grid as _grid
+import climdown.grid as _grid
 from climdown.errors import CoordinateError, DataValueError, GridShapeError
 
 __all__ = [

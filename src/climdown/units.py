@@ -11,6 +11,7 @@ import datetime as _dt
 import re
 from typing import Any
 
+from climdown._version import __version__
 from climdown.errors import UnitsError
 
 __all__ = [
@@ -115,8 +116,6 @@ def to_kg_m2(da: Any) -> Any:
 
 def append_history(attrs: dict[str, Any], message: str) -> dict[str, Any]:
     """Return a copy of ``attrs`` with a timestamped climdown line appended to ``history``."""
-    from climdown import __version__
-
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = f"{stamp}: climdown {__version__}: {message}"
     out = dict(attrs)
