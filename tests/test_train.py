@@ -143,6 +143,21 @@ def test_resume_with_other_settings_is_refused(store, softmax_run):
         train(store, model="cnn", constraint="softmax", epochs=4, out=out, lr=1e-2, **FAST)
 
 
+def test_resume_on_another_store_is_refused(store, tmp_path):
+    """A run folder resumes only on the data it was trained on (recipe hash + normalisation)."""
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    recipe["source"]["seed"] = 1  # other synthetic fields: another store
+    recipe["output"] = str(tmp_path / "other.zarr")
+    other = build_store(load_recipe(recipe))
+    out = tmp_path / "run"
+    train(store, epochs=1, max_steps=1, out=out, **FAST)
+    with pytest.raises(ConfigError, match="other data"):
+        train(other, epochs=2, max_steps=1, out=out, **FAST)
+    assert len(_log(out)) == 1  # nothing of the other store's was logged
+    # contrast: the same store resumes
+    assert train(store, epochs=2, max_steps=1, out=out, **FAST)["epochs"] == 2
+
+
 def test_no_resume_starts_afresh(store, tmp_path):
     train(store, model="cnn", constraint="softmax", epochs=1, out=tmp_path, max_steps=1, **FAST)
     summary = train(

@@ -16,7 +16,7 @@ dict and a resumed run must have the same one). ``climdown train`` also draws th
 
 Under ``torchrun --nproc-per-node N`` the same call trains with DistributedDataParallel (NCCL
 on CUDA, gloo on CPU): each global batch of the single-process loader is split across the
-ranks (:func:`climdown.distributed.rank_batches`), the gradients are averaged, and rank 0
+ranks (:func:`climdown.ddp.rank_batches`), the gradients are averaged, and rank 0
 alone validates, logs, draws progress and writes checkpoints. The result equals a
 single-process run with the same ``batch_size`` and ``seed`` within float round-off.
 
@@ -41,11 +41,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from climdown import distributed as cdist
+from climdown import ddp as cdist
 from climdown import metrics, validate
 from climdown.checkpoint import read_checkpoint, save_checkpoint
 from climdown.data.dataset import PatchDataset, make_loader
-from climdown.data.store import normalisation
+from climdown.data.store import normalisation, store_info
 from climdown.errors import CheckpointError, ConfigError
 from climdown.evaluate import validate as validate_split
 from climdown.grid import Grid
@@ -270,7 +270,7 @@ def train(
         opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "step": 0, "best_val_rmse": math.inf, "best_epoch": None}
     if resume and last_path.is_file():
-        state = _restore(last_path, net, disc, opts, cfg, dev)
+        state = _restore(last_path, net, disc, opts, cfg, dev, _fingerprint(store))
         if main:
             _keep_log_until(log_path, state["epoch"])
     elif main:
@@ -381,7 +381,7 @@ def _step(
 
     ``forward`` is ``net`` or its DDP wrapper; ``weight`` scales the losses before the
     backward passes (this rank's share of the global batch, see
-    :func:`climdown.distributed.rank_batches`). The returned losses are unweighted.
+    :func:`climdown.ddp.rank_batches`). The returned losses are unweighted.
     """
     s = net.scale
     world = 1 if env is None else env.world_size
@@ -432,7 +432,7 @@ def _epoch_loader(
     The global batches are read once off ``make_loader(range(n), batch_size, seed=seed)``
     (so the shuffling is torch's own and equals ``make_loader(dataset, ..., seed=seed)``'s
     first pass), cut to ``max_steps``; each rank reads its part of every global batch
-    (:func:`climdown.distributed.rank_batches`). One process reads whole batches with weight
+    (:func:`climdown.ddp.rank_batches`). One process reads whole batches with weight
     1. The loader gets its own generator, so iterating it never draws from torch's global
     RNG (which the GAN's noise uses).
     """
@@ -516,14 +516,24 @@ def _restore(
     opts: dict[str, torch.optim.Optimizer],
     cfg: TrainConfig,
     device: torch.device,
+    fingerprint: dict[str, Any],
 ) -> dict[str, Any]:
     """Load weights, optimiser and RNG states from ``last.pt``; returns the loop state.
 
     The saved config must equal ``cfg`` in every :attr:`TrainConfig.RESUME_KEYS` field
-    (epochs and max_steps may differ: a run is continued to more epochs).
+    (epochs and max_steps may differ: a run is continued to more epochs), and the run must have
+    trained on the same data: the store's recipe hash and normalisation (``fingerprint``).
     """
     ckpt = read_checkpoint(path, device=device)
     extra = ckpt.get("extra") or {}
+    saved_store = (ckpt.get("meta") or {}).get("store_fingerprint")
+    if saved_store != fingerprint:
+        raise ConfigError(
+            f"{str(path)!r} holds a run trained on other data (store fingerprint {saved_store}, "
+            f"this store's is {fingerprint}): resuming would mix two stores' normalisation and "
+            "logs; pass resume=False (climdown train --no-resume) to start afresh there, or "
+            "choose another out folder"
+        )
     try:
         saved = TrainConfig.from_mapping(extra.get("config") or {}).resume_key()
     except ConfigError:
@@ -558,8 +568,15 @@ def _meta(dataset: PatchDataset, store: Any, cfg: TrainConfig) -> dict[str, Any]
         "normalisation": dict(getattr(dataset, "stats", None) or {}),
         **_spacing(dataset),
         "store": str(store),
+        "store_fingerprint": _fingerprint(store),
         "training": cfg.to_dict(),
     }
+
+
+def _fingerprint(store: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a store's data: its recipe hash and its normalisation statistics."""
+    info = store_info(store)
+    return {"recipe_hash": info.get("recipe_hash"), "normalisation": info.get("normalisation")}
 
 
 def _spacing(dataset: PatchDataset) -> dict[str, list[float]]:
