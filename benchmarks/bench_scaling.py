@@ -43,10 +43,10 @@ from _docs import write_section
 
 from climdown._machine import cpu_model
 from climdown._machine import load_average as load
+from climdown.cluster import dask_client
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, split_arrays
 from climdown.data.synthetic import synthetic_tcw
-from climdown.distributed import dask_client
 from climdown.inference import downscale_file
 
 ROOT = Path(__file__).resolve().parents[1]

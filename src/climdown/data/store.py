@@ -82,7 +82,7 @@ def build_store(
         worker, so the output path must be on a filesystem every worker sees.
     workers : int, optional
         Start a local cluster of this many worker processes for the build
-        (:func:`climdown.distributed.dask_client`). Without ``scheduler`` and ``workers`` the
+        (:func:`climdown.cluster.dask_client`). Without ``scheduler`` and ``workers`` the
         chunks are built one after another in this process (dask's threaded scheduler).
 
     Returns
@@ -148,7 +148,7 @@ def build_store(
     if tmp.exists():  # left by a killed run
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    from climdown.distributed import dask_client
+    from climdown.cluster import dask_client
 
     try:
         with dask_client(scheduler, workers) as client:
