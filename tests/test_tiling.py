@@ -7,7 +7,7 @@ import pytest
 
 from climdown.errors import ConfigError
 from climdown.grid import block_expand
-from climdown.tiling import Tile, TilePlan, plan_axis
+from climdown.tiling import ChunkAxis, Tile, TilePlan, plan_axis
 
 CASES = [
     (10, 4, 2, False),
@@ -116,3 +116,48 @@ def test_tile_crops_are_multiples_of_the_factor() -> None:
 def test_bad_plan_arguments_raise(n: int, tile: int, halo: int) -> None:
     with pytest.raises(ConfigError, match="must be an integer"):
         plan_axis(n, tile, halo)
+
+
+# --------------------------------------------------------------------------- dask chunks
+def test_chunk_overlap_pads_and_crops() -> None:
+    rows = ChunkAxis((5, 5, 3), depth=2)
+    assert rows.starts == (0, 5, 10) and rows.n == 13 and rows.overlap == 2
+    assert [rows.pad(j) for j in range(3)] == [(0, 2), (2, 2), (2, 0)]  # the edges stay edges
+    assert [rows.core(j, 4) for j in range(3)] == [slice(0, 20), slice(8, 28), slice(8, 20)]
+    cols = ChunkAxis((5, 5, 3), depth=2, periodic=True)
+    assert [cols.pad(j) for j in range(3)] == [(2, 2)] * 3  # neighbours across the date line
+    # one chunk: nothing beyond it unless it wraps; a depth deeper than the axis is clipped
+    assert ChunkAxis((6,), depth=3).overlap == 0 and ChunkAxis((6,), depth=3).pad(0) == (0, 0)
+    assert ChunkAxis((6,), depth=9, periodic=True).overlap == 6
+    assert ChunkAxis((6, 4), depth=9).min_chunk == 9 and ChunkAxis((6, 4), depth=0).overlap == 0
+
+
+def _chunkwise(x: np.ndarray, axis: ChunkAxis, radius: int) -> np.ndarray:
+    """Each chunk extended by its pads (wrapping where periodic), a local mean, then cropped."""
+    out = []
+    for j, (start, size) in enumerate(zip(axis.starts, axis.chunks, strict=True)):
+        before, after = axis.pad(j)
+        idx = np.arange(start - before, start + size + after)
+        block = x[idx % x.size]  # the pads never leave the axis unless it wraps
+        out.append(_mean1d(block, radius, periodic=False)[axis.core(j)])
+    return np.concatenate(out)
+
+
+def _mean1d(x: np.ndarray, radius: int, periodic: bool) -> np.ndarray:
+    k = np.arange(-radius, radius + 1)
+    idx = np.arange(x.size)[:, None] + k[None, :]
+    if periodic:
+        return x[idx % x.size].mean(axis=1)
+    ok = (idx >= 0) & (idx < x.size)
+    return np.where(ok, x[np.clip(idx, 0, x.size - 1)], 0.0).sum(axis=1) / k.size
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_chunks_with_overlap_equal_the_whole_axis(periodic: bool) -> None:
+    x = np.random.default_rng(1).random(23)
+    want = _mean1d(x, 2, periodic)
+    got = _chunkwise(x, ChunkAxis((7, 7, 6, 3), depth=2, periodic=periodic), 2)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # contrast: an overlap shallower than the radius shows the chunk seams
+    seams = _chunkwise(x, ChunkAxis((7, 7, 6, 3), depth=1, periodic=periodic), 2)
+    assert not np.allclose(seams, want)

@@ -2,7 +2,8 @@
 
 A downscaling model is applied to windows of ``tile x tile`` coarse (LR) cells plus a halo of
 ``halo`` LR cells on each side, so memory stays flat however large the domain is. The plan is
-pure index arithmetic (numpy only); :mod:`climdown.inference` runs the model on it.
+pure index arithmetic (numpy only); :mod:`climdown.inference` runs the model on it. The same
+rules, applied to the chunks of a dask array rather than to tiles, are :class:`ChunkAxis`.
 
 Rules
 -----
@@ -27,6 +28,22 @@ Rules
   crop.stop * f)`` in fine cells of the window (``halo * f`` fine cells on an interior side),
   and written once. No fine cell is averaged between tiles.
 
+Chunks of a lazy (dask) array
+----------------------------
+A chunk is treated like a tile whose core is the chunk: it is extended by an overlap of
+``depth`` cells on each side, downscaled with the tiled code, and its output cropped back to
+the chunk's own cells (``f`` fine cells per coarse one). Along an axis (:class:`ChunkAxis`):
+
+* chunks shorter than the overlap are merged first (dask's ``overlap`` needs every chunk at
+  least as long as the depth; :attr:`ChunkAxis.min_chunk`);
+* the overlap is ``min(depth, n)``, and 0 on an axis held in one chunk that does not wrap
+  (there is nothing beyond it);
+* a periodic axis gets the overlap on both sides of every chunk (the neighbours across the
+  date line); other axes only on sides with a neighbouring chunk, so the domain edge is the
+  true edge, as for tiles;
+* the same rules hold for time when a recurrent model reads ``T - 1`` earlier steps: the
+  steps before a chunk are context only and are cropped.
+
 Why the stitched field conserves exactly
 ----------------------------------------
 A conserving constraint (softmax, add, mult, scadd) acts on each coarse cell's own f x f
@@ -47,7 +64,7 @@ import numpy as np
 
 from climdown.errors import ConfigError
 
-__all__ = ["AxisTile", "Tile", "TilePlan", "plan_axis"]
+__all__ = ["AxisTile", "ChunkAxis", "Tile", "TilePlan", "plan_axis"]
 
 
 @dataclass(frozen=True)
@@ -220,3 +237,55 @@ class TilePlan:
         for k, t in enumerate(self):
             out[t.row.core, t.col.core] = k
         return out
+
+
+@dataclass(frozen=True)
+class ChunkAxis:
+    """One axis of a chunked array, each chunk extended by an overlap and cropped back.
+
+    Parameters
+    ----------
+    chunks : tuple of int
+        Chunk lengths along the axis (after merging chunks shorter than :attr:`min_chunk`).
+    depth : int
+        Context cells wanted on each side of a chunk (the tile halo, or ``T - 1`` time steps).
+    periodic : bool
+        True when the axis wraps (longitude of a global grid).
+    """
+
+    chunks: tuple[int, ...]
+    depth: int
+    periodic: bool = False
+
+    @property
+    def n(self) -> int:
+        """Axis length in cells."""
+        return int(sum(self.chunks))
+
+    @property
+    def min_chunk(self) -> int:
+        """The shortest chunk the overlap allows, ``min(depth, n)``; 0 when no context is wanted."""
+        return min(int(self.depth), self.n)
+
+    @property
+    def overlap(self) -> int:
+        """Cells added on each overlapped side: :attr:`min_chunk`, or 0 for one non-wrapping chunk."""
+        return self.min_chunk if (self.periodic or len(self.chunks) > 1) else 0
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """First cell of each chunk along the axis."""
+        return tuple(int(s) for s in np.cumsum((0, *self.chunks[:-1])))
+
+    def pad(self, j: int) -> tuple[int, int]:
+        """Context cells (before, after) chunk ``j`` in its extended block."""
+        d = self.overlap
+        before = d if (self.periodic or j > 0) else 0
+        after = d if (self.periodic or j < len(self.chunks) - 1) else 0
+        return (before, after)
+
+    def core(self, j: int, scale: int = 1) -> slice:
+        """Chunk ``j``'s own cells in the output of its extended block, ``scale`` output cells
+        per input cell (the factor for lat/lon, 1 for time)."""
+        before = self.pad(j)[0]
+        return slice(before * scale, (before + self.chunks[j]) * scale)
