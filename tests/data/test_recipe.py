@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from climdown.data.recipe import Recipe, load_recipe
+from climdown.data.recipe import (
+    Normalisation,
+    Recipe,
+    Region,
+    Sampling,
+    Split,
+    TimeRange,
+    load_recipe,
+)
 from climdown.errors import RecipeError
+from climdown.grid import Box
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -299,3 +309,111 @@ def test_spatial_split_with_disjoint_regions_is_accepted_and_overlap_refused():
     }
     with pytest.raises(RecipeError, match="overlap in time"):
         load_recipe(wrap)
+
+
+# ---------------------------------------------------------------------------------------
+# dataclasses made directly validate themselves
+# ---------------------------------------------------------------------------------------
+def _direct(**over: object) -> Recipe:
+    fields = {
+        "name": "direct",
+        "source": "synthetic",
+        "factor": 4,
+        "patch": 16,
+        "splits": (
+            Split("train", pd.Timestamp("2020-01-01"), pd.Timestamp("2020-01-02"), 8),
+            Split("val", pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-03"), 4),
+        ),
+        "output": "direct.zarr",
+    }
+    fields.update(over)
+    return Recipe(**fields)
+
+
+def test_a_recipe_made_directly_equals_the_loaded_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    direct = _direct(splits=tuple(reversed(_direct().splits)))  # put back in store order
+    loaded = load_recipe(_base(name="direct", output="direct.zarr"))
+    assert direct == loaded and direct.hash == loaded.hash
+    assert direct.split_names == ("train", "val") and direct.output == tmp_path / "direct.zarr"
+    # defaults filled in as load_recipe does: strides from patch and frames, times read
+    r = _direct(sampling=Sampling(mode="stride"), frames=3)
+    assert (r.sampling.stride, r.sampling.time_stride) == (16, 3)
+    assert TimeRange("2020-01-01", "2020-01-02T00:00+01:00").end == pd.Timestamp("2020-01-01T23")
+    assert Normalisation(scale=2).scale == 2.0 and isinstance(Normalisation(2).scale, float)
+
+
+def test_region_is_a_grid_box_with_the_recipe_rules():
+    r = Region(-20, 20, 170, 200)
+    assert isinstance(r, Box) and r.as_tuple() == (-20.0, 20.0, 170.0, 200.0)
+    rows, cols = r.indices(np.arange(30.0, -31.0, -10.0), np.arange(-180.0, 180.0, 10.0))
+    assert rows.tolist() == [1, 2, 3, 4, 5] and cols.size == 4  # 170, 180, 190, 200 east
+    with pytest.raises(RecipeError, match="splits.val.region longitudes"):
+        Region(0, 10, 200, 170, where="splits.val.region")  # fine for a Box, not for a recipe
+    assert Box(0, 10, 200, 170).lon_span == 330.0
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: _direct(factor=0), "factor must be an integer >= 2"),
+        (lambda: _direct(factor=3), "patch 16 is not divisible by factor 3"),
+        (lambda: _direct(frames=1.5), "frames must be an integer >= 1"),
+        (lambda: _direct(chunks=0), "chunks must be an integer >= 1"),
+        (lambda: _direct(name=""), "name must be a non-empty string"),
+        (lambda: _direct(variable=None), "variable must be a variable name"),
+        (lambda: _direct(source="missing.nc"), "no such file"),
+        (lambda: _direct(output=""), "output must be a path"),
+        (lambda: _direct(region={"lat_min": 0}), "region must be a Region or None"),
+        (lambda: _direct(time=("2020-01-01", "2020-01-03")), "time must be a TimeRange"),
+        (lambda: _direct(sampling=None), "sampling must be a Sampling, got None"),
+        (lambda: _direct(splits=_direct().splits[1:]), "splits needs a 'train' split"),
+        (lambda: _direct(splits=_direct().splits[:1] * 2), "split names must be unique"),
+        (lambda: _direct(splits={"train": 1}), "splits must be a sequence of Split"),
+        (
+            lambda: _direct(time=TimeRange("2020-01-01", "2020-01-02")),
+            "splits.val .* lies outside time",
+        ),
+        (
+            lambda: _direct(splits=(Split("train", "2020-01-01", "2020-01-02"),)),
+            "splits.train.samples is required with sampling mode 'random'",
+        ),
+        (
+            lambda: _direct(
+                splits=(
+                    Split("train", "2020-01-01", "2020-01-03", 8),
+                    Split("val", "2020-01-02", "2020-01-04", 8),
+                )
+            ),
+            "overlap in time",
+        ),
+        (
+            lambda: _direct(sampling=Sampling(mode="stride", stride=6)),
+            "sampling.stride 6 is not a multiple of factor 4",
+        ),
+        (lambda: Region(10, 0, 0, 10), "region latitudes must satisfy"),
+        (lambda: Region(0, 10, -200, 10), "region longitudes"),
+        (lambda: Region(0, 10, 0, "east"), "region.lon_max must be a number in degrees"),
+        (lambda: TimeRange("2020-01-02", "2020-01-01"), "time: start .* must be before end"),
+        (lambda: TimeRange("2020-01-01", 5), "time.end must be a date or time"),
+        (lambda: Split("training", "2020-01-01", "2020-01-02"), "split name must be one of"),
+        (
+            lambda: Split("val", "2020-01-01", "2020-01-02", 0),
+            "splits.val.samples must be an integer >= 1",
+        ),
+        (
+            lambda: Split("val", "2020-01-01", "2020-01-02", 1, Box(0, 1, 0, 1)),
+            "splits.val.region must be a Region",
+        ),
+        (lambda: Sampling(mode="grid"), "'random' or 'stride'"),
+        (lambda: Sampling(seed=-1), "sampling.seed must be an integer >= 0"),
+        (lambda: Sampling(stride=8), "only apply to mode: stride"),
+        (lambda: Sampling(mode="stride", time_stride=0), "sampling.time_stride must be an"),
+        (lambda: Normalisation(scale="median"), "normalisation.scale"),
+        (lambda: Normalisation(scale=float("inf")), "positive number"),
+        (lambda: Normalisation(scale=True), "positive number"),
+    ],
+)
+def test_dataclasses_made_directly_refuse_bad_values(make, match):
+    with pytest.raises(RecipeError, match=match):
+        make()

@@ -6,10 +6,11 @@ import dask.array as dsa
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from climdown.data import synthetic_tcw
 from climdown.errors import CoordinateError, DataValueError
-from climdown.grid import Grid, mass_dataarray
+from climdown.grid import Box, Grid, mass_dataarray
 from climdown.testing import raise_if_dask_computes
 
 # one global 0.25 deg field at three times: 0 h, +1 h, +48 h
@@ -120,6 +121,12 @@ def test_region_crossing_meridian_is_contiguous():
     lon = ds["lon"].values
     assert lon[0] == 358.0 and lon[-1] == 2.0 and lon.size == 17
     assert Grid(ds["lat"].values, lon).shape == (8, 17)
+
+
+def test_region_may_be_a_grid_box_in_any_convention():
+    ref = synthetic_tcw(1, region=(-1, 1, -2, 2), seed=0)
+    for box in (Box(-1, 1, 358, 2), Box(-1, 1, 358, 362), Box(-1, 1, -362, -358)):
+        xr.testing.assert_equal(synthetic_tcw(1, region=box, seed=0)["tcw"], ref["tcw"])
 
 
 def test_each_time_step_independent_of_the_others():

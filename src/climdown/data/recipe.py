@@ -3,8 +3,10 @@
 A recipe says where the data come from (``source``, ``variable``, ``region``, ``time``), how
 patches are cut (``factor``, ``patch``, ``frames``, ``sampling``), how they are split by time
 (``splits``), how they are normalised and chunked, and where the store goes (``output``).
-:func:`load_recipe` reads one with :func:`yaml.safe_load` and checks every key; an unknown key
-or a bad value raises :class:`~climdown.errors.RecipeError` naming the key and the fix.
+Every dataclass checks itself when it is made, so a :class:`Recipe` built in Python is as
+valid as one read from YAML; each section's ``from_mapping`` reads its YAML mapping (unknown
+keys refused) and :func:`load_recipe` is :func:`yaml.safe_load` + :meth:`Recipe.from_mapping`.
+A bad key or value raises :class:`~climdown.errors.RecipeError` naming the key and the fix.
 :func:`climdown.data.store.build_store` turns a recipe into a zarr store. ``docs/data.md``
 lists every key with its meaning and default.
 
@@ -16,25 +18,28 @@ when all of its steps lie inside one split, so nothing leaks between splits.
 from __future__ import annotations
 
 import datetime as _dt
-import difflib
 import hashlib
 import json
+import math
+import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from climdown.errors import RecipeError
+from climdown.grid import Box
+from climdown.validate import check_keys, integer, number
 
 __all__ = [
     "STORE_FORMAT",
     "SPLIT_NAMES",
     "SCALE_METHODS",
+    "SAMPLING_MODES",
     "Region",
     "TimeRange",
     "Split",
@@ -50,6 +55,8 @@ STORE_FORMAT = 1
 SPLIT_NAMES = ("train", "val", "test")
 #: Named scales for the scale-only normalisation (``x / scale``), computed on train HR.
 SCALE_METHODS = ("max", "std", "mean")
+#: How patch positions and start times are chosen (see :class:`Sampling`).
+SAMPLING_MODES = ("random", "stride")
 
 _TOP_KEYS = {
     "name": "a short name for the data set (default: the file name)",
@@ -74,50 +81,77 @@ _NORM_KEYS = ("scale",)
 
 
 # ---------------------------------------------------------------------------------------
-# dataclasses
+# dataclasses, each validating itself
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Region:
-    """A latitude/longitude box in degrees; cells whose centres lie inside it are used."""
+class Region(Box):
+    """A recipe's latitude/longitude box in degrees (a :class:`climdown.grid.Box`).
 
-    lat_min: float
-    lat_max: float
-    lon_min: float
-    lon_max: float
+    Beyond the box's own rules, a recipe asks ``-90 <= lat_min < lat_max <= 90`` and
+    ``lon_min < lon_max`` within -180..360, at most 360 degrees apart: a box across the date
+    line is written ``lon_min: 170, lon_max: 200``. ``where`` names the section in messages
+    (``"region"``, ``"splits.val.region"``); it is not stored.
+    """
 
-    def as_tuple(self) -> tuple[float, float, float, float]:
-        """``(lat_min, lat_max, lon_min, lon_max)``."""
-        return (self.lat_min, self.lat_max, self.lon_min, self.lon_max)
+    where: InitVar[str] = "region"
 
-    def disjoint(self, other: Region) -> bool:
-        """True when the boxes share no point (longitudes compared on the circle)."""
-        if self.lat_max < other.lat_min or other.lat_max < self.lat_min:
-            return True
-        a0, la = self.lon_min % 360.0, self.lon_max - self.lon_min
-        b0, lb = other.lon_min % 360.0, other.lon_max - other.lon_min
-        return bool((b0 - a0) % 360.0 > la and (a0 - b0) % 360.0 > lb)
+    def __post_init__(self, where: str) -> None:  # type: ignore[override]
+        for key in _REGION_KEYS:
+            value = number(
+                getattr(self, key), f"{where}.{key}", error=RecipeError, what="a number in degrees"
+            )
+            object.__setattr__(self, key, value)
+        if not -90.0 <= self.lat_min < self.lat_max <= 90.0:
+            raise RecipeError(
+                f"{where} latitudes must satisfy -90 <= lat_min < lat_max <= 90, got "
+                f"lat_min={self.lat_min}, lat_max={self.lat_max}"
+            )
+        if not (-180.0 <= self.lon_min < self.lon_max <= 360.0) or (
+            self.lon_max - self.lon_min > 360.0
+        ):
+            raise RecipeError(
+                f"{where} longitudes must satisfy lon_min < lon_max within -180..360 and span at "
+                f"most 360 degrees, got lon_min={self.lon_min}, lon_max={self.lon_max}; "
+                "for a box across the date line write e.g. lon_min: 170, lon_max: 200"
+            )
+        super().__post_init__()
 
-    def contains_lat(self, lat: Any) -> Any:
-        """Mask of latitudes inside the box."""
-        eps = 1e-9
-        return (lat >= self.lat_min - eps) & (lat <= self.lat_max + eps)
-
-    def lon_offset(self, lon: Any) -> Any:
-        """Degrees east of ``lon_min`` (0..360), the order in which the box's columns run."""
-        offset = (lon - self.lon_min) % 360.0
-        return np.where(offset > 360.0 - 1e-9, 0.0, offset)
-
-    def contains_lon(self, lon: Any) -> Any:
-        """Mask of longitudes inside the box (across the date line or meridian 0 too)."""
-        return self.lon_offset(lon) <= self.lon_max - self.lon_min + 1e-9
+    @classmethod
+    def from_mapping(cls, raw: Any, where: str = "region") -> Region:
+        """The region of a YAML mapping ``{lat_min, lat_max, lon_min, lon_max}``."""
+        r = check_keys(raw, _REGION_KEYS, where, error=RecipeError)
+        missing = [k for k in _REGION_KEYS if k not in r]
+        if missing:
+            raise RecipeError(f"{where} needs {', '.join(missing)} (degrees); or leave it out")
+        return cls(*(r[k] for k in _REGION_KEYS), where=where)
 
 
 @dataclass(frozen=True)
 class TimeRange:
-    """A half-open time interval ``[start, end)`` (tz-naive, UTC)."""
+    """A half-open time interval ``[start, end)`` (tz-naive, UTC; dates or strings are read).
+
+    ``where`` names the section in messages (``"time"``, ``"splits.train"``); it is not stored.
+    """
 
     start: pd.Timestamp
     end: pd.Timestamp
+    where: InitVar[str] = "time"
+
+    def __post_init__(self, where: str) -> None:
+        start, end = _time(self.start, f"{where}.start"), _time(self.end, f"{where}.end")
+        if not start < end:
+            raise RecipeError(
+                f"{where}: start {start} must be before end {end} (intervals are [start, end))"
+            )
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @classmethod
+    def from_mapping(cls, raw: Any, where: str = "time") -> TimeRange:
+        """The interval of a YAML mapping ``{start, end}``."""
+        t = check_keys(raw, _TIME_KEYS, where, error=RecipeError)
+        _need_interval(t, where)
+        return cls(t["start"], t["end"], where=where)
 
     def overlaps(self, other: TimeRange) -> bool:
         """True when the two half-open intervals share any instant."""
@@ -138,6 +172,37 @@ class Split:
     samples: int | None = None
     region: Region | None = None  # a spatial split: patches lie wholly inside this box
 
+    def __post_init__(self) -> None:
+        if self.name not in SPLIT_NAMES:
+            raise RecipeError(
+                f"split name must be one of {', '.join(SPLIT_NAMES)}, got {self.name!r}"
+            )
+        where = f"splits.{self.name}"
+        interval = TimeRange(self.start, self.end, where=where)
+        object.__setattr__(self, "start", interval.start)
+        object.__setattr__(self, "end", interval.end)
+        if self.samples is not None:
+            samples = integer(
+                self.samples,
+                f"{where}.samples",
+                minimum=1,
+                error=RecipeError,
+                example="samples: 1024",
+            )
+            object.__setattr__(self, "samples", samples)
+        _check_section(self.region, Region, f"{where}.region")
+
+    @classmethod
+    def from_mapping(cls, name: str, raw: Any) -> Split:
+        """Split ``name`` from its YAML mapping ``{start, end, samples, region}``."""
+        where = f"splits.{name}"
+        sd = check_keys(raw, _SPLIT_KEYS, where, error=RecipeError)
+        _need_interval(sd, where)
+        region = sd.get("region")
+        if region is not None:
+            region = Region.from_mapping(region, f"{where}.region")
+        return cls(name, sd["start"], sd["end"], sd.get("samples"), region)
+
     @property
     def range(self) -> TimeRange:
         """The split's :class:`TimeRange`."""
@@ -150,13 +215,37 @@ class Sampling:
 
     ``mode="random"`` draws ``samples`` distinct (time, row, column) positions with ``seed``;
     ``mode="stride"`` takes every position on a lattice of ``stride`` cells and
-    ``time_stride`` time steps (a seeded subset of ``samples`` of them when given).
+    ``time_stride`` time steps (a seeded subset of ``samples`` of them when given). In a
+    :class:`Recipe`, a stride left ``None`` becomes ``patch`` and ``time_stride`` ``frames``.
     """
 
     mode: str = "random"
     seed: int = 0
     stride: int | None = None
     time_stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in SAMPLING_MODES:
+            raise RecipeError(f"sampling.mode must be 'random' or 'stride', got {self.mode!r}")
+        seed = integer(self.seed, "sampling.seed", minimum=0, error=RecipeError, example="seed: 0")
+        object.__setattr__(self, "seed", seed)
+        if self.mode == "random" and (self.stride is not None or self.time_stride is not None):
+            raise RecipeError(
+                "sampling.stride and sampling.time_stride only apply to mode: stride; remove "
+                "them or set mode: stride"
+            )
+        for key, example in (("stride", "stride: 64"), ("time_stride", "time_stride: 1")):
+            value = getattr(self, key)
+            if value is not None:
+                value = integer(
+                    value, f"sampling.{key}", minimum=1, error=RecipeError, example=example
+                )
+                object.__setattr__(self, key, value)
+
+    @classmethod
+    def from_mapping(cls, raw: Any) -> Sampling:
+        """Sampling from its YAML mapping ``{mode, seed, stride, time_stride}`` (all optional)."""
+        return cls(**check_keys(raw, _SAMPLING_KEYS, "sampling", error=RecipeError))
 
 
 @dataclass(frozen=True)
@@ -165,10 +254,43 @@ class Normalisation:
 
     scale: str | float = "max"
 
+    def __post_init__(self) -> None:
+        scale = self.scale
+        named = isinstance(scale, str) and scale in SCALE_METHODS
+        value = (
+            not isinstance(scale, bool)
+            and isinstance(scale, numbers.Real)
+            and math.isfinite(scale)
+            and scale > 0
+        )
+        if not (named or value):
+            raise RecipeError(
+                f"normalisation.scale must be one of {', '.join(SCALE_METHODS)} (computed on "
+                f"train HR) or a positive number in kg m-2, got {scale!r}"
+            )
+        if value:
+            object.__setattr__(self, "scale", float(scale))
+
+    @classmethod
+    def from_mapping(cls, raw: Any) -> Normalisation:
+        """Normalisation from its YAML mapping ``{scale}`` (optional)."""
+        return cls(**check_keys(raw, _NORM_KEYS, "normalisation", error=RecipeError))
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """A validated training-set recipe (see :func:`load_recipe` and ``docs/data.md``)."""
+    """A validated training-set recipe (see :func:`load_recipe` and ``docs/data.md``).
+
+    Made directly, it checks every field and the rules between them (patch divisible by
+    factor, a ``train`` split, splits disjoint and inside ``time``, ...); ``source`` paths and
+    ``output`` are made absolute against the current directory, splits are put in store order
+    and a stride left ``None`` is filled in.
+
+    Raises
+    ------
+    RecipeError
+        Naming the key and the fix.
+    """
 
     name: str
     source: str | dict[str, Any]
@@ -184,6 +306,82 @@ class Recipe:
     normalisation: Normalisation = field(default_factory=Normalisation)
     chunks: int = 64
     text: str = field(default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def put(key: str, value: Any) -> None:
+            object.__setattr__(self, key, value)
+
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise RecipeError(f"name must be a non-empty string, got {self.name!r}")
+        put("source", _source(self.source))
+        if not isinstance(self.variable, str) or not self.variable:
+            raise RecipeError(
+                f"variable must be a variable name such as 'tcw', got {self.variable!r}"
+            )
+        factor = integer(self.factor, "factor", minimum=2, error=RecipeError, example="factor: 4")
+        patch = integer(self.patch, "patch", minimum=2, error=RecipeError, example="patch: 128")
+        if patch % factor:
+            lo, hi = patch - patch % factor, patch - patch % factor + factor
+            raise RecipeError(
+                f"patch {patch} is not divisible by factor {factor}: the LR patch would not be "
+                f"whole coarse cells; use patch: {lo} or patch: {hi}"
+            )
+        frames = integer(self.frames, "frames", minimum=1, error=RecipeError, example="frames: 3")
+        chunks = integer(self.chunks, "chunks", minimum=1, error=RecipeError, example="chunks: 64")
+        put("factor", factor)
+        put("patch", patch)
+        put("frames", frames)
+        put("chunks", chunks)
+        _check_section(self.region, Region, "region")
+        _check_section(self.time, TimeRange, "time")
+        _check_section(self.sampling, Sampling, "sampling", optional=False)
+        _check_section(self.normalisation, Normalisation, "normalisation", optional=False)
+        put("sampling", _resolve_sampling(self.sampling, patch, factor, frames))
+        put("splits", _check_splits(self.splits, self.sampling, self.time))
+        put("output", _output(self.output, self.name))
+
+    @classmethod
+    def from_mapping(
+        cls, raw: Any, *, text: str | None = None, default_name: str = "recipe"
+    ) -> Recipe:
+        """The recipe of a parsed YAML mapping, every section read with its ``from_mapping``.
+
+        Parameters
+        ----------
+        raw : mapping
+            Top-level keys as in ``docs/data.md``; unknown keys are refused.
+        text : str, optional
+            The YAML text it came from (kept in the store); by default ``raw`` dumped as YAML.
+        default_name : str
+            ``name`` when the mapping has none (:func:`load_recipe` passes the file name).
+
+        Raises
+        ------
+        RecipeError
+            For an unknown or missing key or a bad value.
+        """
+        raw = check_keys(raw, _TOP_KEYS, "recipe", error=RecipeError)
+        for key in ("source", "factor", "patch", "splits"):
+            if key not in raw:
+                raise RecipeError(f"recipe is missing the required key '{key}': {_TOP_KEYS[key]}")
+        splits = check_keys(raw["splits"], SPLIT_NAMES, "splits", error=RecipeError)
+        name = raw.get("name", default_name)
+        return cls(
+            name=name,
+            source=raw["source"],
+            factor=raw["factor"],
+            patch=raw["patch"],
+            splits=tuple(Split.from_mapping(n, splits[n]) for n in SPLIT_NAMES if n in splits),
+            output=raw.get("output", f"{name}.zarr"),
+            variable=raw.get("variable", "tcw"),
+            region=None if raw.get("region") is None else Region.from_mapping(raw["region"]),
+            time=None if raw.get("time") is None else TimeRange.from_mapping(raw["time"]),
+            frames=raw.get("frames", 1),
+            sampling=Sampling.from_mapping(raw.get("sampling") or {}),
+            normalisation=Normalisation.from_mapping(raw.get("normalisation") or {}),
+            chunks=raw.get("chunks", 64),
+            text=yaml.safe_dump(_plain(raw), sort_keys=False) if text is None else text,
+        )
 
     @property
     def patch_lr(self) -> int:
@@ -270,7 +468,7 @@ class Recipe:
 
 
 # ---------------------------------------------------------------------------------------
-# loading and validation
+# loading
 # ---------------------------------------------------------------------------------------
 def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> Recipe:
     """Read and validate a recipe from a YAML file or a mapping.
@@ -284,7 +482,7 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> Recipe:
     -------
     Recipe
         Frozen, with defaults filled in, ``output`` and local ``source`` paths made absolute
-        against the current directory.
+        against the current directory (:meth:`Recipe.from_mapping`).
 
     Raises
     ------
@@ -293,31 +491,29 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> Recipe:
         key and the fix. Nothing is opened or written before this check passes.
     """
     if isinstance(recipe, Mapping):
-        raw = dict(recipe)
-        text = yaml.safe_dump(_plain(raw), sort_keys=False)
-        default_name = "recipe"
-    else:
-        path = Path(recipe)
-        if not path.is_file():
-            raise RecipeError(
-                f"recipe file {str(path)!r} not found (current directory {os.getcwd()!r}); "
-                "pass the path of a YAML recipe, e.g. recipes/tcw4.yaml"
-            )
-        text = path.read_text()
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {exc}") from exc
-        if not isinstance(raw, Mapping):
-            raise RecipeError(
-                f"recipe {str(path)!r} must be a YAML mapping of keys (source:, factor:, ...), "
-                f"got {type(raw).__name__}"
-            )
-        raw = dict(raw)
-        default_name = path.stem
-    return _build(raw, text, default_name)
+        return Recipe.from_mapping(recipe)
+    path = Path(recipe)
+    if not path.is_file():
+        raise RecipeError(
+            f"recipe file {str(path)!r} not found (current directory {os.getcwd()!r}); "
+            "pass the path of a YAML recipe, e.g. recipes/tcw4.yaml"
+        )
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise RecipeError(
+            f"recipe {str(path)!r} must be a YAML mapping of keys (source:, factor:, ...), "
+            f"got {type(raw).__name__}"
+        )
+    return Recipe.from_mapping(raw, text=text, default_name=path.stem)
 
 
+# ---------------------------------------------------------------------------------------
+# the checks only recipes need (the shared ones are in climdown.validate)
+# ---------------------------------------------------------------------------------------
 def _plain(obj: Any) -> Any:
     """Turn dates and tuples into YAML-safe plain values for the recipe text."""
     if isinstance(obj, Mapping):
@@ -331,56 +527,21 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _region(raw: Any, where: str) -> Region:
-    r = _check_keys(raw, _REGION_KEYS, where)
-    missing = [k for k in _REGION_KEYS if k not in r]
-    if missing:
-        raise RecipeError(f"{where} needs {', '.join(missing)} (degrees); or leave it out")
-    region = Region(*(_float(r[k], f"{where}.{k}") for k in _REGION_KEYS))
-    if not -90.0 <= region.lat_min < region.lat_max <= 90.0:
-        raise RecipeError(
-            f"{where} latitudes must satisfy -90 <= lat_min < lat_max <= 90, got "
-            f"lat_min={region.lat_min}, lat_max={region.lat_max}"
-        )
-    if not (-180.0 <= region.lon_min < region.lon_max <= 360.0) or (
-        region.lon_max - region.lon_min > 360.0
-    ):
-        raise RecipeError(
-            f"{where} longitudes must satisfy lon_min < lon_max within -180..360 and span at "
-            f"most 360 degrees, got lon_min={region.lon_min}, lon_max={region.lon_max}; "
-            "for a box across the date line write e.g. lon_min: 170, lon_max: 200"
-        )
-    return region
+def _check_section(value: Any, kind: type, key: str, *, optional: bool = True) -> None:
+    """A section given to a dataclass directly must be that section's dataclass."""
+    if (value is None and optional) or isinstance(value, kind):
+        return
+    none = " or None" if optional else ""
+    raise RecipeError(
+        f"{key} must be a {kind.__name__}{none}, got {value!r}; build it with "
+        f"{kind.__name__}(...) or read the YAML mapping with {kind.__name__}.from_mapping"
+    )
 
 
-def _check_keys(d: Any, allowed: Any, where: str) -> dict[str, Any]:
-    if not isinstance(d, Mapping):
-        raise RecipeError(
-            f"{where} must be a mapping with keys {', '.join(allowed)}, got {d!r} "
-            f"({type(d).__name__})"
-        )
-    for key in d:
-        if key not in allowed:
-            full = str(key) if where == "recipe" else f"{where}.{key}"
-            close = difflib.get_close_matches(str(key), list(allowed), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise RecipeError(
-                f"unknown key {full!r}: {hint}allowed keys are {', '.join(allowed)}; "
-                "remove or rename it"
-            )
-    return dict(d)
-
-
-def _int(value: Any, key: str, minimum: int, example: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RecipeError(f"{key} must be an integer >= {minimum}, got {value!r}; e.g. {example}")
-    return int(value)
-
-
-def _float(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecipeError(f"{key} must be a number in degrees, got {value!r}")
-    return float(value)
+def _need_interval(d: Mapping[str, Any], where: str) -> None:
+    for k in _TIME_KEYS:
+        if k not in d:
+            raise RecipeError(f"{where} needs '{k}' (a date or time, e.g. 2020-01-01)")
 
 
 def _time(value: Any, key: str) -> pd.Timestamp:
@@ -400,18 +561,6 @@ def _time(value: Any, key: str) -> pd.Timestamp:
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
     return t
-
-
-def _interval(d: Mapping[str, Any], where: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    for k in _TIME_KEYS:
-        if k not in d:
-            raise RecipeError(f"{where} needs '{k}' (a date or time, e.g. 2020-01-01)")
-    start, end = _time(d["start"], f"{where}.start"), _time(d["end"], f"{where}.end")
-    if not start < end:
-        raise RecipeError(
-            f"{where}: start {start} must be before end {end} (intervals are [start, end))"
-        )
-    return start, end
 
 
 def _source(value: Any) -> str | dict[str, Any]:
@@ -444,140 +593,69 @@ def _source(value: Any) -> str | dict[str, Any]:
     return str(path.resolve())
 
 
-def _build(raw: dict[str, Any], text: str, default_name: str) -> Recipe:
-    raw = _check_keys(raw, _TOP_KEYS, "recipe")
-    for key in ("source", "factor", "patch", "splits"):
-        if key not in raw:
-            raise RecipeError(f"recipe is missing the required key '{key}': {_TOP_KEYS[key]}")
+def _output(value: Any, name: str) -> Path:
+    """The store path, absolute against the current directory."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise RecipeError(f"output must be a path such as stores/{name}.zarr, got {value!r}")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    return Path(os.path.normpath(path))
 
-    name = raw.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
-        raise RecipeError(f"name must be a non-empty string, got {name!r}")
-    source = _source(raw["source"])
-    variable = raw.get("variable", "tcw")
-    if not isinstance(variable, str) or not variable:
-        raise RecipeError(f"variable must be a variable name such as 'tcw', got {variable!r}")
 
-    factor = _int(raw["factor"], "factor", 2, "factor: 4")
-    patch = _int(raw["patch"], "patch", 2, "patch: 128")
-    if patch % factor:
-        lo, hi = patch - patch % factor, patch - patch % factor + factor
+def _resolve_sampling(s: Sampling, patch: int, factor: int, frames: int) -> Sampling:
+    """Fill a stride left ``None`` (``patch``, ``frames``) and check it against ``factor``."""
+    if s.mode != "stride":
+        return s
+    stride = patch if s.stride is None else s.stride
+    if stride % factor:
         raise RecipeError(
-            f"patch {patch} is not divisible by factor {factor}: the LR patch would not be whole "
-            f"coarse cells; use patch: {lo} or patch: {hi}"
+            f"sampling.stride {stride} is not a multiple of factor {factor}: patches must sit "
+            f"on the coarse grid; use stride: {max(factor, stride - stride % factor)}"
         )
-    frames = _int(raw.get("frames", 1), "frames", 1, "frames: 3")
-    chunks = _int(raw.get("chunks", 64), "chunks", 1, "chunks: 64")
+    time_stride = frames if s.time_stride is None else s.time_stride
+    return replace(s, stride=stride, time_stride=time_stride)
 
-    region = None if raw.get("region") is None else _region(raw["region"], "region")
 
-    time = None
-    if raw.get("time") is not None:
-        t = _check_keys(raw["time"], _TIME_KEYS, "time")
-        time = TimeRange(*_interval(t, "time"))
-
-    s = raw.get("sampling") or {}
-    s = _check_keys(s, _SAMPLING_KEYS, "sampling")
-    mode = s.get("mode", "random")
-    if mode not in ("random", "stride"):
-        raise RecipeError(f"sampling.mode must be 'random' or 'stride', got {mode!r}")
-    seed = _int(s.get("seed", 0), "sampling.seed", 0, "seed: 0")
-    stride = s.get("stride")
-    time_stride = s.get("time_stride")
-    if mode == "random" and (stride is not None or time_stride is not None):
+def _check_splits(splits: Any, sampling: Sampling, time: TimeRange | None) -> tuple[Split, ...]:
+    """The splits in store order, after the rules between them (train, samples, no leaks)."""
+    if isinstance(splits, (str, Mapping)) or not hasattr(splits, "__iter__"):
         raise RecipeError(
-            "sampling.stride and sampling.time_stride only apply to mode: stride; remove them "
-            "or set mode: stride"
+            f"splits must be a sequence of Split, got {splits!r}; read the YAML mapping "
+            "{train: {start, end, samples}, val: ...} with Recipe.from_mapping"
         )
-    if mode == "stride":
-        stride = _int(patch if stride is None else stride, "sampling.stride", 1, f"stride: {patch}")
-        if stride % factor:
-            raise RecipeError(
-                f"sampling.stride {stride} is not a multiple of factor {factor}: patches must sit "
-                f"on the coarse grid; use stride: {max(factor, stride - stride % factor)}"
-            )
-        time_stride = _int(
-            frames if time_stride is None else time_stride,
-            "sampling.time_stride",
-            1,
-            "time_stride: 1",
-        )
-    sampling = Sampling(mode=mode, seed=seed, stride=stride, time_stride=time_stride)
-
-    splits_raw = raw["splits"]
-    splits_raw = _check_keys(splits_raw, SPLIT_NAMES, "splits")
-    if "train" not in splits_raw:
+    splits = tuple(splits)
+    for s in splits:
+        _check_section(s, Split, "each split", optional=False)
+    names = [s.name for s in splits]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"split names must be unique, got {names}")
+    if "train" not in names:
         raise RecipeError("splits needs a 'train' split: {train: {start, end, samples}, val: ...}")
-    splits = []
-    for sname in SPLIT_NAMES:
-        if sname not in splits_raw:
-            continue
-        sd = _check_keys(splits_raw[sname], _SPLIT_KEYS, f"splits.{sname}")
-        start, end = _interval(sd, f"splits.{sname}")
-        samples = sd.get("samples")
-        if samples is None and mode == "random":
+    splits = tuple(sorted(splits, key=lambda s: SPLIT_NAMES.index(s.name)))
+    for s in splits:
+        if s.samples is None and sampling.mode == "random":
             raise RecipeError(
-                f"splits.{sname}.samples is required with sampling mode 'random', e.g. samples: 1024"
+                f"splits.{s.name}.samples is required with sampling mode 'random', e.g. "
+                "samples: 1024"
             )
-        if samples is not None:
-            samples = _int(samples, f"splits.{sname}.samples", 1, "samples: 1024")
-        sregion = None
-        if sd.get("region") is not None:
-            sregion = _region(sd["region"], f"splits.{sname}.region")
-        splits.append(Split(sname, start, end, samples, sregion))
     for i, a in enumerate(splits):
         for b in splits[i + 1 :]:
             apart = a.region is not None and b.region is not None and a.region.disjoint(b.region)
             if a.range.overlaps(b.range) and not apart:
                 raise RecipeError(
                     f"splits {a.name} [{a.start}, {a.end}) and {b.name} [{b.start}, {b.end}) "
-                    "overlap in time, which leaks data between them; make them disjoint (end is "
-                    f"exclusive, so {b.name}.start may equal {a.name}.end), or give both a "
+                    "overlap in time, which leaks data between them; make them disjoint (end "
+                    f"is exclusive, so {b.name}.start may equal {a.name}.end), or give both a "
                     "splits.<name>.region and make the regions disjoint (a spatial split)"
                 )
     if time is not None:
-        for sp in splits:
-            if not time.contains(sp.range):
+        for s in splits:
+            if not time.contains(s.range):
                 raise RecipeError(
-                    f"splits.{sp.name} [{sp.start}, {sp.end}) lies outside time [{time.start}, "
+                    f"splits.{s.name} [{s.start}, {s.end}) lies outside time [{time.start}, "
                     f"{time.end}); widen time or move the split"
                 )
-
-    n = raw.get("normalisation") or {}
-    n = _check_keys(n, _NORM_KEYS, "normalisation")
-    scale = n.get("scale", "max")
-    if isinstance(scale, bool) or not (
-        scale in SCALE_METHODS or (isinstance(scale, (int, float)) and scale > 0)
-    ):
-        raise RecipeError(
-            f"normalisation.scale must be one of {', '.join(SCALE_METHODS)} (computed on train "
-            f"HR) or a positive number in kg m-2, got {scale!r}"
-        )
-    normalisation = Normalisation(scale=float(scale) if not isinstance(scale, str) else scale)
-
-    output = raw.get("output", f"{name}.zarr")
-    if isinstance(output, os.PathLike):
-        output = os.fspath(output)
-    if not isinstance(output, str) or not output.strip():
-        raise RecipeError(f"output must be a path such as stores/{name}.zarr, got {output!r}")
-    out_path = Path(output).expanduser()
-    if not out_path.is_absolute():
-        out_path = Path.cwd() / out_path
-    out_path = Path(os.path.normpath(out_path))
-
-    return Recipe(
-        name=name,
-        source=source,
-        factor=factor,
-        patch=patch,
-        splits=tuple(splits),
-        output=out_path,
-        variable=variable,
-        region=region,
-        time=time,
-        frames=frames,
-        sampling=sampling,
-        normalisation=normalisation,
-        chunks=chunks,
-        text=text,
-    )
+    return splits

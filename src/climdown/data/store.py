@@ -426,13 +426,7 @@ def _region_indices(
     if region is None:
         rows, cols = np.arange(lat.size), np.arange(lon.size)
     else:
-        eps = 1e-9
-        rows = np.flatnonzero((lat >= region.lat_min - eps) & (lat <= region.lat_max + eps))
-        span = region.lon_max - region.lon_min
-        offset = (lon - region.lon_min) % 360.0
-        offset = np.where(offset > 360.0 - eps, 0.0, offset)
-        cols = np.flatnonzero(offset <= span + eps)
-        cols = cols[np.argsort(offset[cols], kind="stable")]
+        rows, cols = region.indices(lat, lon)
     p = recipe.patch
     if rows.size < p or cols.size < p:
         where = "the source" if region is None else f"region {region.as_tuple()}"
@@ -499,8 +493,8 @@ def _plan_split(recipe: Recipe, src: xr.DataArray, split: Split) -> _Plan:
         ty, tx = np.arange(0, ny - p + 1, s.stride), np.arange(0, nx - p + 1, s.stride)
         tt = starts[:: s.time_stride]
     if split.region is not None:  # a spatial split: keep patches wholly inside its box
-        ty = ty[_inside(split.region.contains_lat(src["lat"].values), ty, p)]
-        tx = tx[_inside(split.region.contains_lon(src["lon"].values), tx, p)]
+        ty = ty[_inside(split.region.lat_mask(src["lat"].values), ty, p)]
+        tx = tx[_inside(split.region.lon_mask(src["lon"].values), tx, p)]
         if ty.size == 0 or tx.size == 0:
             raise RecipeError(
                 f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "

@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from climdown.errors import CoordinateError, DataValueError
-from climdown.grid import EARTH_RADIUS
+from climdown.grid import EARTH_RADIUS, Box
 from climdown.units import CANONICAL, append_history
 
 __all__ = ["synthetic_tcw", "climatology", "zonal_wind"]
@@ -134,37 +134,22 @@ def _global_coords(resolution: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _select_region(
-    lat: np.ndarray, lon: np.ndarray, region: Sequence[float] | None
+    lat: np.ndarray, lon: np.ndarray, region: Sequence[float] | Box | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the cells whose centres lie inside ``region`` (inclusive)."""
+    """Rows and columns of the cells whose centres lie inside ``region`` (:meth:`Box.indices`)."""
     if region is None:
         return np.arange(lat.size), np.arange(lon.size)
-    if len(region) != 4:
-        raise CoordinateError(
-            f"region must be (lat_min, lat_max, lon_min, lon_max) in degrees, got {region!r}"
-        )
-    lat_min, lat_max, lon_min, lon_max = (float(v) for v in region)
-    if lat_min > lat_max:
-        raise CoordinateError(
-            f"region latitude range {lat_min}..{lat_max} is empty: give (lat_min, lat_max, "
-            "lon_min, lon_max) with lat_min <= lat_max"
-        )
-    eps = 1e-9
-    rows = np.flatnonzero((lat >= lat_min - eps) & (lat <= lat_max + eps))
-    if lon_max - lon_min >= 360.0 - eps:
-        cols = np.arange(lon.size)
-    else:
-        lo, hi = lon_min % 360.0, lon_max % 360.0
-        if lo <= hi:
-            cols = np.flatnonzero((lon >= lo - eps) & (lon <= hi + eps))
-        else:  # crosses the 0 meridian: start at lo, wrap to hi
-            cols = np.concatenate(
-                [np.flatnonzero(lon >= lo - eps), np.flatnonzero(lon <= hi + eps)]
+    if not isinstance(region, Box):
+        if len(region) != 4:
+            raise CoordinateError(
+                f"region must be (lat_min, lat_max, lon_min, lon_max) in degrees, got {region!r}"
             )
+        region = Box(*region)
+    rows, cols = region.indices(lat, lon)
     if rows.size == 0 or cols.size == 0:
         raise CoordinateError(
-            f"region {tuple(region)} contains no cell centre of the {lat[1] - lat[0]:+g} deg "
-            "grid; widen it to at least one grid spacing"
+            f"region {region.as_tuple()} contains no cell centre of the {lat[1] - lat[0]:+g} "
+            "deg grid; widen it to at least one grid spacing"
         )
     return rows, cols
 
@@ -329,7 +314,7 @@ def synthetic_tcw(
     start: Any = "2020-01-01",
     freq: str = "1h",
     resolution: float = 0.25,
-    region: Sequence[float] | None = None,
+    region: Sequence[float] | Box | None = None,
     seed: int = 0,
     chunks: int | Mapping[str, int] | None = None,
 ) -> xr.Dataset:
@@ -347,10 +332,12 @@ def synthetic_tcw(
         Grid spacing in degrees; 180 and 360 must be multiples of it. The global grid has
         cell centres ``90 - res/2 .. -90 + res/2`` (descending, like ERA5) and
         ``0 .. 360 - res`` (720 x 1440 cells at 0.25 deg).
-    region : (lat_min, lat_max, lon_min, lon_max), optional
-        Keep the cells whose centres lie inside (bounds inclusive). Longitudes may be given
-        in -180..180 and may cross the 0 meridian (``lon_min > lon_max`` after wrapping to
-        0..360). The values equal those of the global field at the same cells and times.
+    region : (lat_min, lat_max, lon_min, lon_max) or climdown.grid.Box, optional
+        Keep the cells whose centres lie inside (bounds inclusive; :class:`~climdown.grid.Box`
+        rules): the box runs eastward from ``lon_min`` to ``lon_max`` in either longitude
+        convention and may cross the 0 meridian (``(-20, 20)`` or ``(340, 20)``); its columns
+        come out in that eastward order. The values equal those of the global field at the
+        same cells and times.
     seed : int
         Random seed; the same seed gives the same field for the same time, whatever the
         other requested times or the region.
