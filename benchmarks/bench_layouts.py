@@ -8,7 +8,7 @@ readings of the target: at equal epochs (epoch-time ratio, and is fast's val RMS
 and at equal accuracy (how much training time does fast need to reach the reference's best
 val RMSE, against the time the reference took to get there?). The data are the TCW4 store
 when ``--store`` names one (the study's setting), else a real ERA5 store of
-:func:`climdown.realdata.real_recipe` (4x, 32x32 HR patches).
+the packaged recipe ``era5-<data>-x4`` of :mod:`climdown.study` (4x, 32x32 HR patches).
 
     python benchmarks/bench_layouts.py --store stores/tcw4.zarr --batch 64 --epochs 20 \
         --fast-epochs 60 [--constraint softmax] [--skip bicubic] [--work runs/layouts]
@@ -31,12 +31,13 @@ from pathlib import Path
 import torch
 from _docs import write_section
 
+from climdown._machine import machine_info
 from climdown.checkpoint import load_checkpoint
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, store_info
-from climdown.experiments import machine_info
-from climdown.realdata import real_recipe
-from climdown.train import evaluate_model, train
+from climdown.evaluate import evaluate_model
+from climdown.study import read_recipe
+from climdown.train import train
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- bench_layouts:start -->", "<!-- bench_layouts:end -->"
@@ -54,7 +55,7 @@ def run(
 ) -> list[dict]:
     """Train ``fast`` for ``fast_epochs`` (default ``epochs``) and ``reference`` for ``epochs``."""
     if store is None:
-        store = build_store(load_recipe(real_recipe(data, 4, work / "stores")))
+        store = build_store(load_recipe(read_recipe(f"era5-{data}-x4", stores=work / "stores")))
     rows = []
     for layout, n in (("fast", fast_epochs or epochs), ("reference", epochs)):
         out = work / f"{layout}-{constraint}-skip{skip or 'none'}-b{batch}"

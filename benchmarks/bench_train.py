@@ -37,6 +37,7 @@ from climdown._machine import load_average as load
 from climdown.data.dataset import PatchDataset
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store
+from climdown.study import recipe_path
 from climdown.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ def section(info: dict, records: dict[str, list[dict]], steps_per_epoch: int) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--store", default=None, help="TCW4 store (default: build recipes/tcw4.yaml)")
+    p.add_argument("--store", default=None, help="TCW4 store (default: build recipe tcw4)")
     p.add_argument("--epochs", type=int, default=3, help="epochs to time (first is warm-up)")
     p.add_argument("--steps", type=int, default=None, help="cap optimiser steps per epoch")
     p.add_argument("--layouts", action="store_true", help="also train the reference layout")
@@ -170,7 +171,7 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     if a.store is None:
         os.chdir(ROOT)  # the recipe's output, stores/tcw4.zarr, is relative to the repository
-        store = build_store(load_recipe(ROOT / "recipes" / "tcw4.yaml"), progress=True)
+        store = build_store(load_recipe(recipe_path("tcw4")), progress=True)
     else:
         store = Path(a.store)
     train_set, val_set = PatchDataset(store, "train"), PatchDataset(store, "val")

@@ -4,13 +4,13 @@ What it shows, with the library calls the ``climdown build / train / evaluate`` 
 
 1. a recipe (YAML or dict) -> :func:`climdown.data.recipe.load_recipe` (strict: unknown keys
    are errors) -> :func:`climdown.data.store.build_store` (a zarr store of LR/HR patch pairs,
-   written atomically; re-running is a no-op). Default: ``recipes/tiny.yaml`` (generated
-   TCW-like fields, 1 deg, 4x) with its output redirected under ``--out``; ``--recipe rhine``
-   uses the real ERA5 Rhine sample (:func:`climdown.realdata.real_recipe`: hours 0-15 train,
-   16-19 validation, 20-23 test);
+   written atomically; re-running is a no-op). Default: the packaged recipe ``tiny``
+   (generated TCW-like fields, 1 deg, 4x) with its output redirected under ``--out``;
+   ``--recipe rhine`` uses the real ERA5 Rhine sample (the packaged recipe ``era5-rhine-x4``:
+   hours 0-15 train, 16-19 validation, 20-23 test);
 2. :func:`climdown.train.train`: a CNN with the softmax constraint layer, a few epochs,
    validation RMSE and mass violation per epoch, best and last checkpoints;
-3. :func:`climdown.experiments.evaluate_checkpoint`: scores on the test split beside the
+3. :func:`climdown.evaluate.evaluate_checkpoint`: scores on the test split beside the
    bicubic and nearest baselines (RMSE, MAE, SSIM, negatives, mass violation...), and
    bicubic + softmax (the CNN's starting point: it learns a correction to bicubic);
 4. :func:`climdown.plot.training_curves`: the training log as a PNG.
@@ -31,26 +31,23 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from climdown import plot
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, store_info
-from climdown.experiments import evaluate_checkpoint
+from climdown.evaluate import evaluate_checkpoint, evaluate_model
 from climdown.nn.models import get_model
-from climdown.realdata import REAL_SETS, real_recipe
-from climdown.train import evaluate_model, train
+from climdown.study import read_recipe
+from climdown.train import train
 
-TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+REAL_SETS = ("rhine", "global")
 
 
 def recipe_for(name: str, stores: Path) -> dict:
-    """The recipe ``name`` (a YAML path, or ``rhine``/``global``) writing its store under ``stores``."""
+    """The recipe ``name`` (a YAML path, a packaged recipe name, or ``rhine``/``global`` for the
+    real ERA5 samples at 4x) with its store under ``stores``, not in the current directory."""
     if name in REAL_SETS:
-        return real_recipe(name, 4, stores)
-    raw = yaml.safe_load(Path(name).read_text())
-    raw["output"] = str(stores / Path(raw["output"]).name)  # not into the repository
-    return raw
+        name = f"era5-{name}-x4"
+    return read_recipe(name, stores=stores)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -58,8 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="example-out", help="folder for store, run and plots")
     p.add_argument(
         "--recipe",
-        default=str(TINY),
-        help=f"recipe YAML, or one of {', '.join(REAL_SETS)} (real ERA5); default tiny.yaml",
+        default="tiny",
+        help=f"recipe YAML or packaged recipe name, or one of {', '.join(REAL_SETS)} (real "
+        "ERA5); default tiny",
     )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=16)

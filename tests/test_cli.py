@@ -19,11 +19,12 @@ from climdown.cli import main
 from climdown.data.sources import open_sample
 from climdown.data.store import is_complete, store_info
 from climdown.errors import CheckpointError, StoreError
-from climdown.experiments import evaluate_checkpoint
+from climdown.evaluate import evaluate_checkpoint
 from climdown.grid import coarsen_dataarray
+from climdown.study import recipes_dir
 from climdown.train import train
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = recipes_dir()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -15,8 +15,9 @@ from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, open_store, store_info
 from climdown.errors import DataValueError, StoreError
 from climdown.grid import Grid, coarsen
+from climdown.study import recipes_dir
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = recipes_dir()
 
 
 def _tiny(out: Path, **over: object):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,8 +18,9 @@ from climdown.data.recipe import (
 )
 from climdown.errors import RecipeError
 from climdown.grid import Box
+from climdown.study import recipes_dir
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = recipes_dir()
 
 
 def _base(**over: object) -> dict:

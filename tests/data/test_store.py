@@ -25,8 +25,9 @@ from climdown.data.store import (
 from climdown.data.synthetic import synthetic_tcw
 from climdown.errors import DataValueError, GridShapeError, RecipeError, StoreError, UnitsError
 from climdown.grid import Grid, coarsen
+from climdown.study import read_recipe, recipes_dir
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = recipes_dir()
 
 
 def _tiny(out: Path, **over: object):
@@ -455,9 +456,8 @@ def test_tcw4_recipe_builds_in_under_two_minutes(tmp_path):
 def test_spatial_split_patches_stay_inside_their_regions(tmp_path):
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store, open_store
-    from climdown.realdata import real_recipe
 
-    path = build_store(load_recipe(real_recipe("global", 4, tmp_path)))
+    path = build_store(load_recipe(read_recipe("era5-global-x4", stores=tmp_path)))
     bounds = {"train": (0.0, 191.9), "val": (192.0, 275.9), "test": (276.0, 359.9)}
     for split, (lo, hi) in bounds.items():
         ds = open_store(path, split)

@@ -11,9 +11,10 @@ import yaml
 
 from climdown.cli import main
 from climdown.errors import RecipeError
-from climdown.experiments import load_experiments
+from climdown.study import recipes_dir
+from climdown.study.experiments import NOTES_MARKER, load_experiments
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = recipes_dir()
 STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b"]
 EXACT = 1e-5  # the issue's bound on the relative mass violation of hard constraints
 
@@ -41,6 +42,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 # ---------------------------------------------------------------------------------------
 # One row, and a re-run that resumes
 # ---------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_only_e4_writes_results_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,8 +69,6 @@ def test_only_e4_writes_results_and_resumes(
     assert 0.0 <= scores["mass_violation_rel"] <= EXACT
     assert float(e4["mass viol. (rel)"]) <= EXACT
     stamp = scores_file.stat().st_mtime_ns
-
-    from climdown.experiments import NOTES_MARKER
 
     results.write_text(doc + f"\n{NOTES_MARKER}\n\nHand-written reading of the table.\n")
     t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def test_experiments_yaml_unknown_key_is_recipe_error(
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def quick_table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, float]:
-    """``climdown experiments --quick`` of recipes/experiments.yaml: (out, results, seconds)."""
+    """``climdown experiments --quick`` of the packaged experiments.yaml: (out, results, seconds)."""
     tmp = tmp_path_factory.mktemp("experiments")
     out, results = tmp / "exp", tmp / "results.md"
     t0 = time.perf_counter()
@@ -135,6 +135,7 @@ def quick_table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, fl
     return out, results.read_text(), time.perf_counter() - t0
 
 
+@pytest.mark.integration
 def test_quick_runs_every_study_row(quick_table: tuple[Path, str, float]) -> None:
     out, doc, seconds = quick_table
     assert seconds < 300, f"--quick took {seconds:.0f} s"
@@ -161,6 +162,7 @@ def test_quick_runs_every_study_row(quick_table: tuple[Path, str, float]) -> Non
     assert all(r["CRPS"] == "–" for r in study if r["model"] != "gan")
 
 
+@pytest.mark.integration
 def test_quick_softmax_conserves_and_none_does_not(quick_table: tuple[Path, str, float]) -> None:
     out, doc, _ = quick_table
     scores = {
@@ -180,6 +182,7 @@ def test_quick_softmax_conserves_and_none_does_not(quick_table: tuple[Path, str,
         assert rows[i]["neg num"] == "0" and float(rows[i]["mass viol. (rel)"]) <= EXACT
 
 
+@pytest.mark.integration
 def test_quick_real_data_rows(quick_table: tuple[Path, str, float]) -> None:
     _, doc, _ = quick_table
     assert "## Real ERA5" in doc
@@ -214,6 +217,7 @@ def quick_rerun(
     return before, after, results.read_text(), elapsed
 
 
+@pytest.mark.integration
 def test_quick_rerun_reuses_study_rows(
     quick_table: tuple[Path, str, float],
     quick_rerun: tuple[dict[Path, int], dict[Path, int], str, float],
@@ -226,6 +230,7 @@ def test_quick_rerun_reuses_study_rows(
     assert _tables(again)[0] == _tables(doc)[0]
 
 
+@pytest.mark.integration
 def test_quick_rerun_reuses_real_data_rows(
     quick_table: tuple[Path, str, float],
     quick_rerun: tuple[dict[Path, int], dict[Path, int], str, float],

@@ -21,6 +21,10 @@ MASS_LINE = re.compile(
 )
 
 
+# every test here reads the one demo run of the fixture below
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """``climdown demo --quick --out D`` run once: (D, what it printed)."""

@@ -1,6 +1,7 @@
 """``climdown demo``: the main job end to end on the packaged real ERA5 sample.
 
-1. build a training store from the Rhine TCW sample (hours 0-15 train, 16-19 val, 20-23 test);
+1. build a training store from the Rhine TCW sample (the packaged recipe ``era5-rhine-x4``:
+   hours 0-15 train, 16-19 val, 20-23 test);
 2. train a small CNN + softmax constraint briefly (residual to bicubic);
 3. downscale a held-out hour through the ``.climdown`` accessor (and the packaged default
    model, when one exists);
@@ -15,9 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_demo"]
+from climdown.study import read_recipe
+from climdown.study.runner import QUICK_STEPS, QUICK_WIDTH
 
+__all__ = ["run_demo", "HELD_OUT_HOUR"]
+
+#: The hour the demo downscales: in the test split, never seen in training.
 HELD_OUT_HOUR = "2020-01-01T22:00"
+_FACTOR = 4
 
 
 def _say(step: int, text: str) -> None:
@@ -29,27 +35,40 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo; return the scores, the conservation report and the written paths.
 
-    ``quick`` trains two steps of a narrow CNN (seconds; used by the tests).
+    Parameters
+    ----------
+    out : path
+        Folder for the store, the training run, the maps and ``downscaled.nc``.
+    quick : bool
+        Train two steps of a narrow CNN (seconds; the tests and CI) instead of 15 epochs.
+    device : str
+        Torch device or ``"auto"``.
+
+    Returns
+    -------
+    dict
+        ``scores`` (model name -> :func:`climdown.metrics.score_table`), ``conservation``
+        (the mass budget, kg), ``paths`` (name -> written file) and the training ``summary``.
     """
     import xarray as xr
 
-    import climdown  # noqa: F401  (the accessor)
+    import climdown.accessor  # noqa: F401  (registers ds.climdown)
     from climdown import metrics, plot
     from climdown.data.recipe import load_recipe
     from climdown.data.sources import open_sample
     from climdown.data.store import build_store
     from climdown.grid import Grid
     from climdown.pretrained import available, default_checkpoint
-    from climdown.realdata import real_recipe
     from climdown.train import train
 
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    factor = 4
+    factor = _FACTOR
 
     _say(1, "building a training store from the packaged ERA5 Rhine sample (real data)")
-    store = build_store(load_recipe(real_recipe("rhine", factor, out / "stores")), progress=False)
+    recipe = read_recipe(f"era5-rhine-x{factor}", stores=out / "stores")
+    store = build_store(load_recipe(recipe), progress=False)
 
     _say(
         2,
@@ -57,15 +76,15 @@ def run_demo(
     )
     summary = train(
         store,
-        "cnn",
-        "softmax",
+        model="cnn",
+        constraint="softmax",
         epochs=1 if quick else 15,
         batch_size=16,
-        device=device,
+        max_steps=QUICK_STEPS if quick else None,
+        model_options={"width": QUICK_WIDTH if quick else 32, "skip": "bicubic"},
         out=out / "run",
-        max_steps=2 if quick else None,
+        device=device,
         progress=not quick,
-        model_options={"width": 8 if quick else 32, "skip": "bicubic"},
     )
 
     _say(3, f"downscaling the held-out hour {HELD_OUT_HOUR} {factor}x through ds.climdown")
@@ -99,10 +118,10 @@ def run_demo(
         f"{float(report['max_block_violation']):.1e} kg m-2, negatives {int(report['neg_count'])}"
     )
     area = Grid.from_xarray(truth).area
-    rows = {}
-    for name, pred in preds.items():
-        s = metrics.score_table(pred.values, truth.values, lr=lr.values, area=area, factor=factor)
-        rows[name] = s
+    rows = {
+        name: metrics.score_table(pred.values, truth.values, lr=lr.values, area=area, factor=factor)
+        for name, pred in preds.items()
+    }
     print(
         f"    {'model':<30} {'RMSE area-wt':>13} {'MAE':>8} {'SSIM':>7} {'neg':>5} {'mass rel':>9}"
     )
@@ -120,11 +139,10 @@ def run_demo(
     }
     plot.compare(lr, hr, truth, path=paths["compare"], title="CNN + softmax, held-out hour")
     plot.compare(lr, preds["bicubic"], truth, path=paths["compare_bicubic"], title="bicubic")
-    plot.spectrum(
-        {"truth": truth, **{k: v for k, v in preds.items()}, "LR": lr}, path=paths["spectrum"]
-    )
-    if summary.get("curves"):
-        paths["curves"] = Path(summary["curves"])
+    plot.spectrum({"truth": truth, **preds, "LR": lr}, path=paths["spectrum"])
+    if summary.get("log"):
+        paths["curves"] = out / "run" / "curves.png"
+        plot.training_curves(summary["log"], path=paths["curves"])
     xr.Dataset({"hr": hr, "truth": truth}).to_netcdf(out / "downscaled.nc")
     paths["netcdf"] = out / "downscaled.nc"
     for p in paths.values():

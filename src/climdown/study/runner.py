@@ -1,0 +1,243 @@
+"""One row of the study: train a model on a store, score it on test, cache it; Markdown out.
+
+Every table the study writes (the experiment table, the real-ERA5 rows, the packaged defaults)
+is built from rows made by :func:`run_row`: train ``model`` + ``constraint`` on the store's
+``train`` split (checkpoint chosen on ``val``), score it on ``test`` with
+:func:`climdown.evaluate.evaluate_model`, and keep the row in ``run/scores.json`` with the
+settings that made it, so a re-run with the same settings reads it back instead of retraining.
+:func:`markdown_table` and :func:`write_markdown` write what the rows say.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "QUICK_STEPS",
+    "QUICK_WIDTH",
+    "NOTES_MARKER",
+    "cached_row",
+    "train_and_score",
+    "run_row",
+    "markdown_table",
+    "write_markdown",
+]
+
+#: ``quick`` rows train this many optimiser steps per epoch ...
+QUICK_STEPS = 2
+#: ... of a model this narrow (feature channels), unless the row sets its own width.
+QUICK_WIDTH = 8
+#: Text below this line in a Markdown file is kept when the study rewrites the file.
+NOTES_MARKER = "<!-- notes: kept on re-runs -->"
+
+
+def cached_row(
+    run: Path, settings: Mapping[str, Any], compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The row saved in ``run/scores.json`` if its ``settings`` match; else ``compute()`` it.
+
+    This is what makes a re-run resume: finished rows are read back, not retrained. The
+    settings must be JSON-able; they are stored in the row as ``settings``.
+    """
+    done = Path(run) / "scores.json"
+    settings = json.loads(json.dumps(dict(settings)))  # as they will read back
+    if done.is_file():
+        prev = json.loads(done.read_text())
+        if prev.get("settings") == settings:
+            return prev
+    row = {**compute(), "settings": settings}
+    done.parent.mkdir(parents=True, exist_ok=True)
+    tmp = done.with_name(f".{done.name}.tmp")
+    tmp.write_text(json.dumps(row, indent=1))
+    os.replace(tmp, done)  # a killed run leaves no half-written row
+    return row
+
+
+def train_and_score(
+    store: str | os.PathLike[str],
+    model: str,
+    constraint: str,
+    run: str | os.PathLike[str],
+    *,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    options: Mapping[str, Any] | None = None,
+    members: int = 10,
+    quick: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Score ``model`` + ``constraint`` on the store's ``test`` split, training it first if it
+    has weights (the checkpoint chosen on ``val`` is the one scored).
+
+    Parameters
+    ----------
+    store : path
+        A store with ``train``, ``val`` and ``test`` splits.
+    model, constraint : str
+        As for :func:`climdown.nn.models.get_model`; baselines (``bicubic``) are not trained.
+    run : path
+        Folder for the training run (log, checkpoints).
+    epochs, batch_size, lr : int, int, float
+        Training settings (Adam).
+    options : mapping, optional
+        Model options (``{"width": 32, "skip": "bicubic"}``).
+    members : int
+        Ensemble size for CRPS of models that sample (the GAN).
+    quick : bool
+        :data:`QUICK_STEPS` steps per epoch of a :data:`QUICK_WIDTH`-channel model (CI).
+    device : str
+        Torch device or ``"auto"``.
+    progress : bool
+        Progress bars while training.
+    resume : bool
+        Continue an unfinished run in ``run`` (False: start afresh).
+
+    Returns
+    -------
+    dict
+        ``scores`` (:func:`climdown.evaluate.evaluate_model`, kg m-2), ``seconds`` (training
+        and scoring); for trained models also ``best_epoch``, ``n_parameters`` and
+        ``checkpoint`` (the path of the scored checkpoint).
+    """
+    from climdown.checkpoint import load_checkpoint
+    from climdown.data.store import store_info
+    from climdown.evaluate import evaluate_model
+    from climdown.nn.models import get_model
+    from climdown.train import train
+
+    t0 = time.perf_counter()
+    factor = int(store_info(store)["factor"])
+    net = get_model(model, factor=factor, constraint=constraint)
+    row: dict[str, Any] = {}
+    if net.n_parameters:
+        opts = dict(options or {})
+        if quick:
+            opts.setdefault("width", QUICK_WIDTH)
+        summary = train(
+            store,
+            model=model,
+            constraint=constraint,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            max_steps=QUICK_STEPS if quick else None,
+            model_options=opts,
+            out=run,
+            device=device,
+            progress=progress,
+            resume=resume,
+        )
+        net, _ = load_checkpoint(summary["best"], device="cpu")
+        row.update(
+            best_epoch=summary["best_epoch"],
+            n_parameters=summary["n_parameters"],
+            checkpoint=str(summary["best"]),
+        )
+    row["scores"] = evaluate_model(net, store, "test", members=members, device=device)
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def run_row(
+    run: str | os.PathLike[str],
+    head: Mapping[str, Any],
+    store: str | os.PathLike[str],
+    model: str,
+    constraint: str,
+    *,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    options: Mapping[str, Any] | None = None,
+    members: int = 10,
+    quick: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """One table row: ``head`` (the row's labels) + :func:`train_and_score`, cached in ``run``.
+
+    The row is read back from ``run/scores.json`` when it was made with the same store, model,
+    constraint, options and training settings (device and progress do not count); a model
+    without weights ignores the training settings, so a baseline row is made once per store.
+    """
+    trained = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "options": dict(options or {}),
+        "quick": quick,
+    }
+    settings = {
+        "store": str(store),
+        "model": model,
+        "constraint": constraint,
+        "members": members,
+        **(trained if _has_weights(model) else {}),
+    }
+    return cached_row(
+        Path(run),
+        settings,
+        lambda: {
+            **head,
+            **train_and_score(
+                store,
+                model,
+                constraint,
+                run,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                options=options,
+                members=members,
+                quick=quick,
+                device=device,
+                progress=progress,
+                resume=resume,
+            ),
+        },
+    )
+
+
+def _has_weights(model: str) -> bool:
+    """False for the interpolation baselines (nothing to train), True for every other model."""
+    from climdown.nn.models import MODELS
+    from climdown.nn.models.baselines import Interpolation
+
+    cls = MODELS.get(str(model).lower())
+    return cls is None or not issubclass(cls, Interpolation)
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: one header row, then one line per row of (already formatted) cells."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for cells in rows:
+        if len(cells) != len(headers):
+            raise ValueError(f"a row has {len(cells)} cells for {len(headers)} headers: {cells}")
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(path: str | os.PathLike[str], doc: str) -> Path:
+    """Write ``doc`` to ``path`` atomically, keeping what stood below :data:`NOTES_MARKER`.
+
+    Hand-written discussion below the marker survives a re-run; everything above it (the
+    generated tables) is replaced.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and NOTES_MARKER in path.read_text():
+        notes = path.read_text().split(NOTES_MARKER, 1)[1]
+        doc = doc.rstrip("\n") + "\n\n" + NOTES_MARKER + notes
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(doc)
+    os.replace(tmp, path)
+    return path
