@@ -13,6 +13,10 @@ The root group carries the units, variable, factor, patch, frames, normalisation
 of train HR, the recipe text and hash, a source description, the climdown version and, written
 last, ``complete = True``.
 
+Which samples each split takes is decided by :mod:`climdown.data.patches` (indices only) and
+the normalisation statistics are merged by :mod:`climdown.data.moments`; this module opens the
+source, runs the chunks (dask, locally or on a cluster) and reads and writes the zarr store.
+
 Building is lazy and chunked: the source is opened with dask (one time step per chunk) and
 patches are cut and written ``chunks`` samples at a time, so memory stays bounded by one
 chunk of samples plus the source steps it needs. Builds are atomic: everything is written to
@@ -29,15 +33,23 @@ import math
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from climdown.data.recipe import SPLIT_NAMES, STORE_FORMAT, Recipe, Split
-from climdown.errors import DataValueError, GridShapeError, RecipeError, StoreError
+from climdown._version import __version__
+from climdown.data.moments import Moments, moments
+from climdown.data.patches import (
+    SplitPlan,
+    describe_patch,
+    patch_coords,
+    plan_splits,
+    source_window,
+)
+from climdown.data.recipe import STORE_FORMAT, Recipe
+from climdown.errors import DataValueError, RecipeError, StoreError
 from climdown.grid import Grid, coarsen
 from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
 
@@ -142,7 +154,7 @@ def build_store(
             )
 
     src = _open_source(recipe)
-    plans = [_plan_split(recipe, src, split) for split in recipe.splits]
+    plans = plan_splits(recipe, *_coords(src))
 
     tmp = partial_path(final)
     if tmp.exists():  # left by a killed run
@@ -340,7 +352,7 @@ def _complete_attrs(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# Opening the source and planning the samples (cheap: no data are read)
+# Opening the source (cheap: no data are read)
 # ---------------------------------------------------------------------------------------
 def _is_synthetic(source: Any) -> bool:
     return source == "synthetic" or (isinstance(source, dict) and source.get("kind") == "synthetic")
@@ -387,19 +399,14 @@ def _open_source(recipe: Recipe) -> xr.DataArray:
     if da.chunks is None:
         da = da.chunk({"time": 1})
 
-    times = da["time"].values
-    keep = np.flatnonzero((times >= tr.start.to_datetime64()) & (times < tr.end.to_datetime64()))
-    if keep.size == 0:
-        raise RecipeError(
-            f"the source has no time step in [{tr.start}, {tr.end}) (it covers "
-            f"{_fmt_time(times[0])} .. {_fmt_time(times[-1])}); move time/splits into its range"
-        )
-    if np.any(np.diff(times[keep]) <= np.timedelta64(0)):
-        raise RecipeError("source times are not strictly increasing; sort the source by time")
-    rows, cols = _region_indices(da["lat"].values, da["lon"].values, recipe)
-    da = da.isel(time=slice(keep[0], keep[-1] + 1), lat=_as_slice(rows), lon=_as_slice(cols))
+    da = da.isel(source_window(recipe, *_coords(da)))
     da.attrs["climdown_description"] = _describe_source(recipe, ds)
     return da
+
+
+def _coords(src: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``time``, ``lat`` and ``lon`` of the source as numpy arrays (for :mod:`.patches`)."""
+    return src["time"].values, src["lat"].values, src["lon"].values
 
 
 def _describe_source(recipe: Recipe, ds: xr.Dataset) -> str:
@@ -408,181 +415,12 @@ def _describe_source(recipe: Recipe, ds: xr.Dataset) -> str:
     return f"{src} ({detail})" if detail and str(detail) != src else src
 
 
-def _fmt_time(t: Any) -> str:
-    return str(np.datetime_as_string(np.datetime64(t, "s")))
-
-
-def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
-    if idx.size and np.all(np.diff(idx) == 1):
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx
-
-
-def _region_indices(
-    lat: np.ndarray, lon: np.ndarray, recipe: Recipe
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns whose centres lie in the region; columns ordered eastward from lon_min."""
-    region = recipe.region
-    if region is None:
-        rows, cols = np.arange(lat.size), np.arange(lon.size)
-    else:
-        rows, cols = region.indices(lat, lon)
-    p = recipe.patch
-    if rows.size < p or cols.size < p:
-        where = "the source" if region is None else f"region {region.as_tuple()}"
-        raise GridShapeError(
-            f"{where} holds {rows.size} x {cols.size} cells, fewer than one {p} x {p} patch; "
-            f"widen the region (at least {p} cells each way) or lower patch"
-        )
-    return rows, cols
-
-
-def _inside(mask: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
-    """Which windows ``[k, k + p)`` for k in ``starts`` hold only True cells of ``mask``."""
-    run = np.concatenate([[0], np.cumsum(mask.astype(np.int64))])
-    return (run[starts + p] - run[starts]) == p
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Where each sample of one split comes from (indices into the cut source)."""
-
-    split: Split
-    t: np.ndarray  # [n, frames] time indices
-    y0: np.ndarray  # [n] first row
-    x0: np.ndarray  # [n] first column
-
-    @property
-    def n(self) -> int:
-        return int(self.y0.size)
-
-
-def _plan_split(recipe: Recipe, src: xr.DataArray, split: Split) -> _Plan:
-    times = src["time"].values
-    in_split = np.flatnonzero(
-        (times >= split.start.to_datetime64()) & (times < split.end.to_datetime64())
-    )
-    where = f"splits.{split.name} [{split.start}, {split.end})"
-    if in_split.size == 0:
-        raise RecipeError(
-            f"{where} holds no time step of the source ({_fmt_time(times[0])} .. "
-            f"{_fmt_time(times[-1])}); move the split into the source's time range"
-        )
-    frames = recipe.frames
-    # a sequence starts at k when its frames k .. k+T-1 are all inside the split and evenly
-    # spaced in time (no gap in the source), so no sequence straddles a split boundary
-    starts = in_split[: in_split.size - frames + 1] if in_split.size >= frames else in_split[:0]
-    if frames > 1 and starts.size:
-        step = np.median(np.diff(times))
-        span = times[starts + frames - 1] - times[starts]
-        starts = starts[span == step * (frames - 1)]
-    if starts.size == 0:
-        raise RecipeError(
-            f"{where} holds {in_split.size} time steps, too few for one sequence of {frames} "
-            "consecutive frames; widen the split or lower frames"
-        )
-    ny, nx = src.sizes["lat"], src.sizes["lon"]
-    p, f = recipe.patch, recipe.factor
-    s = recipe.sampling
-    rng = np.random.default_rng([s.seed, SPLIT_NAMES.index(split.name)])
-    if s.mode == "random":
-        ty, tx = np.arange(0, ny - p + 1, f), np.arange(0, nx - p + 1, f)
-        tt = starts
-    else:
-        assert s.stride is not None and s.time_stride is not None
-        ty, tx = np.arange(0, ny - p + 1, s.stride), np.arange(0, nx - p + 1, s.stride)
-        tt = starts[:: s.time_stride]
-    if split.region is not None:  # a spatial split: keep patches wholly inside its box
-        ty = ty[_inside(split.region.lat_mask(src["lat"].values), ty, p)]
-        tx = tx[_inside(split.region.lon_mask(src["lon"].values), tx, p)]
-        if ty.size == 0 or tx.size == 0:
-            raise RecipeError(
-                f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "
-                "the source grid; widen the split's region or lower patch"
-            )
-    total = tt.size * ty.size * tx.size
-    n = total if split.samples is None else split.samples
-    if n > total:
-        raise RecipeError(
-            f"{where} asks for {n} samples but only {total} distinct patches exist "
-            f"({tt.size} start times x {ty.size} x {tx.size} positions); lower "
-            f"splits.{split.name}.samples, or widen the split's time range or the region"
-        )
-    flat = np.arange(total) if n == total else rng.choice(total, size=n, replace=False)
-    flat = np.sort(flat)  # time-major order: each chunk needs few source steps
-    it, iy, ix = np.unravel_index(flat, (tt.size, ty.size, tx.size))
-    t = tt[it][:, None] + np.arange(frames)[None, :]
-    return _Plan(split, t.astype(np.int64), ty[iy].astype(np.int64), tx[ix].astype(np.int64))
-
-
 # ---------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------
-class _Stats:
-    """Streaming mean/std/min/max in float64 (Chan et al. pairwise update)."""
-
-    def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
-        self.min, self.max = math.inf, -math.inf
-
-    def update(self, x: np.ndarray) -> None:
-        self.merge(_moments(x))
-
-    def merge(self, moments: tuple[int, float, float, float, float] | None) -> None:
-        """Fold in one chunk's ``(count, mean, M2, min, max)`` (see :func:`_moments`)."""
-        if moments is None or moments[0] == 0:
-            return
-        nb, mb, m2b, lo, hi = moments
-        delta = mb - self.mean
-        n = self.n + nb
-        self.mean += delta * nb / n
-        self.m2 += m2b + delta**2 * self.n * nb / n
-        self.n = n
-        self.min = min(self.min, lo)
-        self.max = max(self.max, hi)
-
-    def result(self, scale: str | float) -> dict[str, Any]:
-        std = math.sqrt(self.m2 / self.n)
-        named = {"max": self.max, "std": std, "mean": self.mean}
-        value = named[scale] if isinstance(scale, str) else float(scale)
-        return {
-            "mean": self.mean,
-            "std": std,
-            "min": self.min,
-            "max": self.max,
-            "scale": value,
-            "scale_method": scale if isinstance(scale, str) else "fixed",
-            "computed_on": "train hr",
-            "units": CANONICAL,
-        }
-
-
-def _moments(x: np.ndarray) -> tuple[int, float, float, float, float] | None:
-    """``(count, mean, sum of squared deviations, min, max)`` of ``x`` in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0:
-        return None
-    mb = float(x.mean())
-    return int(x.size), mb, float(((x - mb) ** 2).sum()), float(x.min()), float(x.max())
-
-
-def _patch_coords(recipe: Recipe, src: xr.DataArray, plan: _Plan) -> dict[str, Any]:
-    """Per-sample lat/lon (HR and LR) and time, and the area-weighted LR coordinates."""
-    p, f = recipe.patch, recipe.factor
-    lat_all, lon_all = src["lat"].values, src["lon"].values
-    ar = np.arange(p)
-    lat = lat_all[plan.y0[:, None] + ar[None, :]]
-    lon = lon_all[plan.x0[:, None] + ar[None, :]]
-    lat_lr = np.empty((plan.n, p // f))
-    lon_lr = np.empty((plan.n, p // f))
-    for i in range(plan.n):
-        coarse = Grid(lat[i], lon[i]).coarsen(f)
-        lat_lr[i], lon_lr[i] = coarse.lat, coarse.lon
-    time = src["time"].values[plan.t].astype("datetime64[ns]")
-    return {"lat": lat, "lon": lon, "lat_lr": lat_lr, "lon_lr": lon_lr, "time": time}
-
-
-def _layout(recipe: Recipe, plan: _Plan, coords: dict[str, Any], src: xr.DataArray) -> xr.Dataset:
+def _layout(
+    recipe: Recipe, plan: SplitPlan, coords: dict[str, Any], src: xr.DataArray
+) -> xr.Dataset:
     import dask.array as dsa
 
     n, t, p, f, c = plan.n, recipe.frames, recipe.patch, recipe.factor, recipe.chunks
@@ -650,7 +488,7 @@ class _SourceHours:
     transfer between workers, one task per chunk for the scheduler).
     """
 
-    def __init__(self, src: xr.DataArray, plan: _Plan, lo: int, hi: int, patch: int) -> None:
+    def __init__(self, src: xr.DataArray, plan: SplitPlan, lo: int, hi: int, patch: int) -> None:
         hours, inverse = np.unique(plan.t[lo:hi], return_inverse=True)
         self.data = src.data[hours]  # [hours, lat, lon], lazy
         self.t = inverse.reshape(hi - lo, -1)  # [n, frames] rows of ``data``
@@ -678,7 +516,7 @@ def _build_chunk(
     split: str,
     lo: int,
     factor: int,
-    moments: bool,
+    with_moments: bool,
     scheduler: str,
 ) -> dict[str, Any]:
     """Read, coarsen and write one chunk of samples to its region of the store.
@@ -697,19 +535,22 @@ def _build_chunk(
     area = np.stack([Grid(lat[i], lon[i]).area for i in range(hr.shape[0])])
     lr = coarsen(hr.astype(np.float64), area[:, None], factor).astype(np.float32)
     _write_chunk(Path(tmp), split, lo, lo + hr.shape[0], hr, lr)
-    return {"lo": lo, "bad": 0, "first_bad": None, "moments": _moments(hr) if moments else None}
+    return {
+        "lo": lo,
+        "bad": 0,
+        "first_bad": None,
+        "moments": moments(hr) if with_moments else None,
+    }
 
 
-def _raise_bad(status: dict[str, Any], plan: _Plan, coords: dict[str, Any], c: int) -> None:
+def _raise_bad(status: dict[str, Any], plan: SplitPlan, coords: dict[str, Any], c: int) -> None:
     lo, i = status["lo"], status["first_bad"]
     hi = min(lo + c, plan.n)
     raise DataValueError(
         f"split {plan.split.name!r}: {status['bad']} NaN/inf values in source patches (samples "
-        f"{lo}..{hi - 1}; first in sample {i} at {_fmt_time(coords['time'][i, 0])}, lat "
-        f"{coords['lat'][i].max():.2f}..{coords['lat'][i].min():.2f}, lon {coords['lon'][i, 0]:.2f}"
-        f"..{coords['lon'][i, -1]:.2f}). Choose a region and time range where the variable is "
-        "defined everywhere (missing values usually mean a masked or partly missing source), "
-        "or fill the gaps in the source first"
+        f"{lo}..{hi - 1}; first in sample {i} at {describe_patch(coords, i)}). Choose a region "
+        "and time range where the variable is defined everywhere (missing values usually mean "
+        "a masked or partly missing source), or fill the gaps in the source first"
     )
 
 
@@ -724,11 +565,11 @@ def _write_chunk(tmp: Path, split: str, lo: int, hi: int, hr: np.ndarray, lr: np
 def _chunk_tasks(
     recipe: Recipe,
     src: xr.DataArray,
-    plans: list[_Plan],
+    plans: list[SplitPlan],
     coords: dict[str, Any],
     tmp: Path,
     scheduler: str,
-) -> list[tuple[_Plan, Any]]:
+) -> list[tuple[SplitPlan, Any]]:
     """One delayed :func:`_build_chunk` per chunk of samples, in split and sample order.
 
     ``scheduler`` reads each chunk's source hours: ``"threads"`` in this process,
@@ -759,7 +600,7 @@ def _chunk_tasks(
 
 
 def _run_tasks(
-    tasks: list[tuple[_Plan, Any]],
+    tasks: list[tuple[SplitPlan, Any]],
     coords: dict[str, Any],
     c: int,
     client: Any,
@@ -823,15 +664,13 @@ def _run_tasks(
 def _write_all(
     recipe: Recipe,
     src: xr.DataArray,
-    plans: list[_Plan],
+    plans: list[SplitPlan],
     tmp: Path,
     progress: bool,
     client: Any = None,
 ) -> None:
     import zarr
     from tqdm.auto import tqdm
-
-    from climdown import __version__
 
     c, p, f = recipe.chunks, recipe.patch, recipe.factor
     root = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -841,7 +680,7 @@ def _write_all(
     )
     coords = {}
     for plan in plans:
-        coords[plan.split.name] = _patch_coords(recipe, src, plan)
+        coords[plan.split.name] = patch_coords(recipe, plan, *_coords(src))
         ds = _layout(recipe, plan, coords[plan.split.name], src)
         ds.to_zarr(
             tmp,
@@ -860,7 +699,7 @@ def _write_all(
         total=len(tasks), desc=f"build {recipe.name}", unit="chunk", disable=not progress
     ) as bar:
         statuses = _run_tasks(tasks, coords, c, client, bar)
-    stats = _Stats()
+    stats = Moments()
     for (plan, _), status in zip(tasks, statuses, strict=True):
         if plan.split.name == "train":
             stats.merge(status["moments"])  # in chunk order: the same numbers however it ran

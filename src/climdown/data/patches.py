@@ -1,0 +1,245 @@
+"""The patch plan: which time steps and patch positions each split of a recipe takes.
+
+Index arithmetic on the source's coordinates only; no data are read. :func:`source_window` cuts
+the recipe's time range and region out of the source grid (columns running eastward from the
+region's ``lon_min``, :meth:`climdown.grid.Box.indices`), :func:`plan_splits` draws every
+split's samples inside that window and :func:`patch_coords` gives each sample's coordinates
+(the LR ones from :meth:`climdown.grid.Grid.coarsen`).
+
+Rules (see ``docs/data.md``):
+
+* a sample of ``frames`` steps starts at a step whose ``frames`` consecutive steps all lie in
+  its split and are evenly spaced (no gap in the source), so nothing straddles a split boundary;
+* patches sit at rows and columns that are multiples of ``factor`` (``mode: random``) or of
+  ``stride`` (``mode: stride``) from the window's corner, never wrapping round its edge, so
+  every LR patch lies on one coarse grid;
+* a split with a ``region`` keeps only the patches wholly inside that box;
+* each split draws from its own random stream (``seed`` and the split's name), in time-major
+  order so that a chunk of samples needs few source steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from climdown.data.recipe import SPLIT_NAMES, Recipe, Split
+from climdown.errors import GridShapeError, RecipeError
+from climdown.grid import Grid
+
+__all__ = [
+    "SplitPlan",
+    "source_window",
+    "plan_splits",
+    "plan_split",
+    "patch_coords",
+    "describe_patch",
+]
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where each sample of one split comes from (indices into the cut source window)."""
+
+    split: Split
+    t: np.ndarray  # [n, frames] time indices
+    y0: np.ndarray  # [n] first row
+    x0: np.ndarray  # [n] first column
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.y0.size)
+
+
+def source_window(
+    recipe: Recipe, time: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> dict[str, slice | np.ndarray]:
+    """The recipe's window of a source: ``isel`` indexers for ``time``, ``lat`` and ``lon``.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        Its ``time_range``, ``region`` and ``patch`` are used.
+    time, lat, lon : numpy.ndarray
+        The source's 1-D coordinates (datetime64; degrees, either longitude convention).
+
+    Returns
+    -------
+    dict
+        ``{"time": slice, "lat": slice or indices, "lon": slice or indices}``; the longitude
+        indices run eastward from the region's ``lon_min`` (one piece across the date line).
+
+    Raises
+    ------
+    RecipeError
+        If the source has no time step in the range, or its times are not increasing there.
+    GridShapeError
+        If the window holds fewer cells than one patch either way.
+    """
+    tr = recipe.time_range
+    keep = np.flatnonzero((time >= tr.start.to_datetime64()) & (time < tr.end.to_datetime64()))
+    if keep.size == 0:
+        raise RecipeError(
+            f"the source has no time step in [{tr.start}, {tr.end}) (it covers "
+            f"{_fmt_time(time[0])} .. {_fmt_time(time[-1])}); move time/splits into its range"
+        )
+    if np.any(np.diff(time[keep]) <= np.timedelta64(0)):
+        raise RecipeError("source times are not strictly increasing; sort the source by time")
+    region = recipe.region
+    if region is None:
+        rows, cols = np.arange(lat.size), np.arange(lon.size)
+    else:
+        rows, cols = region.indices(lat, lon)
+    p = recipe.patch
+    if rows.size < p or cols.size < p:
+        where = "the source" if region is None else f"region {region.as_tuple()}"
+        raise GridShapeError(
+            f"{where} holds {rows.size} x {cols.size} cells, fewer than one {p} x {p} patch; "
+            f"widen the region (at least {p} cells each way) or lower patch"
+        )
+    return {
+        "time": slice(int(keep[0]), int(keep[-1]) + 1),
+        "lat": _as_slice(rows),
+        "lon": _as_slice(cols),
+    }
+
+
+def plan_splits(
+    recipe: Recipe, time: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> list[SplitPlan]:
+    """:func:`plan_split` for every split of the recipe, in store order."""
+    return [plan_split(recipe, split, time, lat, lon) for split in recipe.splits]
+
+
+def plan_split(
+    recipe: Recipe, split: Split, time: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> SplitPlan:
+    """The samples of one split: start times and patch corners (see the module docstring).
+
+    Parameters
+    ----------
+    recipe : Recipe
+    split : Split
+        One of ``recipe.splits``.
+    time, lat, lon : numpy.ndarray
+        Coordinates of the cut source window (:func:`source_window`).
+
+    Returns
+    -------
+    SplitPlan
+        ``split.samples`` samples (all distinct positions when ``None``).
+
+    Raises
+    ------
+    RecipeError
+        If the split holds no time step or too few for one sequence, its region holds no whole
+        patch, or it asks for more samples than distinct patches exist.
+    """
+    in_split = np.flatnonzero(
+        (time >= split.start.to_datetime64()) & (time < split.end.to_datetime64())
+    )
+    where = f"splits.{split.name} [{split.start}, {split.end})"
+    if in_split.size == 0:
+        raise RecipeError(
+            f"{where} holds no time step of the source ({_fmt_time(time[0])} .. "
+            f"{_fmt_time(time[-1])}); move the split into the source's time range"
+        )
+    frames = recipe.frames
+    # a sequence starts at k when its frames k .. k+T-1 are all inside the split and evenly
+    # spaced in time (no gap in the source), so no sequence straddles a split boundary
+    starts = in_split[: in_split.size - frames + 1] if in_split.size >= frames else in_split[:0]
+    if frames > 1 and starts.size:
+        step = np.median(np.diff(time))
+        span = time[starts + frames - 1] - time[starts]
+        starts = starts[span == step * (frames - 1)]
+    if starts.size == 0:
+        raise RecipeError(
+            f"{where} holds {in_split.size} time steps, too few for one sequence of {frames} "
+            "consecutive frames; widen the split or lower frames"
+        )
+    ny, nx = lat.size, lon.size
+    p, f = recipe.patch, recipe.factor
+    s = recipe.sampling
+    rng = np.random.default_rng([s.seed, SPLIT_NAMES.index(split.name)])
+    if s.mode == "random":
+        ty, tx = np.arange(0, ny - p + 1, f), np.arange(0, nx - p + 1, f)
+        tt = starts
+    else:
+        assert s.stride is not None and s.time_stride is not None
+        ty, tx = np.arange(0, ny - p + 1, s.stride), np.arange(0, nx - p + 1, s.stride)
+        tt = starts[:: s.time_stride]
+    if split.region is not None:  # a spatial split: keep patches wholly inside its box
+        ty = ty[_inside(split.region.lat_mask(lat), ty, p)]
+        tx = tx[_inside(split.region.lon_mask(lon), tx, p)]
+        if ty.size == 0 or tx.size == 0:
+            raise RecipeError(
+                f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "
+                "the source grid; widen the split's region or lower patch"
+            )
+    total = tt.size * ty.size * tx.size
+    n = total if split.samples is None else split.samples
+    if n > total:
+        raise RecipeError(
+            f"{where} asks for {n} samples but only {total} distinct patches exist "
+            f"({tt.size} start times x {ty.size} x {tx.size} positions); lower "
+            f"splits.{split.name}.samples, or widen the split's time range or the region"
+        )
+    flat = np.arange(total) if n == total else rng.choice(total, size=n, replace=False)
+    flat = np.sort(flat)  # time-major order: each chunk needs few source steps
+    it, iy, ix = np.unravel_index(flat, (tt.size, ty.size, tx.size))
+    t = tt[it][:, None] + np.arange(frames)[None, :]
+    return SplitPlan(split, t.astype(np.int64), ty[iy].astype(np.int64), tx[ix].astype(np.int64))
+
+
+def patch_coords(
+    recipe: Recipe, plan: SplitPlan, time: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-sample coordinates of a plan's patches.
+
+    Returns
+    -------
+    dict
+        ``lat`` [n, patch], ``lon`` [n, patch] (degrees, in the source's order and
+        convention), ``lat_lr``/``lon_lr`` [n, patch / factor] (centres of
+        ``Grid(lat, lon).coarsen(factor)``) and ``time`` [n, frames] (datetime64[ns]).
+    """
+    p, f = recipe.patch, recipe.factor
+    ar = np.arange(p)
+    plat = lat[plan.y0[:, None] + ar[None, :]]
+    plon = lon[plan.x0[:, None] + ar[None, :]]
+    lat_lr = np.empty((plan.n, p // f))
+    lon_lr = np.empty((plan.n, p // f))
+    for i in range(plan.n):
+        coarse = Grid(plat[i], plon[i]).coarsen(f)
+        lat_lr[i], lon_lr[i] = coarse.lat, coarse.lon
+    ptime = time[plan.t].astype("datetime64[ns]")
+    return {"lat": plat, "lon": plon, "lat_lr": lat_lr, "lon_lr": lon_lr, "time": ptime}
+
+
+def describe_patch(coords: dict[str, Any], i: int) -> str:
+    """Where sample ``i`` of :func:`patch_coords` lies, for messages: time, lat and lon ranges."""
+    lat, lon = coords["lat"][i], coords["lon"][i]
+    return (
+        f"{_fmt_time(coords['time'][i, 0])}, lat {lat.max():.2f}..{lat.min():.2f}, lon "
+        f"{lon[0]:.2f}..{lon[-1]:.2f}"
+    )
+
+
+def _fmt_time(t: Any) -> str:
+    return str(np.datetime_as_string(np.datetime64(t, "s")))
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """A run of consecutive indices as a slice (a cheap, contiguous ``isel``)."""
+    if idx.size and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _inside(mask: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
+    """Which windows ``[k, k + p)`` for k in ``starts`` hold only True cells of ``mask``."""
+    run = np.concatenate([[0], np.cumsum(mask.astype(np.int64))])
+    return (run[starts + p] - run[starts]) == p
