@@ -22,6 +22,7 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from climdown import plot  # noqa: E402
+from climdown.data.sources import open_dataarray  # noqa: E402
 from climdown.errors import ClimdownError, CoordinateError, GridShapeError  # noqa: E402
 from climdown.grid import Grid, coarsen_dataarray  # noqa: E402
 
@@ -357,13 +358,27 @@ def test_training_curves_bad_logs(tmp_path):
         plot.training_curves([])
 
 
-def test_compare_files(tmp_path, rhine_like):
+def test_compare_fields_opened_from_files(tmp_path, rhine_like):
     lr, hr = rhine_like
     paths = {}
     for name, da in (("lr", lr), ("hr", hr), ("truth", hr + 0.5)):
         paths[name] = tmp_path / f"{name}.nc"
         da.to_dataset(name="tcw").to_netcdf(paths[name])
     out = tmp_path / "files.png"
-    fig = plot.compare_files(paths["lr"], paths["hr"], paths["truth"], path=out)
+    lr_f, hr_f, truth_f = (open_dataarray(paths[k]) for k in ("lr", "hr", "truth"))
+    fig = plot.compare(lr_f, hr_f, truth_f, path=out)
     assert out.is_file() and pixels(out).var() > 1e-3
     assert len(geo_axes(fig)) == 4
+
+
+def test_plot_draws_and_never_opens_files():
+    """plot takes DataArrays: it imports nothing from climdown.data (the CLI opens the files)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(plot))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith("climdown.data")}
+    assert "climdown.grid" in imported  # contrast: the check does see plot's imports
+    assert not hasattr(plot, "compare_files")

@@ -126,9 +126,12 @@ def _cmd_downscale(a: argparse.Namespace) -> int:
 
 
 def _cmd_plot(a: argparse.Namespace) -> int:
-    from climdown.plot import compare_files
+    from climdown.data.sources import open_dataarray
+    from climdown.plot import compare
 
-    compare_files(a.lr, a.hr, truth=a.truth, path=a.out, time=a.time, var=a.var)
+    lr, hr = open_dataarray(a.lr, a.var), open_dataarray(a.hr, a.var)
+    truth = None if a.truth is None else open_dataarray(a.truth, a.var)
+    compare(lr, hr, truth, time=a.time, path=a.out)
     print(f"wrote {a.out}")
     return 0
 

@@ -1,7 +1,8 @@
 """Figures: cartopy maps of LR | downscaled | truth | error, power spectra and training curves.
 
 This is the only module of climdown that imports matplotlib and cartopy, and it imports them
-inside the functions, so ``import climdown`` stays light.
+inside the functions, so ``import climdown`` stays light. It draws DataArrays and opens no
+files: :func:`climdown.data.sources.open_dataarray` does (the ``climdown plot`` command).
 
 Maps draw every cell where it really is: :func:`matplotlib.axes.Axes.pcolormesh` gets the cell
 bounds of :class:`climdown.grid.Grid` (descending latitudes and 0..360 longitudes included), in a
@@ -39,7 +40,6 @@ __all__ = [
     "coastlines",
     "field",
     "compare",
-    "compare_files",
     "spectrum",
     "training_curves",
 ]
@@ -435,42 +435,6 @@ def _factor(g_lr: Grid, g_hr: Grid) -> str:
         return str(int(round(f))) if math.isclose(f, round(f)) else f"{f:.3g}"
 
     return f"{fmt(fy)}x" if math.isclose(fy, fx) else f"{fmt(fy)}x{fmt(fx)}"
-
-
-def compare_files(
-    lr: str | os.PathLike[str],
-    hr: str | os.PathLike[str],
-    truth: str | os.PathLike[str] | None = None,
-    *,
-    path: str | os.PathLike[str] = "compare.png",
-    time: Any = None,
-    var: str | None = None,
-) -> Figure:
-    """:func:`compare` on files: open each (netCDF or zarr, ERA5 naming) and save the PNG.
-
-    Parameters
-    ----------
-    lr, hr, truth : path
-        Coarse input, downscaled output and optional truth, opened with
-        :func:`climdown.data.sources.open_era5` (units converted to kg m-2).
-    path : path
-        PNG to write.
-    time : optional
-        Time to show; the first step when omitted.
-    var : str, optional
-        Variable name; found automatically when omitted.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from climdown.data.sources import find_variable, open_era5
-
-    def load(p: str | os.PathLike[str]) -> xr.DataArray:
-        ds = open_era5(p)
-        return ds[find_variable(ds, var)]
-
-    return compare(load(lr), load(hr), None if truth is None else load(truth), time=time, path=path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from climdown.data import (
     sample_path,
     synthetic_tcw,
 )
+from climdown.data.sources import open_dataarray
 from climdown.errors import (
     ClimdownError,
     CoordinateError,
@@ -147,6 +148,22 @@ def test_zarr_explicit_variable_and_chunks(tmp_path):
     assert ds["total_column_water"].chunks[0] == (2, 2, 2)
     with pytest.raises(UnitsError, match="'K'"):
         open_era5(store, "2m_temperature")
+
+
+def test_open_dataarray_picks_the_variable_like_open_era5(tmp_path):
+    ds = era5_style()
+    ds["tcwv"] = (ds["tcw"] / 1000.0).assign_attrs(units="m")  # a water depth
+    path = tmp_path / "two.nc"
+    ds.to_netcdf(path)
+    tcw = open_dataarray(path)
+    assert isinstance(tcw, xr.DataArray) and tcw.name == "tcw"
+    assert tcw.dims == ("time", "lat", "lon") and tcw.attrs["units"] == "kg m-2"
+    xr.testing.assert_identical(tcw, open_era5(path)["tcw"])
+    tcwv = open_dataarray(path, "tcwv")  # the named one, converted from metres
+    assert tcwv.name == "tcwv" and tcwv.attrs["units"] == "kg m-2"
+    np.testing.assert_allclose(tcwv.values, tcw.values, rtol=1e-6)
+    with pytest.raises(ClimdownError, match="variable 'tcc' not found"):
+        open_dataarray(path, "tcc")
 
 
 # ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "KNOWN_VARIABLES",
     "SAMPLES",
     "open_era5",
+    "open_dataarray",
     "normalize_dataset",
     "find_variable",
     "sample_path",
@@ -258,6 +259,33 @@ def open_era5(
             raise FileNotFoundError(f"no such file or store: {path!r}")
         ds = _open_one(path, engine, chunks, storage_options)
     return normalize_dataset(ds, var, source=description)
+
+
+def open_dataarray(
+    path_or_url: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    var: str | None = None,
+    **kw: Any,
+) -> xr.DataArray:
+    """The total column water of a file as a DataArray (:func:`open_era5`, its one variable).
+
+    Parameters
+    ----------
+    path_or_url, var, **kw
+        As in :func:`open_era5` (``var`` is found with :func:`find_variable` when omitted).
+
+    Returns
+    -------
+    xarray.DataArray
+        The chosen variable in kg m-2, dims ``(..., time, lat, lon)`` (the dataset's
+        ``climdown_source`` and ``history`` stay with :func:`open_era5`'s Dataset).
+
+    Raises
+    ------
+    ClimdownError, CoordinateError, UnitsError
+        As :func:`open_era5`.
+    """
+    ds = open_era5(path_or_url, var, **kw)
+    return ds[find_variable(ds, var)]
 
 
 def _drop_singletons(ds: xr.Dataset, keep: Sequence[str]) -> xr.Dataset:
