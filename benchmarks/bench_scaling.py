@@ -47,7 +47,7 @@ from climdown.cluster import dask_client
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, split_arrays
 from climdown.data.synthetic import synthetic_tcw
-from climdown.inference import downscale_file
+from climdown.fileio import downscale_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"

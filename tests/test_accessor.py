@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -33,6 +35,24 @@ def test_downscale_is_the_public_function(da: xr.DataArray) -> None:
     want = downscale(da, 2, "softmax", model="bicubic", tile=4, halo=2)
     xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
     assert "'bicubic'" in got.attrs["history"]
+
+
+def test_downscale_passes_every_option_by_keyword(monkeypatch, da: xr.DataArray) -> None:
+    """The accessor has no signature of its own: reordering downscale's cannot break it."""
+    import climdown.inference
+
+    for acc in (
+        climdown.accessor.ClimdownDataArrayAccessor,
+        climdown.accessor.ClimdownDatasetAccessor,
+    ):
+        kinds = [p.kind for p in inspect.signature(acc.downscale).parameters.values()]
+        assert kinds == [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_KEYWORD]
+    names = list(inspect.signature(downscale).parameters)[1:]
+    options = {name: object() for name in names}  # every option, as a sentinel
+    seen = []
+    monkeypatch.setattr(climdown.inference, "downscale", lambda *a, **kw: seen.append((a, kw)))
+    da.climdown.downscale(**options)
+    assert len(seen) == 1 and seen[0][0] == (da,) and seen[0][1] == options
 
 
 def test_dataset_downscale_and_lazy(da: xr.DataArray) -> None:

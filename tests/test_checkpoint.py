@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import threading
 
@@ -13,6 +14,10 @@ from climdown import __version__
 from climdown.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
+    check_expected,
+    check_spacing,
+    clear_model_cache,
+    load_cached,
     load_checkpoint,
     read_checkpoint,
     read_meta,
@@ -175,3 +180,53 @@ def test_loads_onto_the_requested_device(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
     model, _ = load_checkpoint(path, device="cpu")
     assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+# ---------------------------------------------------------------------------------------
+# compatibility checks and the loaded-model cache
+# ---------------------------------------------------------------------------------------
+def test_one_check_for_checkpoints_and_model_objects():
+    seen = {"factor": 4, "constraint": "softmax", "variable": "tcw"}
+    check_expected("model 'cnn'", seen, factor=4, constraint="SoftMax", variable="TCW")
+    with pytest.raises(CheckpointError, match=r"'cnn' downscales by factor 4 but factor 2"):
+        check_expected("model 'cnn'", seen, factor=2)
+    with pytest.raises(CheckpointError, match=r"constraint 'softmax' but constraint 'add'.*'add'"):
+        check_expected("model 'cnn'", seen, constraint="add")
+    with pytest.raises(CheckpointError, match="trained on variable 'tcw'"):
+        check_expected("model 'cnn'", seen, variable="pr")
+    check_expected("model 'cnn'", {}, factor=None, constraint=None)  # nothing asked: no check
+
+
+def test_load_cached_loads_once_per_file_version(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
+    clear_model_cache()
+    try:
+        a, meta = load_cached(path, expect_factor=4, expect_constraint="softmax")
+        b, _ = load_cached(str(path))
+        assert a is b and not a.training and meta["factor"] == 4
+        with pytest.raises(CheckpointError, match="factor 4 but factor 8"):
+            load_cached(path, expect_factor=8)  # checked on a cached model too
+        with pytest.raises(CheckpointError, match="constraint 'softmax'"):
+            load_cached(path, expect_constraint="none")
+        save_checkpoint(path, _model(), meta=META)
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert load_cached(path)[0] is not a  # rewritten: loaded afresh
+        c = load_cached(path)[0]
+        clear_model_cache()
+        assert load_cached(path)[0] is not c  # forgotten
+        with pytest.raises(CheckpointError, match="not found"):
+            load_cached(tmp_path / "nope.pt")
+    finally:
+        clear_model_cache()
+
+
+def test_spacing_far_from_training_warns():
+    meta = {"lr_spacing_deg": [1.0, 1.0]}
+    with pytest.warns(UserWarning, match=r"2x from the spacing model 'm.pt' was trained on"):
+        check_spacing(meta, (0.25, 0.25), "m.pt")
+    with pytest.warns(UserWarning, match="spacing"):
+        check_spacing({"lr_spacing_deg": 0.5}, (0.5, 1.5), "m.pt")  # one number: both axes
+    # within 2x, or nothing recorded: silent (warnings are errors here)
+    check_spacing(meta, (0.6, 1.9), "m.pt")
+    check_spacing({}, (0.01, 0.01), "m.pt")

@@ -16,7 +16,7 @@ from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, partial_path, split_arrays, store_info
 from climdown.data.synthetic import synthetic_tcw
 from climdown.errors import ConfigError, DataValueError
-from climdown.inference import downscale_file
+from climdown.fileio import downscale_file
 
 RECIPES = Path(str(resources.files("climdown.study") / "recipes"))
 SPLITS = ("train", "val", "test")

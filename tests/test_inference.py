@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
-import climdown.inference as inference
-from climdown.checkpoint import save_checkpoint
+from climdown.checkpoint import clear_model_cache, save_checkpoint
 from climdown.conservation import assert_conserves
 from climdown.errors import (
     CheckpointError,
@@ -19,8 +21,9 @@ from climdown.errors import (
     StoreError,
     UnitsError,
 )
-from climdown.grid import Grid, coarsen_dataarray
-from climdown.inference import Downscaler, downscale, downscale_file
+from climdown.fileio import downscale_file
+from climdown.grid import FineAreas, Grid, coarsen_dataarray
+from climdown.inference import DownscaleOptions, Downscaler, downscale
 from climdown.nn.models import get_model
 from climdown.testing import raise_if_dask_computes, tcw_dataarray
 
@@ -100,6 +103,24 @@ def test_irregular_longitudes_use_each_windows_areas() -> None:
     plain = Downscaler(tiny_cnn(factor=2), factor=2, tile=3, halo=2)(da.values)
     with pytest.raises(ConservationError):
         assert_conserves(hr.copy(data=plain), da, rtol=1e-5)
+
+
+def test_fine_areas_of_windows_are_the_refined_grids() -> None:
+    widths = np.linspace(10.0, 30.0, 18)
+    lon_b = np.r_[0.0, np.cumsum(widths * 360.0 / widths.sum())]  # global, irregular columns
+    grid = Grid(np.arange(55.0, 15.0, -10.0), 0.5 * (lon_b[:-1] + lon_b[1:]), lon_b=lon_b)
+    assert grid.periodic
+    fine = grid.refine(2).area
+    areas = FineAreas(grid, 2)
+    np.testing.assert_allclose(areas(1, 2, 3, 4), fine[2:6, 6:14], rtol=1e-12)
+    west = np.take(fine[0:4], np.arange(-2, 4), axis=1, mode="wrap")  # across the date line
+    np.testing.assert_allclose(areas(0, 2, -1, 3), west, rtol=1e-12)
+    east = np.take(fine[0:4], np.arange(34, 40), axis=1, mode="wrap")
+    np.testing.assert_allclose(areas(0, 2, 17, 3), east, rtol=1e-12)
+    assert areas(0, 2, 5, 3) is not areas(0, 2, 0, 3)  # each column its own areas
+    # contrast: uniform longitudes share one array per row (block weights computed once)
+    uniform = FineAreas(Grid(grid.lat, np.arange(0.0, 360.0, 20.0)), 2)
+    assert uniform(0, 2, 5, 3) is uniform(0, 2, -1, 3)
 
 
 @pytest.mark.parametrize("factor", [2, 3])
@@ -267,9 +288,9 @@ def test_bad_options_raise(regional: xr.DataArray) -> None:
 def ckpt(tmp_path):
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, tiny_cnn(), meta={"variable": "tcw", "lr_spacing_deg": 0.25})
-    inference.clear_model_cache()
+    clear_model_cache()
     yield path
-    inference.clear_model_cache()
+    clear_model_cache()
 
 
 def test_checkpoint_is_loaded_once_and_cached(ckpt, regional: xr.DataArray) -> None:
@@ -329,6 +350,36 @@ def test_downscale_file(tmp_path, regional: xr.DataArray, suffix: str) -> None:
     downscale_file(src, dst, factor=2, constraint="softmax", model="nearest", overwrite=True)
     with pytest.raises(StoreError, match="not found"):
         downscale_file(tmp_path / "nope.nc", tmp_path / "x.nc", factor=2, constraint="softmax")
+
+
+def test_one_signature_one_set_of_defaults(monkeypatch, tmp_path, regional) -> None:
+    """downscale's options are DownscaleOptions' defaults; downscale_file passes them by name."""
+    import climdown.fileio
+
+    params = inspect.signature(downscale).parameters
+    for field in fields(DownscaleOptions):
+        assert params[field.name].default == field.default, field.name
+    own = set(inspect.signature(downscale_file).parameters)
+    assert own == {"src", "dst", "scheduler", "max_chunk", "overwrite", "options"}
+    options = {name: object() for name in list(params)[1:]}  # every option, as a sentinel
+    options.update(lat="lat", lon="lon")  # the file's coordinates are looked up with them
+    seen = []
+
+    class Seen(Exception):
+        """Raised by the spy: there is nothing to write."""
+
+    def spy(obj, **kwargs):
+        seen.append(kwargs)
+        raise Seen
+
+    monkeypatch.setattr(climdown.fileio, "downscale", spy)
+    src = tmp_path / "in.nc"
+    xr.Dataset({"tcw": regional}).to_netcdf(src)
+    with pytest.raises(Seen):
+        downscale_file(src, tmp_path / "out.nc", **options)
+    assert seen == [options]
+    with pytest.raises(ConfigError, match="did you mean 'tile'"):
+        Downscaler("bicubic", tiles=4)
 
 
 def test_downscale_file_to_zarr_with_uneven_chunks(tmp_path) -> None:
@@ -425,7 +476,7 @@ def test_feed_forward_models_treat_steps_alone(series: xr.DataArray) -> None:
 def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -> None:
     model = tiny_convgru(frames=3)
     path = save_checkpoint(tmp_path / "gru.pt", model, meta={"variable": "tcw"})
-    inference.clear_model_cache()
+    clear_model_cache()
     try:
         loaded = Downscaler(path, factor=4, constraint="softmax", device="cpu")
         assert loaded.frames == 3
@@ -433,7 +484,7 @@ def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -
             loaded(series).values, windows_by_hand(model, series, 3), rtol=1e-5, atol=1e-4
         )
     finally:
-        inference.clear_model_cache()
+        clear_model_cache()
 
 
 def test_recurrent_windows_follow_cftime_but_not_member_labels(series: xr.DataArray) -> None:

@@ -16,21 +16,23 @@ accessor method        public function
 =====================  ==============================================================
 
 xarray caches an accessor per object and ``ds["tcw"]`` is a new object each time, so loaded
-models are cached at module level by :mod:`climdown.inference`, never here. On a Dataset,
+models are cached at module level by :mod:`climdown.checkpoint`, never here. On a Dataset,
 methods that need one field take ``var=`` (default: the only variable on the lat/lon grid).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import xarray as xr
 
-from climdown.conservation import assert_conserves, conservation
+# the modules, not their functions: importing either one imports xarray, which registers this
+# accessor while that module is still half-initialised
+from climdown import conservation as _conservation
+from climdown import inference as _inference
 from climdown.errors import CoordinateError
 from climdown.grid import coarsen_dataarray, find_latlon
-from climdown.inference import downscale
 
 __all__ = ["ClimdownDataArrayAccessor", "ClimdownDatasetAccessor"]
 
@@ -73,37 +75,31 @@ class _Base:
     def __init__(self, obj: Any) -> None:
         self._obj = obj
 
-    def downscale(
-        self,
-        factor: int = 4,
-        constraint: str = "softmax",
-        model: Any = None,
-        var: str | Sequence[str] | None = None,
-        device: str = "auto",
-        batch_size: int = 16,
-        tile: int = 128,
-        halo: int = 12,
-    ) -> Any:
-        """Downscale by ``factor``; see :func:`climdown.inference.downscale`.
+    def downscale(self, **options: Any) -> Any:
+        """Downscale this object: :func:`climdown.inference.downscale` with these keyword options.
 
-        Lazy on dask-backed data. ``model`` is a checkpoint path, a loaded model, a baseline
-        name (``"bicubic"``, ``"bilinear"``, ``"nearest"``) or None for the packaged default.
+        ``factor``, ``constraint``, ``model``, ``var``, ``device``, ``batch_size``, ``tile``,
+        ``halo``, ``lat``, ``lon``, ``progress``: their meaning and defaults are that
+        function's (one signature, one set of defaults). Lazy on dask-backed data.
         """
-        return downscale(self._obj, factor, constraint, model, var, device, batch_size, tile, halo)
+        return _inference.downscale(self._obj, **options)
 
     def conservation(self, hr: Any, lr: Any = None, var: str | None = None) -> xr.Dataset:
         """Mass budget of ``hr`` against ``lr`` (default: this object) per time step, in kg.
 
         See :func:`climdown.conservation.conservation`.
         """
-        return conservation(_variable(hr, var), _variable(self._obj if lr is None else lr, var))
+        lr = self._obj if lr is None else lr
+        return _conservation.conservation(_variable(hr, var), _variable(lr, var))
 
     def assert_conserves(self, hr: Any, rtol: float = 1e-5, var: str | None = None) -> xr.Dataset:
         """Raise :class:`~climdown.errors.ConservationError` unless ``hr`` conserves this field.
 
         See :func:`climdown.conservation.assert_conserves`.
         """
-        return assert_conserves(_variable(hr, var), _variable(self._obj, var), rtol=rtol)
+        return _conservation.assert_conserves(
+            _variable(hr, var), _variable(self._obj, var), rtol=rtol
+        )
 
     def plot(self, hr: Any, truth: Any = None, var: str | None = None, **kwargs: Any) -> Any:
         """Maps LR (this object) | downscaled | truth | error; see :func:`climdown.plot.compare`."""

@@ -15,13 +15,22 @@ It is always read with ``torch.load(path, weights_only=True)``, which refuses to
 pickled code, so a checkpoint from an untrusted source cannot execute anything on load. The
 model is rebuilt from ``meta["model"]`` (the ``config`` of the model that was saved) with
 :func:`climdown.nn.models.build_model`, then its weights are loaded strictly.
+
+Whether a model fits the data it is used on is decided here too, once: :func:`check_expected`
+(factor, constraint, variable; for checkpoints and model objects alike) and
+:func:`check_spacing` (the training grid spacing). :func:`load_cached` loads a checkpoint once
+per process (cached by path, modification time and device, at module level: never on an
+xarray accessor, which xarray rebuilds for every ``ds["tcw"]``); :func:`clear_model_cache`
+forgets what it loaded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+import warnings
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,10 +49,21 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "read_meta",
+    "load_cached",
+    "clear_model_cache",
+    "check_expected",
+    "check_spacing",
+    "trained_spacing",
+    "SPACING_RATIO",
 ]
 
 FORMAT = "climdown-checkpoint"
 FORMAT_VERSION = 1
+
+#: Warn when the input grid spacing differs from the training spacing by more than this ratio.
+SPACING_RATIO = 2.0
+
+_MODEL_CACHE: dict[tuple[str, int, str], tuple[torch.nn.Module, dict]] = {}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -198,18 +218,50 @@ def read_meta(path: str | os.PathLike) -> dict:
     return read_checkpoint(path)["meta"]
 
 
-def _check_expected(path: Path, meta: dict, factor: int | None, variable: str | None) -> None:
-    if factor is not None and int(meta.get("factor", -1)) != int(factor):
+def check_expected(
+    what: str,
+    seen: Mapping[str, Any],
+    *,
+    factor: int | None = None,
+    constraint: str | None = None,
+    variable: str | None = None,
+) -> None:
+    """Raise unless a model fits the data it is used on: the one factor/constraint/variable check.
+
+    Parameters
+    ----------
+    what : str
+        How the model is named in messages (``"checkpoint 'run/best.pt'"``, ``"model 'cnn'"``).
+    seen : mapping
+        What the model is: a checkpoint's metadata, or the same keys (``factor``,
+        ``constraint``, ``variable``) for a model object.
+    factor, constraint, variable : optional
+        What the data and the caller need; None is not checked. Variable names compare
+        case-insensitively.
+
+    Raises
+    ------
+    CheckpointError
+        Naming what the model is, what was needed, and the fix.
+    """
+    have = seen.get("factor")
+    if factor is not None and int(have if have is not None else -1) != int(factor):
         raise CheckpointError(
-            f"checkpoint {str(path)!r} downscales by factor {meta.get('factor')} but factor "
-            f"{factor} is needed here; use a checkpoint trained at factor {factor} "
-            f"(climdown train --store <a {factor}x store>) or data at factor {meta.get('factor')}"
+            f"{what} downscales by factor {have} but factor {factor} is needed here; use a "
+            f"checkpoint trained at factor {factor} (climdown train --store <a {factor}x store>) "
+            f"or data at factor {have} (factor={have})"
         )
-    seen = meta.get("variable")
-    if variable is not None and str(seen).lower() != str(variable).lower():
+    have = seen.get("constraint")
+    if constraint is not None and str(have).lower() != str(constraint).lower():
         raise CheckpointError(
-            f"checkpoint {str(path)!r} was trained on variable {seen!r} but the data here is "
-            f"{variable!r}; use a checkpoint trained on {variable!r} or pass the {seen!r} field"
+            f"{what} was built with constraint {have!r} but constraint {constraint!r} is needed "
+            f"here; pass constraint={have!r} or a model trained with {constraint!r}"
+        )
+    have = seen.get("variable")
+    if variable is not None and str(have).lower() != str(variable).lower():
+        raise CheckpointError(
+            f"{what} was trained on variable {have!r} but the data here is {variable!r}; use a "
+            f"checkpoint trained on {variable!r} or pass the {have!r} field"
         )
 
 
@@ -249,7 +301,9 @@ def load_checkpoint(
     path = Path(path)
     ckpt = read_checkpoint(path, device=device)
     meta = ckpt["meta"]
-    _check_expected(path, meta, expect_factor, expect_variable)
+    check_expected(
+        f"checkpoint {str(path)!r}", meta, factor=expect_factor, variable=expect_variable
+    )
     try:
         model = build_model(meta["model"])
     except (KeyError, TypeError, ClimdownError) as err:
@@ -265,3 +319,93 @@ def load_checkpoint(
             f"{meta['model'].get('name', '?')!r}: {err}"
         ) from err
     return model.to(device).eval(), meta
+
+
+def load_cached(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    expect_factor: int | None = None,
+    expect_constraint: str | None = None,
+) -> tuple[torch.nn.Module, dict]:
+    """:func:`load_checkpoint`, once per process: cached by path, modification time and device.
+
+    Every caller gets the same model object (in eval mode: use it, do not train it); a file
+    rewritten since is loaded afresh. ``expect_factor`` and ``expect_constraint`` are checked
+    (:func:`check_expected`) on every call, cached or not.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`load_checkpoint`, or a factor or constraint other than expected.
+    """
+    path = Path(path).resolve()
+    mtime = path.stat().st_mtime_ns if path.is_file() else -1  # missing: load_checkpoint says so
+    key = (str(path), mtime, str(device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_checkpoint(path, device=device)
+    model, meta = _MODEL_CACHE[key]
+    check_expected(
+        f"checkpoint {str(path)!r}", meta, factor=expect_factor, constraint=expect_constraint
+    )
+    return model, meta
+
+
+def clear_model_cache() -> None:
+    """Forget the checkpoints :func:`load_cached` has loaded."""
+    _MODEL_CACHE.clear()
+
+
+def trained_spacing(meta: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``(dlat, dlon)`` in degrees of the LR grid a checkpoint was trained on, or None.
+
+    Read from ``meta["lr_spacing_deg"]``, which training records as
+    :attr:`climdown.grid.Grid.spacing` of the training data's LR grid (one number means both).
+    """
+    value = meta.get("lr_spacing_deg")
+    if value is None:
+        return None
+    v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    return (float(v[0]), float(v[-1]))
+
+
+def check_spacing(meta: Mapping[str, Any], spacing: tuple[float, float], what: str) -> None:
+    """Warn when the input grid is far finer or coarser than the grid the model was trained on.
+
+    Parameters
+    ----------
+    meta : mapping
+        Checkpoint metadata (nothing is checked without ``lr_spacing_deg``).
+    spacing : tuple of float
+        :attr:`climdown.grid.Grid.spacing` of the input, ``(dlat, dlon)`` in degrees.
+    what : str
+        The model's name in the message.
+
+    Warns
+    -----
+    UserWarning
+        If either spacing differs by more than :data:`SPACING_RATIO` from the trained one: a
+        network learns structures at the scale it was trained on.
+    """
+    trained = trained_spacing(meta)
+    if trained is None:
+        return
+    ratios = [s / t for s, t in zip(spacing, trained, strict=True) if t > 0]
+    if any(r > SPACING_RATIO or r < 1.0 / SPACING_RATIO for r in ratios):
+        warnings.warn(
+            f"the input grid spacing ({spacing[0]:.4g} x {spacing[1]:.4g} deg) is more than "
+            f"{SPACING_RATIO:g}x from the spacing model {what!r} was trained on "
+            f"({trained[0]:.4g} x {trained[1]:.4g} deg); its output may be unreliable. "
+            "Use a model trained at this resolution, or a baseline (model='bicubic')",
+            UserWarning,
+            stacklevel=_user_stacklevel(),
+        )
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for warnings.warn that points at the first caller outside climdown."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

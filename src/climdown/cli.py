@@ -107,20 +107,13 @@ def _cmd_experiments(a: argparse.Namespace) -> int:
 
 def _cmd_downscale(a: argparse.Namespace) -> int:
     from climdown.cluster import dask_client
-    from climdown.inference import downscale_file
+    from climdown.fileio import downscale_file
 
+    # options left off the command line are absent here: climdown.inference.downscale's apply
+    names = ("factor", "constraint", "model", "var", "device")
+    options = {k: getattr(a, k) for k in names if hasattr(a, k)}
     with dask_client(a.scheduler, a.workers) as client:
-        downscale_file(
-            a.src,
-            a.dst,
-            factor=a.factor,
-            constraint=a.constraint,
-            model=a.model,
-            var=a.var,
-            device=a.device,
-            overwrite=a.overwrite,
-            scheduler=client,
-        )
+        downscale_file(a.src, a.dst, overwrite=a.overwrite, scheduler=client, **options)
     print(f"wrote {a.dst}")
     return 0
 
@@ -221,11 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("downscale", help="downscale a netCDF/zarr file")
     sp.add_argument("src")
     sp.add_argument("dst")
-    sp.add_argument("--factor", type=int, default=4)
-    sp.add_argument("--constraint", default="softmax")
-    sp.add_argument("--model", default=None, help="checkpoint path or baseline name")
-    sp.add_argument("--var", default=None)
-    sp.add_argument("--device", default="auto")
+    unset = argparse.SUPPRESS  # defaults: climdown.inference.downscale's, not copies
+    sp.add_argument("--factor", type=int, default=unset, help="downscaling factor")
+    sp.add_argument("--constraint", default=unset, help="constraint layer name")
+    sp.add_argument("--model", default=unset, help="checkpoint path or baseline name")
+    sp.add_argument("--var", default=unset, help="variable(s) to downscale (default: all)")
+    sp.add_argument("--device", default=unset, help="auto, cpu, cuda, mps, ...")
     sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     dask_opts(sp)
     sp.set_defaults(func=_cmd_downscale)

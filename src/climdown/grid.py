@@ -46,6 +46,7 @@ __all__ = [
     "lat_bounds",
     "lon_bounds",
     "cell_area",
+    "FineAreas",
     "as_blocks",
     "from_blocks",
     "block_sum",
@@ -178,6 +179,50 @@ def cell_area(lat_b: Any, lon_b: Any, radius: float = EARTH_RADIUS) -> np.ndarra
     band = np.abs(np.diff(np.sin(lat_b)))
     width = np.abs(np.diff(lon_b))
     return radius**2 * band[:, None] * width[None, :]
+
+
+# ---------------------------------------------------------------------------------------
+# Fine-cell areas of windows (tiled and chunked downscaling)
+# ---------------------------------------------------------------------------------------
+class FineAreas:
+    """Fine-cell areas (m^2) of windows of a grid refined by ``factor`` (:meth:`Grid.refine`).
+
+    ``FineAreas(grid, f)(row0, nrow, col0, ncol)`` is the ``[nrow f, ncol f]`` float64 array of
+    the areas of the fine cells under the coarse window of rows ``row0 .. row0 + nrow - 1`` and
+    columns ``col0 .. col0 + ncol - 1``. Window coordinates are unwrapped: a window of a
+    periodic grid may start below 0 or end past the last column, and the longitude bounds
+    continue by +-360 degrees there.
+
+    On a grid with uniform longitude spacing the areas do not depend on the window's column,
+    so windows in one row share one cached array (the same object: a caller can compute their
+    block weights once). The cache holds a few tile rows' windows at a time.
+    """
+
+    def __init__(self, grid: Grid, factor: int) -> None:
+        fine = grid.refine(factor)
+        self.factor = int(factor)
+        self.lat_b = fine.lat_b
+        self.lon_b = fine.lon_b
+        self.lon_span = fine.lon_b[-1] - fine.lon_b[0]
+        self.radius = grid.radius
+        width = np.diff(fine.lon_b)
+        self.uniform_lon = bool(np.allclose(width, width[0], rtol=1e-9, atol=0.0))
+        self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
+
+    def __call__(self, row0: int, nrow: int, col0: int, ncol: int) -> np.ndarray:
+        if self.uniform_lon:
+            col0 = 0
+        key = (row0, nrow, col0, ncol)
+        if key not in self._cache:
+            if len(self._cache) > 64:  # bounded: a few tile rows are live at a time
+                self._cache.clear()
+            f = self.factor
+            lat_b = self.lat_b[row0 * f : (row0 + nrow) * f + 1]
+            k = np.arange(col0 * f, (col0 + ncol) * f + 1)
+            w = self.lon_b.size - 1
+            lon_b = self.lon_b[k % w] + self.lon_span * (k // w)
+            self._cache[key] = cell_area(lat_b, lon_b, self.radius)
+        return self._cache[key]
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,18 +13,23 @@ packaged default for the factor and constraint) and then downscales fields of an
   lat/lon centres from :meth:`climdown.grid.Grid.refine`, the input's other coordinates, its
   attributes and a ``history`` line.
 
+:func:`downscale` is the one signature of downscaling: its keyword options (and
+:class:`DownscaleOptions`, which holds their defaults) are what the ``.climdown`` accessor and
+:func:`climdown.fileio.downscale_file` pass on, by keyword.
+
 Recurrent models (``convgru``, ``flowconvgru``) trained on sequences of T frames see, for each
 time step t, the window of frames t-T+1 .. t (the first frame repeated before the start of the
 series) and give their last output frame, so every step has the temporal context the model was
 trained with. The time axis is the DataArray's time dimension, or axis -3 of an array; dask
 chunks along time overlap by T-1 steps, so a chunked series gives what the whole one gives.
 
-Tiling and stitching follow :mod:`climdown.tiling`: every coarse cell's fine block comes from
-exactly one constrained tile, so a conserving constraint conserves the stitched field exactly.
-The fine-cell areas given to the model are those of the LR grid refined by the factor
-(:func:`climdown.grid.cell_area` on refined bounds), so conservation is area-weighted on the
-sphere. Loaded checkpoints are cached at module level (keyed by path, modification time and
-device), never on an xarray accessor.
+Tiles and chunks follow :mod:`climdown.tiling` (:class:`~climdown.tiling.TilePlan`,
+:class:`~climdown.tiling.ChunkAxis`): every coarse cell's fine block comes from exactly one
+constrained tile, so a conserving constraint conserves the stitched field exactly. The
+fine-cell areas given to the model are those of the LR grid refined by the factor
+(:class:`climdown.grid.FineAreas`), so conservation is area-weighted on the sphere. Checkpoints
+are loaded, cached and checked against the factor, constraint and grid spacing by
+:mod:`climdown.checkpoint`.
 
 torch is imported when a model is built, not when this module is imported.
 """
@@ -32,72 +37,73 @@ torch is imported when a model is built, not when this module is imported.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 import warnings
 from collections.abc import Hashable, Sequence
-from contextlib import nullcontext
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from climdown.errors import (
-    CheckpointError,
-    ConfigError,
-    CoordinateError,
-    DataValueError,
-    StoreError,
-)
-from climdown.grid import Grid, cell_area, find_latlon
-from climdown.tiling import TilePlan
+from climdown import validate
+from climdown.errors import CheckpointError, ConfigError, CoordinateError, DataValueError
+from climdown.grid import FineAreas, Grid, find_latlon
+from climdown.tiling import ChunkAxis, TilePlan
 from climdown.units import CANONICAL, append_history, to_kg_m2
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-__all__ = ["BASELINES", "Downscaler", "downscale", "downscale_file", "clear_model_cache"]
+__all__ = ["BASELINES", "DownscaleOptions", "Downscaler", "downscale"]
 
 #: Parameter-free models that need no checkpoint; any constraint applies to them.
 BASELINES = ("nearest", "bilinear", "bicubic")
 
-#: Checkpoint metadata keys read (in this order) for the LR grid spacing (deg) of the training
-#: data; a float or ``[dlat, dlon]``.
-SPACING_KEYS = ("lr_spacing_deg", "grid_spacing_deg", "grid_spacing")
 
-#: Warn when the input spacing differs from the training spacing by more than this ratio.
-SPACING_RATIO = 2.0
+@dataclass(frozen=True)
+class DownscaleOptions:
+    """How a model is run: the options of every downscaling entry point, and their defaults.
 
-_MODEL_CACHE: dict[tuple[str, int, str], tuple[Any, dict]] = {}
+    :func:`downscale`, :class:`Downscaler`, the ``.climdown`` accessor and
+    :func:`climdown.fileio.downscale_file` take these (by keyword) and no copies of them.
 
+    Attributes
+    ----------
+    factor : int
+        Downscaling factor (fine grid = factor x LR grid on both axes).
+    constraint : str
+        Constraint layer name (:mod:`climdown.nn.constraints`).
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``, ...
+    batch_size : int
+        Tiles (x time steps) per forward pass.
+    tile : int
+        Tile core size in LR cells (``tile x tile``).
+    halo : int
+        LR cells of context on each side of a tile (and of a dask chunk). The stitched result
+        equals an untiled run where ``halo`` covers the model's receptive field; mass is
+        conserved exactly whatever the halo.
+    progress : bool or None
+        Show a tqdm bar on eager runs (None: only on a terminal).
 
-def clear_model_cache() -> None:
-    """Forget the checkpoints loaded so far (they are cached by path, mtime and device)."""
-    _MODEL_CACHE.clear()
+    Raises
+    ------
+    ConfigError
+        A factor, batch size or tile that is not a positive integer, or a negative halo.
+    """
 
+    factor: int = 4
+    constraint: str = "softmax"
+    device: str = "auto"
+    batch_size: int = 16
+    tile: int = 128
+    halo: int = 12
+    progress: bool | None = None
 
-def _load_cached(path: Path, device: torch.device, factor: int) -> tuple[Any, dict]:
-    from climdown.checkpoint import load_checkpoint
-
-    path = path.resolve()
-    if not path.is_file():
-        raise CheckpointError(
-            f"model {str(path)!r} is neither a file nor a baseline name; pass a checkpoint "
-            f"written by `climdown train` or one of {', '.join(BASELINES)}"
-        )
-    key = (str(path), path.stat().st_mtime_ns, str(device))
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = load_checkpoint(path, device=device)
-    model, meta = _MODEL_CACHE[key]
-    if int(meta.get("factor", getattr(model, "factor", -1))) != factor:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} downscales by factor {meta.get('factor')} but "
-            f"factor={factor} was asked for; pass factor={meta.get('factor')} or a checkpoint "
-            f"trained at factor {factor}"
-        )
-    return model, meta
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "factor", validate.factor(self.factor))
+        object.__setattr__(self, "batch_size", validate.positive_int(self.batch_size, "batch_size"))
+        object.__setattr__(self, "tile", validate.positive_int(self.tile, "tile"))
+        object.__setattr__(self, "halo", validate.integer(self.halo, "halo", minimum=0))
 
 
 def _default_model(factor: int, constraint: str) -> str | Path:
@@ -116,58 +122,6 @@ def _default_model(factor: int, constraint: str) -> str | Path:
         return "bicubic"
 
 
-def _check_positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-class _FineArea:
-    """Fine-cell areas (m^2) of windows of the LR grid, from the refined grid's bounds.
-
-    Window coordinates are unwrapped: a periodic window may start below 0 or end past the
-    last column; the longitude bounds continue by +-360 degrees there. On a grid with uniform
-    longitude spacing the areas do not depend on the window's column, so windows in one row
-    share one (cached) array, and their block weights are computed once per batch.
-    """
-
-    def __init__(self, grid: Grid, factor: int) -> None:
-        fine = grid.refine(factor)
-        self.factor = factor
-        self.lat_b = fine.lat_b
-        self.lon_b = fine.lon_b
-        self.lon_span = fine.lon_b[-1] - fine.lon_b[0]
-        self.radius = grid.radius
-        width = np.diff(fine.lon_b)
-        self.uniform_lon = bool(np.allclose(width, width[0], rtol=1e-9, atol=0.0))
-        self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
-
-    def __call__(self, row0: int, nrow: int, col0: int, ncol: int) -> np.ndarray:
-        if self.uniform_lon:
-            col0 = 0
-        key = (row0, nrow, col0, ncol)
-        if key not in self._cache:
-            if len(self._cache) > 64:  # bounded: a few tile rows are live at a time
-                self._cache.clear()
-            f = self.factor
-            lat_b = self.lat_b[row0 * f : (row0 + nrow) * f + 1]
-            k = np.arange(col0 * f, (col0 + ncol) * f + 1)
-            w = self.lon_b.size - 1
-            lon_b = self.lon_b[k % w] + self.lon_span * (k // w)
-            self._cache[key] = cell_area(lat_b, lon_b, self.radius)
-        return self._cache[key]
-
-
-def _spacing_of(meta: dict) -> tuple[float, float] | None:
-    for key in SPACING_KEYS:
-        value = meta.get(key)
-        if value is None:
-            continue
-        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
-        return (float(v[0]), float(v[-1]))
-    return None
-
-
 class Downscaler:
     """A model ready to downscale fields of any size, built once and called many times.
 
@@ -178,28 +132,19 @@ class Downscaler:
         (``"nearest"``, ``"bilinear"``, ``"bicubic"``: no parameters, combined with
         ``constraint``), a model object, or None for the packaged default of ``factor`` and
         ``constraint`` (the bicubic baseline, with a UserWarning, where none exists).
-    factor : int
-        Downscaling factor (fine grid = factor x LR grid on both axes).
-    constraint : str
-        Constraint layer name (:mod:`climdown.nn.constraints`). A checkpoint or model
-        trained with another constraint raises :class:`~climdown.errors.CheckpointError`.
-    device : str
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``, ...
-    batch_size : int
-        Tiles (x time steps) per forward pass.
-    tile : int
-        Tile core size in LR cells (``tile x tile``).
-    halo : int
-        LR cells of context on each side of a tile (and of a dask chunk). The stitched result
-        equals an untiled run where ``halo`` covers the model's receptive field; mass is
-        conserved exactly whatever the halo.
-    progress : bool, optional
-        Show a tqdm bar on eager runs (default: only on a terminal).
+    **options
+        :class:`DownscaleOptions`: ``factor``, ``constraint``, ``device``, ``batch_size``,
+        ``tile``, ``halo``, ``progress``, with its defaults. A checkpoint or model of another
+        factor or constraint raises :class:`~climdown.errors.CheckpointError`.
 
     Attributes
     ----------
+    options : DownscaleOptions
+        The options, validated (``constraint`` by its registry name).
     model : ConstrainedModel
         In eval mode, on :attr:`device`.
+    device : torch.device
+        Where the model runs.
     meta : dict
         Checkpoint metadata (empty for baselines and model objects).
     name : str
@@ -209,31 +154,15 @@ class Downscaler:
         (``convgru``, ``flowconvgru``), 1 for the others (see the module docstring).
     """
 
-    def __init__(
-        self,
-        model: Any = None,
-        *,
-        factor: int = 4,
-        constraint: str = "softmax",
-        device: str = "auto",
-        batch_size: int = 16,
-        tile: int = 128,
-        halo: int = 12,
-        progress: bool | None = None,
-    ) -> None:
+    def __init__(self, model: Any = None, **options: Any) -> None:
         from climdown.nn.constraints import get_constraint
 
-        self.factor = _check_positive("factor", factor)
-        self.constraint = get_constraint(constraint).name
-        self.batch_size = _check_positive("batch_size", batch_size)
-        self.tile = _check_positive("tile", tile)
-        if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
-            raise ConfigError(f"halo must be an integer >= 0, got {halo!r}")
-        self.halo = int(halo)
-        self.progress = progress
+        names = [f.name for f in fields(DownscaleOptions)]
+        opts = DownscaleOptions(**validate.check_keys(options, names, "Downscaler"))
+        self.options = replace(opts, constraint=get_constraint(opts.constraint).name)
         from climdown.nn.device import pick_device  # torch loads only when a model is used
 
-        self.device = pick_device(device)
+        self.device = pick_device(self.options.device)
         self.meta: dict = {}
         if model is None:
             model = _default_model(self.factor, self.constraint)
@@ -243,27 +172,21 @@ class Downscaler:
             self.name = model.lower()
             self.model = get_model(self.name, self.factor, self.constraint)
         elif isinstance(model, (str, os.PathLike)):
-            self.model, self.meta = _load_cached(Path(model), self.device, self.factor)
             self.name = Path(model).name
+            self.model, self.meta = self._load(Path(model))
         elif hasattr(model, "constraint") and hasattr(model, "factor"):
+            from climdown.checkpoint import check_expected
+
             self.model = model
             self.name = str(getattr(model, "config", {}).get("name", type(model).__name__))
+            seen = {"factor": model.factor, "constraint": model.constraint.name}
+            check_expected(
+                f"model {self.name!r}", seen, factor=self.factor, constraint=self.constraint
+            )
         else:
             raise ConfigError(
                 f"model must be a checkpoint path, a baseline name ({', '.join(BASELINES)}), "
                 f"a climdown model or None, got {type(model).__name__}: {model!r}"
-            )
-        if int(self.model.factor) != self.factor:
-            raise CheckpointError(
-                f"model {self.name!r} downscales by factor {self.model.factor} but "
-                f"factor={self.factor} was asked for; pass factor={self.model.factor}"
-            )
-        seen = self.model.constraint.name
-        if seen != self.constraint:
-            raise CheckpointError(
-                f"model {self.name!r} was built with constraint {seen!r} but "
-                f"constraint={self.constraint!r} was asked for; pass constraint={seen!r} or a "
-                f"model trained with {self.constraint!r}"
             )
         self.model = self.model.to(self.device).eval()
         from climdown.nn.models import RECURRENT
@@ -274,19 +197,44 @@ class Downscaler:
         self._positive = self.model.constraint.positive and self.model.constraint.conserving
         self._token = uuid.uuid4().hex
 
+    def _load(self, path: Path) -> tuple[Any, dict]:
+        """The checkpoint at ``path``, loaded once per process, of this factor and constraint."""
+        from climdown.checkpoint import load_cached
+
+        if not path.is_file():
+            raise CheckpointError(
+                f"model {str(path)!r} is neither a file nor a baseline name; pass a checkpoint "
+                f"written by `climdown train` or one of {', '.join(BASELINES)}"
+            )
+        return load_cached(
+            path, device=self.device, expect_factor=self.factor, expect_constraint=self.constraint
+        )
+
+    @property
+    def factor(self) -> int:
+        """Downscaling factor."""
+        return self.options.factor
+
+    @property
+    def constraint(self) -> str:
+        """Registry name of the constraint layer."""
+        return self.options.constraint
+
     def __repr__(self) -> str:
+        o = self.options
         return (
-            f"Downscaler(model={self.name!r}, factor={self.factor}, "
-            f"constraint={self.constraint!r}, device='{self.device}', tile={self.tile}, "
-            f"halo={self.halo}, batch_size={self.batch_size})"
+            f"Downscaler(model={self.name!r}, factor={o.factor}, "
+            f"constraint={o.constraint!r}, device='{self.device}', tile={o.tile}, "
+            f"halo={o.halo}, batch_size={o.batch_size})"
         )
 
     @property
     def description(self) -> str:
         """One line for ``history``: model, constraint, factor, tiling."""
+        o = self.options
         return (
-            f"downscaled {self.factor}x with model {self.name!r}, constraint "
-            f"{self.constraint!r} (tile {self.tile}, halo {self.halo} LR cells)"
+            f"downscaled {o.factor}x with model {self.name!r}, constraint "
+            f"{o.constraint!r} (tile {o.tile}, halo {o.halo} LR cells)"
         )
 
     # ------------------------------------------------------------------ dispatch
@@ -328,9 +276,9 @@ class Downscaler:
             return self._dask(data, grid)
         arr = np.asarray(data)
         self._check_shape(arr.shape, grid)
-        area = _FineArea(grid, self.factor) if grid is not None else None
+        area = FineAreas(grid, self.factor) if grid is not None else None
         periodic = bool(grid is not None and grid.periodic)
-        return self._numpy(arr, area, (0, 0), periodic, self.progress, arr.ndim >= 3)
+        return self._numpy(arr, area, (0, 0), periodic, self.options.progress, arr.ndim >= 3)
 
     def _check_shape(self, shape: tuple[int, ...], grid: Grid | None) -> None:
         if len(shape) < 2:
@@ -362,7 +310,7 @@ class Downscaler:
     def _numpy(
         self,
         x: np.ndarray,
-        area: _FineArea | None,
+        area: FineAreas | None,
         offset: tuple[int, int],
         periodic: bool,
         progress: bool | None,
@@ -383,7 +331,8 @@ class Downscaler:
         x4 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, steps, h, w)
         self._check_values(x4)
         out = np.empty((*x4.shape[:2], h * f, w * f), dtype=np.float32)
-        plan = TilePlan((h, w), self.tile, self.halo, periodic=periodic)
+        o = self.options
+        plan = TilePlan((h, w), o.tile, o.halo, periodic=periodic)
         frames = self.frames if steps > 1 else 1
         window = {k: np.clip(np.arange(k - frames + 1, k + 1), 0, None) for k in range(steps)}
         items = [(t, n, k) for t in plan for n in range(x4.shape[0]) for k in range(steps)]
@@ -394,8 +343,8 @@ class Downscaler:
             disable=None if progress is None else not progress,
         )
         with bar, torch.inference_mode():
-            for b0 in range(0, len(items), self.batch_size):
-                batch = items[b0 : b0 + self.batch_size]
+            for b0 in range(0, len(items), o.batch_size):
+                batch = items[b0 : b0 + o.batch_size]
                 lr = np.stack([t.extract(x4[n])[window[k]] for t, n, k in batch])
                 a = None
                 if area is not None:
@@ -425,64 +374,48 @@ class Downscaler:
         from dask.base import tokenize
 
         self._check_shape(x.shape, grid)
-        f, halo = self.factor, self.halo
+        f = self.factor
         ax_t, ax_r, ax_c = x.ndim - 3, x.ndim - 2, x.ndim - 1
         periodic = bool(grid is not None and grid.periodic)
         # a recurrent model's window reaches frames - 1 steps back along time (axis -3)
         timed = timed and x.ndim >= 3 and self.frames > 1
-        depth = {ax_r: halo, ax_c: halo, **({ax_t: self.frames - 1} if timed else {})}
-        # overlap needs chunks at least as deep as the overlap; merge smaller ones first
-        chunks = list(x.chunks)
-        for ax, d in depth.items():
-            if d:
-                chunks[ax] = dsa.overlap.ensure_minimum_chunksize(min(d, x.shape[ax]), x.chunks[ax])
-        x = x.rechunk(tuple(chunks))
-        # an axis held in one chunk needs no overlap (unless it wraps), and dask refuses a
-        # depth deeper than the array: clip the depth per axis
-        wraps = {ax_c: periodic}
-        depth = {
-            ax: min(d, x.shape[ax]) if (wraps.get(ax) or len(x.chunks[ax]) > 1) else 0
-            for ax, d in depth.items()
-        }
-        depth_r, depth_c, depth_t = depth[ax_r], depth[ax_c], depth.get(ax_t, 0)
-        if any(depth.values()):
-            xo = dsa.overlap.overlap(
-                x,
-                depth=depth,
-                boundary={ax: "periodic" if wraps.get(ax) else "none" for ax in depth},
+        want = {ax_r: (self.options.halo, False), ax_c: (self.options.halo, periodic)}
+        if timed:
+            want[ax_t] = (self.frames - 1, False)
+        # the halo/crop rules are climdown.tiling's; chunks shorter than the overlap merge first
+        axes = {ax: ChunkAxis(x.chunks[ax], d, p) for ax, (d, p) in want.items()}
+        x = x.rechunk(
+            tuple(
+                dsa.overlap.ensure_minimum_chunksize(axes[ax].min_chunk, c)
+                if ax in axes and axes[ax].min_chunk
+                else c
+                for ax, c in enumerate(x.chunks)
             )
+        )
+        axes = {ax: ChunkAxis(x.chunks[ax], d, p) for ax, (d, p) in want.items()}
+        depth = {ax: a.overlap for ax, a in axes.items()}
+        if any(depth.values()):
+            boundary = {ax: "periodic" if a.periodic else "none" for ax, a in axes.items()}
+            xo = dsa.overlap.overlap(x, depth=depth, boundary=boundary)
         else:
             xo = x
-        area = _FineArea(grid, f) if grid is not None else None
-        starts = [
-            np.concatenate([[0], np.cumsum(c)[:-1]]) for c in (x.chunks[ax_r], x.chunks[ax_c])
-        ]
-        counts = (len(x.chunks[ax_r]), len(x.chunks[ax_c]))
-        n_time = len(x.chunks[ax_t]) if timed else 1
+        area = FineAreas(grid, f) if grid is not None else None
+        rows, cols = axes[ax_r], axes[ax_c]
+        scale = {ax: 1 if ax == ax_t else f for ax in axes}
 
         def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-            k, i, j = ((0, 0, 0) + tuple(block_info[0]["chunk-location"]))[-3:]
-            pre_r = depth_r if i > 0 else 0
-            post_r = depth_r if i < counts[0] - 1 else 0
-            pre_c = depth_c if (periodic or j > 0) else 0
-            post_c = depth_c if (periodic or j < counts[1] - 1) else 0
-            offset = (int(starts[0][i]) - pre_r, int(starts[1][j]) - pre_c)
+            loc = block_info[0]["chunk-location"]
+            i, j = loc[ax_r], loc[ax_c]
+            offset = (rows.starts[i] - rows.pad(i)[0], cols.starts[j] - cols.pad(j)[0])
             y = self._numpy(block, area, offset, False, False, timed)
-            hh, ww = y.shape[-2:]
-            y = y[..., pre_r * f : hh - post_r * f, pre_c * f : ww - post_c * f]
-            if not depth_t:
-                return y
-            # steps before the chunk were context for the first windows; drop them and the
-            # steps after it (the next chunk computes those)
-            pre_t = depth_t if k > 0 else 0
-            post_t = depth_t if k < n_time - 1 else 0
-            return y[..., pre_t : y.shape[-3] - post_t, :, :]
+            # crop to the chunk's own cells: time steps before it were context for its first
+            # windows, and the next chunk computes the steps after it
+            crop = [slice(None)] * y.ndim
+            for ax, a in axes.items():
+                crop[ax] = a.core(loc[ax], scale[ax])
+            return y[tuple(crop)]
 
-        out_chunks = (
-            *x.chunks[:-2],
-            tuple(c * f for c in x.chunks[ax_r]),
-            tuple(c * f for c in x.chunks[ax_c]),
-        )
+        out_chunks = (*x.chunks[:-2], *(tuple(c * f for c in a.chunks) for a in (rows, cols)))
         return dsa.map_blocks(
             run,
             xo,
@@ -517,10 +450,10 @@ class Downscaler:
         else:
             y = self._numpy(
                 np.asarray(x.values),
-                _FineArea(grid, self.factor),
+                FineAreas(grid, self.factor),
                 (0, 0),
                 grid.periodic,
-                self.progress,
+                self.options.progress,
                 timed=time is not None,
             )
         fine = grid.refine(self.factor)
@@ -563,31 +496,10 @@ class Downscaler:
         return xr.Dataset({**keep, **out}, attrs=append_history(ds.attrs, self.description))
 
     def _warn_spacing(self, grid: Grid) -> None:
-        trained = _spacing_of(self.meta)
-        if trained is None:
-            return
-        seen = grid.spacing
-        ratios = [s / t for s, t in zip(seen, trained, strict=True) if t > 0]
-        if any(r > SPACING_RATIO or r < 1.0 / SPACING_RATIO for r in ratios):
-            warnings.warn(
-                f"the input grid spacing ({seen[0]:.4g} x {seen[1]:.4g} deg) is more than "
-                f"{SPACING_RATIO:g}x from the spacing model {self.name!r} was trained on "
-                f"({trained[0]:.4g} x {trained[1]:.4g} deg); its output may be unreliable. "
-                "Use a model trained at this resolution, or a baseline (model='bicubic')",
-                UserWarning,
-                stacklevel=_user_stacklevel(),
-            )
+        if self.meta:  # a checkpoint: it records the grid spacing it was trained on
+            from climdown.checkpoint import check_spacing
 
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` for warnings.warn that points at the first caller outside climdown."""
-    import sys
-
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
+            check_spacing(self.meta, grid.spacing, self.name)
 
 
 def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
@@ -634,30 +546,35 @@ def _is_dask(data: Any) -> bool:
 
 def downscale(
     obj: Any,
-    factor: int = 4,
-    constraint: str = "softmax",
+    factor: int = DownscaleOptions.factor,
+    constraint: str = DownscaleOptions.constraint,
     model: Any = None,
     var: str | Sequence[str] | None = None,
-    device: str = "auto",
-    batch_size: int = 16,
-    tile: int = 128,
-    halo: int = 12,
+    device: str = DownscaleOptions.device,
+    batch_size: int = DownscaleOptions.batch_size,
+    tile: int = DownscaleOptions.tile,
+    halo: int = DownscaleOptions.halo,
     *,
     lat: str | None = None,
     lon: str | None = None,
-    progress: bool | None = None,
+    progress: bool | None = DownscaleOptions.progress,
 ) -> Any:
     """Downscale an xarray DataArray or Dataset (or an array) by ``factor``.
 
     A shortcut for ``Downscaler(model, factor=..., ...)(obj, var=var)``; build a
-    :class:`Downscaler` once to downscale many objects with the same model.
+    :class:`Downscaler` once to downscale many objects with the same model. This is the one
+    signature of downscaling: ``obj.climdown.downscale(**options)`` and
+    :func:`climdown.fileio.downscale_file` pass their options on to it by keyword, and the
+    defaults are :class:`DownscaleOptions`'.
 
     Parameters
     ----------
     obj : xarray.DataArray, xarray.Dataset, numpy or dask array
         Coarse field(s) in kg m-2 (water depths in mm or m are converted) on a regular
         lat/lon grid of any size.
-    factor, constraint, model, device, batch_size, tile, halo, progress
+    factor, constraint, device, batch_size, tile, halo, progress
+        See :class:`DownscaleOptions`.
+    model : str, path-like, ConstrainedModel or None
         See :class:`Downscaler`.
     var : str or list of str, optional
         Dataset variables to downscale (default: all on the lat/lon grid).
@@ -691,115 +608,3 @@ def downscale(
         progress=progress,
     )
     return down(obj, var=var, lat=lat, lon=lon)
-
-
-def _is_zarr(path: Path) -> bool:
-    return path.suffix == ".zarr" or (path.is_dir() and (path / "zarr.json").exists())
-
-
-def _open(src: Path) -> xr.Dataset:
-    if not src.exists():
-        raise StoreError(f"input {str(src)!r} not found; pass a netCDF file or a zarr store")
-    if _is_zarr(src):
-        with warnings.catch_warnings():  # stores without consolidated metadata are fine
-            warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
-            return xr.open_zarr(src, chunks={})
-    return xr.open_dataset(src, chunks={})
-
-
-def _rechunk(ds: xr.Dataset, lat: str, lon: str, max_cells: int) -> xr.Dataset:
-    """One time step (index of every non-spatial dim) per chunk, at most ``max_cells`` LR
-    cells along lat and lon, so memory stays bounded on any file."""
-    spatial = (ds[lat].dims[0], ds[lon].dims[0])
-    chunks = {d: (min(max_cells, n) if d in spatial else 1) for d, n in ds.sizes.items()}
-    return ds.chunk(chunks)
-
-
-def downscale_file(
-    src: str | os.PathLike,
-    dst: str | os.PathLike,
-    *,
-    factor: int = 4,
-    constraint: str = "softmax",
-    model: Any = None,
-    var: str | Sequence[str] | None = None,
-    device: str = "auto",
-    batch_size: int = 16,
-    tile: int = 128,
-    halo: int = 12,
-    scheduler: Any = None,
-    max_chunk: int = 512,
-    overwrite: bool = False,
-) -> Path:
-    """Downscale a netCDF file or zarr store into a new netCDF file or zarr store.
-
-    The input is opened lazily (one time step and at most ``max_chunk`` x ``max_chunk`` LR
-    cells per dask chunk), downscaled chunk by chunk and written to a temporary path beside
-    ``dst`` that is renamed into place at the end, so an interrupted run never leaves a
-    partial output.
-
-    Parameters
-    ----------
-    src : path-like
-        netCDF file (``.nc``) or zarr store (``.zarr`` or a directory with ``zarr.json``).
-    dst : path-like
-        Output; ``.zarr`` writes a zarr store, anything else netCDF.
-    factor, constraint, model, var, device, batch_size, tile, halo
-        See :func:`downscale`.
-    scheduler : optional
-        A dask scheduler for the computation (``"threads"``, ``"synchronous"``, a
-        ``distributed.Client``); default: dask's current one.
-    max_chunk : int
-        Largest chunk in LR cells along latitude and longitude.
-    overwrite : bool
-        Replace an existing ``dst``.
-
-    Returns
-    -------
-    Path
-        ``dst``.
-
-    Raises
-    ------
-    StoreError
-        If ``src`` is missing or ``dst`` exists and ``overwrite`` is False.
-    """
-    import dask
-
-    src, dst = Path(src), Path(dst)
-    if dst.exists() and not overwrite:
-        raise StoreError(f"output {str(dst)!r} exists; remove it or pass overwrite=True")
-    ds = _open(src)
-    lat_name, lon_name = find_latlon(ds)
-    ds = _rechunk(ds, lat_name, lon_name, _check_positive("max_chunk", max_chunk))
-    out = downscale(
-        ds,
-        factor=factor,
-        constraint=constraint,
-        model=model,
-        var=var,
-        device=device,
-        batch_size=batch_size,
-        tile=tile,
-        halo=halo,
-    )
-    for v in out.variables.values():
-        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "calendar", "dtype")}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    target = tmp / dst.name
-    try:
-        with dask.config.set(scheduler=scheduler) if scheduler is not None else nullcontext():
-            if _is_zarr(dst):
-                # zarr needs uniform chunks; the halo merge can leave uneven ones at the edges
-                out = out.chunk({d: max(c) for d, c in out.chunks.items()})
-                out.to_zarr(target, mode="w", consolidated=False)
-            else:
-                out.to_netcdf(target)
-        if dst.exists():
-            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
-        os.replace(target, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    ds.close()
-    return dst
