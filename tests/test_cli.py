@@ -29,7 +29,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _recipe(tmp: Path, name: str = "tiny", **changes: object) -> Path:
-    """recipes/tiny.yaml copied to ``tmp`` with its output under ``tmp`` (plus ``changes``)."""
+    """The packaged tiny.yaml copied to ``tmp`` with its output under ``tmp`` (plus ``changes``)."""
     raw = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
     raw.update(name=name, output=str(tmp / f"{name}.zarr"), **changes)
     path = tmp / f"{name}.yaml"
@@ -63,7 +63,7 @@ def _png_is_drawn(path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """recipes/tiny.yaml built by ``climdown build`` (4x, 16 x 16 HR, 32/16/16 samples)."""
+    """The packaged tiny.yaml built by ``climdown build`` (4x, 16 x 16 HR, 32/16/16 samples)."""
     tmp = tmp_path_factory.mktemp("cli-store")
     assert main(["build", str(_recipe(tmp)), "--quiet"]) == 0
     return tmp / "tiny.zarr"

@@ -28,7 +28,7 @@ FAST = {"batch_size": 8, "progress": False, "model_options": SMALL}
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """recipes/tiny.yaml (32 train / 16 val / 16 test synthetic 4x pairs, 16 x 16 HR)."""
+    """The packaged tiny.yaml (32 train / 16 val / 16 test synthetic 4x pairs, 16 x 16 HR)."""
     recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
     recipe["output"] = str(tmp_path_factory.mktemp("stores") / "tiny.zarr")
     return build_store(load_recipe(recipe))

@@ -1,0 +1,85 @@
+"""The study's row runner and Markdown writer: a row is made once per settings, tables are plain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from climdown.data.recipe import load_recipe
+from climdown.data.store import build_store
+from climdown.study import read_recipe
+from climdown.study.runner import (
+    NOTES_MARKER,
+    cached_row,
+    markdown_table,
+    run_row,
+    write_markdown,
+)
+
+
+def test_markdown_table() -> None:
+    table = markdown_table(("a", "b"), [(1, "x"), ("2", 3.5)])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | 3.5 |"]
+    with pytest.raises(ValueError, match="3 cells for 2 headers"):
+        markdown_table(("a", "b"), [(1, 2, 3)])
+
+
+def test_write_markdown_keeps_the_notes(tmp_path: Path) -> None:
+    path = tmp_path / "docs" / "r.md"
+    write_markdown(path, "# T\n\n| a |\n")
+    assert path.read_text() == "# T\n\n| a |\n"
+    path.write_text(path.read_text() + f"\n{NOTES_MARKER}\n\nmy reading\n")
+    write_markdown(path, "# T\n\n| b |\n")
+    text = path.read_text()
+    assert "| b |" in text and "| a |" not in text  # the generated part is replaced ...
+    assert text.count("my reading") == 1 and text.count(NOTES_MARKER) == 1  # ... the notes kept
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.md"]  # no temporary left
+
+
+def test_cached_row_computes_once_per_settings(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def compute() -> dict:
+        calls.append(1)
+        return {"scores": {"RMSE": float(len(calls))}}
+
+    first = cached_row(tmp_path / "run", {"epochs": 2, "options": {"w": 8}}, compute)
+    again = cached_row(tmp_path / "run", {"epochs": 2, "options": {"w": 8}}, compute)
+    assert len(calls) == 1 and again == first
+    assert json.loads((tmp_path / "run" / "scores.json").read_text()) == first
+    other = cached_row(tmp_path / "run", {"epochs": 3, "options": {"w": 8}}, compute)
+    assert len(calls) == 2 and other["scores"]["RMSE"] == 2.0  # contrast: new settings, new row
+    assert other["settings"] == {"epochs": 3, "options": {"w": 8}}
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_store(
+        load_recipe(read_recipe("tiny", stores=tmp_path_factory.mktemp("s"))), progress=False
+    )
+
+
+def test_run_row_trains_scores_and_resumes(tiny_store: Path, tmp_path: Path) -> None:
+    head = {"id": "X", "model": "cnn", "constraint": "softmax"}
+    kw = {"epochs": 1, "batch_size": 8, "quick": True, "progress": False, "device": "cpu"}
+    row = run_row(tmp_path / "cnn", head, tiny_store, "cnn", "softmax", **kw)
+    assert row["id"] == "X" and row["best_epoch"] == 1 and Path(row["checkpoint"]).is_file()
+    assert row["scores"]["neg_num"] == 0 and row["scores"]["mass_violation_rel"] <= 1e-5
+    assert row["settings"]["options"] == {} and row["settings"]["quick"] is True
+    stamp = (tmp_path / "cnn" / "scores.json").stat().st_mtime_ns
+    assert run_row(tmp_path / "cnn", head, tiny_store, "cnn", "softmax", **kw) == row
+    assert (tmp_path / "cnn" / "scores.json").stat().st_mtime_ns == stamp
+
+
+def test_baseline_rows_ignore_training_settings(tiny_store: Path, tmp_path: Path) -> None:
+    head = {"id": "b", "model": "bicubic", "constraint": "none"}
+    row = run_row(tmp_path / "b", head, tiny_store, "bicubic", "none", epochs=1, device="cpu")
+    assert "checkpoint" not in row and not list((tmp_path / "b").glob("*.pt"))
+    assert row["scores"]["mass_violation_rel"] > 1e-3  # plain bicubic does not conserve
+    same = run_row(tmp_path / "b", head, tiny_store, "bicubic", "none", epochs=20, device="cpu")
+    assert same == row  # nothing to train: read back whatever the epochs
+    cnn = {"epochs": 1, "quick": True, "progress": False, "device": "cpu"}
+    a = run_row(tmp_path / "c", head, tiny_store, "cnn", "none", **cnn)["settings"]
+    assert a["epochs"] == 1 and "epochs" not in row["settings"]  # contrast: a model with weights
