@@ -5,7 +5,8 @@
   store, with an ensemble (CRPS) for models that sample (the GAN);
 * :func:`evaluate_checkpoint`: a checkpoint beside the bicubic and nearest baselines (and bicubic
   with the model's own constraint), as ``climdown evaluate`` prints it;
-* :func:`format_table`: the one Markdown writer of scored rows, used here and by the study.
+* :func:`markdown_table`: the one Markdown table writer (here and in the study), and
+  :func:`format_table`: scored rows through it.
 
 All scores are in physical units (kg m-2), never on the normalised scale.
 """
@@ -13,6 +14,7 @@ All scores are in physical units (kg m-2), never on the normalised scale.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,14 @@ from climdown.errors import ConfigError
 from climdown.nn.device import pick_device, to_device
 from climdown.nn.normalize import ConstrainedModel
 
-__all__ = ["validate", "evaluate_model", "evaluate_checkpoint", "format_table", "COLUMNS"]
+__all__ = [
+    "validate",
+    "evaluate_model",
+    "evaluate_checkpoint",
+    "markdown_table",
+    "format_table",
+    "COLUMNS",
+]
 
 #: Score keys of a table row, in column order, and their headers.
 COLUMNS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg_num", "CRPS", "mass_violation_rel")
@@ -190,23 +199,32 @@ def _fmt(value: Any, key: str) -> str:
     return f"{value:.4g}" if key != "PSNR" else f"{value:.2f}"
 
 
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: one header row, then one line per row of (already formatted) cells."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for cells in rows:
+        if len(cells) != len(headers):
+            raise ValueError(  # a programming error, not a user's
+                f"a row has {len(cells)} cells for {len(headers)} headers: {cells}"
+            )
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict[str, Any]], *, label: str = "id") -> str:
     """Markdown table of scored rows (columns MSE, RMSE, PSNR, MAE, SSIM, neg num, CRPS, mass).
 
     Each row is a dict with ``label`` (e.g. ``id`` or ``name``), ``data``, ``model``,
     ``constraint`` and ``scores`` (an :func:`evaluate_model` dict); a missing score is ``–``.
     """
-    head = f"| {label} | data | model | constraint | " + " | ".join(HEADERS) + " |"
-    lines = [head, "|" + "---|" * (4 + len(HEADERS))]
-    for r in rows:
-        s = r["scores"]
-        cells = [_fmt(s.get(k), k) for k in COLUMNS]
-        lines.append(
-            f"| {r.get(label, '')} | {r['data']} | {r['model']} | {r['constraint']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines)
+    return markdown_table(
+        (label, "data", "model", "constraint", *HEADERS),
+        [
+            [r.get(label, ""), r["data"], r["model"], r["constraint"]]
+            + [_fmt(r["scores"].get(k), k) for k in COLUMNS]
+            for r in rows
+        ],
+    )
 
 
 def evaluate_checkpoint(

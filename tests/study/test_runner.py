@@ -9,14 +9,9 @@ import pytest
 
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store
+from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import (
-    NOTES_MARKER,
-    cached_row,
-    markdown_table,
-    run_row,
-    write_markdown,
-)
+from climdown.study.runner import NOTES_MARKER, cached_row, run_row, write_markdown
 
 
 def test_markdown_table() -> None:

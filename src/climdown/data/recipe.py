@@ -496,7 +496,8 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> Recipe:
     if not path.is_file():
         raise RecipeError(
             f"recipe file {str(path)!r} not found (current directory {os.getcwd()!r}); "
-            "pass the path of a YAML recipe, e.g. recipes/tcw4.yaml"
+            "pass the path of a YAML recipe (climdown build also takes a packaged recipe's "
+            "name, e.g. climdown build tcw4)"
         )
     text = path.read_text()
     try:

@@ -1,6 +1,6 @@
 """Small packaged default checkpoints (factor x constraint) and their index.
 
-The checkpoints are trained by ``python -m climdown.pretrained.build`` on the real ERA5
+The checkpoints are trained by ``python -m climdown.study.build_pretrained`` on the real ERA5
 samples packaged with climdown (see docs/models.md for data, grid spacing and scores).
 """
 

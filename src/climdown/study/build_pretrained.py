@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from climdown._version import __version__
+from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import markdown_table, run_row, write_markdown
+from climdown.study.runner import run_row, write_markdown
 
 __all__ = ["build_defaults", "format_index", "FACTORS", "CONSTRAINTS", "OPTIONS"]
 

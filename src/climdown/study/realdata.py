@@ -25,8 +25,9 @@ from typing import Any
 
 from climdown import validate
 from climdown.errors import RecipeError
+from climdown.evaluate import markdown_table
 from climdown.study import read_recipe, recipe_path
-from climdown.study.runner import markdown_table, run_row
+from climdown.study.runner import run_row
 
 __all__ = ["ModelSpec", "RealData", "real_recipe", "run_real_data", "format_real_table"]
 

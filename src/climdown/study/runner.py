@@ -5,7 +5,8 @@ is built from rows made by :func:`run_row`: train ``model`` + ``constraint`` on 
 ``train`` split (checkpoint chosen on ``val``), score it on ``test`` with
 :func:`climdown.evaluate.evaluate_model`, and keep the row in ``run/scores.json`` with the
 settings that made it, so a re-run with the same settings reads it back instead of retraining.
-:func:`markdown_table` and :func:`write_markdown` write what the rows say.
+:func:`climdown.evaluate.markdown_table` (the one Markdown table writer) and
+:func:`write_markdown` write what the rows say.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ __all__ = [
     "cached_row",
     "train_and_score",
     "run_row",
-    "markdown_table",
     "write_markdown",
 ]
 
@@ -214,16 +214,6 @@ def _has_weights(model: str) -> bool:
 
     cls = MODELS.get(str(model).lower())
     return cls is None or not issubclass(cls, Interpolation)
-
-
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A Markdown table: one header row, then one line per row of (already formatted) cells."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for cells in rows:
-        if len(cells) != len(headers):
-            raise ValueError(f"a row has {len(cells)} cells for {len(headers)} headers: {cells}")
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines)
 
 
 def write_markdown(path: str | os.PathLike[str], doc: str) -> Path:
