@@ -184,6 +184,8 @@ def _loaded_after(statement: str) -> set[str]:
         ("import climdown.grid, climdown.units, climdown.tiling", {"xarray", "torch"}),
         ("import climdown.nn.models, climdown.nn.constraints", {"xarray", "matplotlib"}),
         ("import climdown.data.dataset", {"matplotlib", "cartopy"}),
+        # registering the accessor (on import xarray) loads no model code
+        ("import climdown, xarray", {"torch", "matplotlib", "cartopy"}),
     ],
 )
 def test_light_imports(statement: str, absent: set[str]) -> None:
@@ -196,9 +198,17 @@ def test_contrast_the_probe_sees_heavy_imports() -> None:
     assert "xarray" in _loaded_after("import climdown.accessor")
 
 
-@pytest.mark.parametrize("order", ["climdown first", "xarray first"])
-def test_import_climdown_registers_the_accessor(order: str) -> None:
-    first, second = ("climdown", "xarray") if order == "climdown first" else ("xarray", "climdown")
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("climdown", "xarray"),
+        ("xarray", "climdown"),
+        # a module that imports xarray while it is half-initialised, then the accessor
+        ("climdown.inference", "climdown.conservation"),
+        ("climdown.conservation", "climdown.accessor"),
+    ],
+)
+def test_import_climdown_registers_the_accessor(first: str, second: str) -> None:
     code = (
         f"import {first}\nimport {second}\nimport numpy as np\nimport xarray as xr\n"
         "da = xr.DataArray(np.ones((2, 2)), dims=('lat', 'lon'))\n"

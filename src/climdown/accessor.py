@@ -27,10 +27,9 @@ from typing import Any
 
 import xarray as xr
 
-# the modules, not their functions: importing either one imports xarray, which registers this
-# accessor while that module is still half-initialised
-from climdown import conservation as _conservation
-from climdown import inference as _inference
+# inference and conservation are imported inside the methods: registering the accessor (which
+# happens as soon as xarray is imported) then loads nothing heavy (no torch), and importing one
+# of them first never meets this module half-way
 from climdown.errors import CoordinateError
 from climdown.grid import coarsen_dataarray, find_latlon
 
@@ -82,7 +81,9 @@ class _Base:
         ``halo``, ``lat``, ``lon``, ``progress``: their meaning and defaults are that
         function's (one signature, one set of defaults). Lazy on dask-backed data.
         """
-        return _inference.downscale(self._obj, **options)
+        from climdown.inference import downscale
+
+        return downscale(self._obj, **options)
 
     def conservation(self, hr: Any, lr: Any = None, var: str | None = None) -> xr.Dataset:
         """Mass budget of ``hr`` against ``lr`` (default: this object) per time step, in kg.
@@ -90,16 +91,18 @@ class _Base:
         See :func:`climdown.conservation.conservation`.
         """
         lr = self._obj if lr is None else lr
-        return _conservation.conservation(_variable(hr, var), _variable(lr, var))
+        from climdown.conservation import conservation
+
+        return conservation(_variable(hr, var), _variable(lr, var))
 
     def assert_conserves(self, hr: Any, rtol: float = 1e-5, var: str | None = None) -> xr.Dataset:
         """Raise :class:`~climdown.errors.ConservationError` unless ``hr`` conserves this field.
 
         See :func:`climdown.conservation.assert_conserves`.
         """
-        return _conservation.assert_conserves(
-            _variable(hr, var), _variable(self._obj, var), rtol=rtol
-        )
+        from climdown.conservation import assert_conserves
+
+        return assert_conserves(_variable(hr, var), _variable(self._obj, var), rtol=rtol)
 
     def plot(self, hr: Any, truth: Any = None, var: str | None = None, **kwargs: Any) -> Any:
         """Maps LR (this object) | downscaled | truth | error; see :func:`climdown.plot.compare`."""

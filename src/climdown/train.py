@@ -49,7 +49,7 @@ from climdown.data.store import normalisation, store_info
 from climdown.errors import CheckpointError, ConfigError
 from climdown.evaluate import validate as validate_split
 from climdown.grid import Grid
-from climdown.nn.constraints import get_constraint
+from climdown.nn.constraints import CONSTRAINTS, get_constraint
 from climdown.nn.device import pick_device, to_device
 from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
 from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
@@ -475,7 +475,8 @@ def _build(cfg: TrainConfig, dataset: PatchDataset, scale: float) -> Constrained
     """The model of this config, sized for the dataset (factor, frames, channels)."""
     item = dataset[0]
     frames, channels = int(item["lr"].shape[0]), int(item["lr"].shape[1])
-    constraint_options = {"lam": cfg.soft_lambda} if cfg.constraint == "soft" else None
+    option = CONSTRAINTS[cfg.constraint].penalty_option  # the soft constraint's weight
+    constraint_options = None if option is None else {option: cfg.soft_lambda}
     return get_model(
         cfg.model,
         int(dataset.factor),

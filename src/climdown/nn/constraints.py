@@ -100,6 +100,8 @@ class Constraint(nn.Module):
     conserving = False
     positive = False
     expects: ClassVar[str] = "values"
+    #: The constructor option that weights a loss penalty the trainer adds (None: no penalty).
+    penalty_option: ClassVar[str | None] = None
     logits: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -258,6 +260,7 @@ class SoftConstraint(Constraint):
     """
 
     name = "soft"
+    penalty_option = "lam"
 
     def __init__(self, lam: float = 1.0) -> None:
         super().__init__()
