@@ -470,7 +470,9 @@ def test_feed_forward_models_treat_steps_alone(series: xr.DataArray) -> None:
     assert Downscaler(tiny_convgru(frames=3), factor=4).frames == 3
     hr = downscale(series, 4, "softmax", model=model)
     one = downscale(series.isel(time=[3]), 4, "softmax", model=model)
-    np.testing.assert_allclose(hr.values[3:4], one.values, rtol=1e-5, atol=1e-5)
+    # float32 round-off of fields near 500 kg m-2 is ~3e-5 (a batch of 4 and a batch of 1 take
+    # different kernels); atol 1e-4 as for the windows above
+    np.testing.assert_allclose(hr.values[3:4], one.values, rtol=1e-5, atol=1e-4)
 
 
 def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -> None:
