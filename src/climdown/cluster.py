@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from climdown.errors import ConfigError
 
@@ -66,7 +66,11 @@ def dask_client(
         :func:`worker_memory_limit` bytes. Cannot be combined with a scheduler (the cluster
         decides its workers).
     dashboard_address : str, optional
-        The local cluster's dashboard (e.g. ``":8787"``); None (default) starts none.
+        The local cluster's dashboard (e.g. ``":8787"``, or ``":0"`` for any free port); None
+        (default) starts none. Nothing else binds a fixed port: the scheduler and its HTTP
+        server (health and metrics routes, which dask starts even without a dashboard) listen
+        on free ports the system picks, so the cluster starts beside any other dask cluster
+        on the machine (whose scheduler holds 8786 and dashboard 8787).
     quiet : bool
         Keep the local cluster's log below ERROR level off the terminal.
 
@@ -119,8 +123,8 @@ def dask_client(
             threads_per_worker=1,
             processes=True,
             memory_limit=worker_memory_limit(workers),
-            dashboard_address=dashboard_address,
             silence_logs=logging.ERROR if quiet else logging.WARNING,
+            **_scheduler_ports(dashboard_address),
         )
         client = distributed.Client(cluster)
     try:
@@ -129,6 +133,23 @@ def dask_client(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _scheduler_ports(dashboard_address: str | None) -> dict[str, Any]:
+    """LocalCluster keywords that bind only the ports asked for, and free ones otherwise.
+
+    dask's scheduler always starts an HTTP server, and with ``dashboard_address=None`` it binds
+    that server to the dashboard's default port 8787 (warning, or failing to start when
+    warnings are errors, if another cluster holds it). Without a dashboard the server gets
+    port 0 (any free port) and ``dashboard=False``; the scheduler's own port is 0 as well.
+    """
+    if dashboard_address is None:
+        return {
+            "scheduler_port": 0,
+            "dashboard_address": ":0",
+            "scheduler_kwargs": {"dashboard": False},
+        }
+    return {"scheduler_port": 0, "dashboard_address": dashboard_address}
 
 
 def _connect(scheduler: str | os.PathLike[str]) -> distributed.Client:
