@@ -551,17 +551,29 @@ def _dask_bcast(x: Any, shape: tuple[int, ...]) -> Any:
     return dsa.broadcast_to(x, shape)
 
 
-def coarsen(field: Any, area: Any, factor: int, *, _block_sum: Callable = block_sum) -> Any:
+def coarsen(
+    field: Any,
+    area: Any,
+    factor: int,
+    *,
+    skipna: bool = False,
+    _block_sum: Callable = block_sum,
+) -> Any:
     """Area-weighted block mean: ``x = sum(A y) / sum(A)`` over each ``factor x factor`` block.
 
     Parameters
     ----------
-    field : array (numpy, torch or dask), ``[..., H, W]``
+    field : array (numpy, torch or dask) or xarray DataArray, ``[..., H, W]``
         Fine field in any intensive unit (e.g. kg m-2).
     area : array of the same kind, broadcastable to ``field``, ``[..., H, W]``
         Fine-cell areas (m^2) or any weights proportional to them.
     factor : int
         Block size.
+    skipna : bool
+        False (default): a NaN cell makes its block NaN, so a block is never the mean of a
+        part of it without saying so. True, when asked for explicitly: the area-weighted mean
+        of the block's valid (non-NaN) cells, ``sum(A y) / sum(A)`` over those cells only; a
+        block without any valid cell is NaN, never 0.
 
     Returns
     -------
@@ -572,7 +584,24 @@ def coarsen(field: Any, area: Any, factor: int, *, _block_sum: Callable = block_
     GridShapeError
         If H or W is not divisible by ``factor``.
     """
-    return _block_sum(field * area, factor) / _block_sum(area, factor)
+    if not skipna:
+        return _block_sum(field * area, factor) / _block_sum(area, factor)
+    valid = field == field  # False at NaN, in every array library
+    weight = _block_sum(area * valid, factor)
+    total = _block_sum(_where(valid, field, 0.0) * area, factor)
+    # an empty block divides by NaN, not 0: NaN without a 0/0 warning
+    return total / _where(weight > 0, weight, np.nan)
+
+
+def _where(cond: Any, a: Any, b: float) -> Any:
+    """``a`` where ``cond``, else the number ``b``: numpy, dask, torch and xarray alike."""
+    if hasattr(a, "dims") and hasattr(a, "where"):  # xarray
+        return a.where(cond, b)
+    if type(a).__module__.startswith("torch"):
+        import torch
+
+        return torch.where(cond, a, torch.as_tensor(b, dtype=a.dtype, device=a.device))
+    return np.where(cond, a, b)  # numpy, and dask through numpy's dispatch
 
 
 def block_weights(area: Any, factor: int) -> Any:
@@ -659,7 +688,7 @@ def mass_over(da: xr.DataArray, area: xr.DataArray, dims: tuple[str, str]) -> xr
     """:func:`total_mass` over the two ``dims`` of an xarray field (lazy on dask input).
 
     NaN is not skipped: a NaN anywhere in a field makes its mass NaN, never a silent
-    undercount.
+    undercount. For the mass of the valid cells only, say so: ``da.fillna(0)``.
     """
     import xarray as xr
 
@@ -674,15 +703,21 @@ def coarsen_dataarray(
     lat: str | None = None,
     lon: str | None = None,
     grid: Grid | None = None,
+    *,
+    skipna: bool = False,
 ) -> xr.DataArray:
     """Area-weighted coarsening of an xarray DataArray by ``factor`` (lazy on dask input).
 
     The result carries the coarse cell-centre coordinates (from :meth:`Grid.coarsen`), the
     input's other coordinates and its attributes. NaN is not skipped: a NaN cell makes its
-    block NaN, as in :func:`coarsen`.
+    block NaN, as in :func:`coarsen` (xarray's own ``coarsen().sum()`` would skip it and
+    return the sum of a part of the block, or 0 for an all-NaN block).
 
     Parameters
     ----------
+    skipna : bool
+        True: each block is the area-weighted mean of its valid cells, NaN where it has none
+        (see :func:`coarsen`).
     grid : Grid, optional
         The fine grid whose cell areas weight the blocks; by default the grid of ``da``'s
         coordinates. Pass ``coarse_grid.refine(factor)`` to weight exactly the cells that
@@ -710,7 +745,7 @@ def coarsen_dataarray(
     def xr_block_sum(a: xr.DataArray, f: int) -> xr.DataArray:
         return a.coarsen({lat_dim: f, lon_dim: f}).reduce(np.sum)  # np.sum: NaN not skipped
 
-    out = coarsen(da, area, factor, _block_sum=xr_block_sum)
+    out = coarsen(da, area, factor, skipna=skipna, _block_sum=xr_block_sum)
     out = out.transpose(*da.dims)
     out = out.assign_coords({lat_name: (lat_dim, coarse.lat), lon_name: (lon_dim, coarse.lon)})
     for name in (lat_name, lon_name):
@@ -726,6 +761,7 @@ def mass_dataarray(
     """Total mass over the horizontal grid, ``sum(field * area)``, one value per other index.
 
     ``da`` must be in kg m-2 for the result to be in kg (see :func:`climdown.units.to_kg_m2`).
+    A NaN cell makes the mass of its index NaN (see :func:`mass_over`).
     """
     lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
     g = grid if grid is not None else Grid.from_xarray(da, lat_name, lon_name)
