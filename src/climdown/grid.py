@@ -9,9 +9,12 @@ Conventions
   midpoints between neighbouring centres; the outer bounds are extrapolated by half a spacing
   and latitudes are clipped to +-90 deg, so a global grid whose rows sit on the poles (ERA5's
   721 rows, or 1.5 deg with 121 rows) gets half-height polar caps. Explicit bounds can be given
-  instead (CF ``bounds`` variables are read by :meth:`Grid.from_xarray`).
+  instead: CF ``bounds`` variables are read by :meth:`Grid.from_xarray` in either vertex order
+  and refused when they are inconsistent (a centre outside its cell, gaps or overlaps between
+  cells, latitudes beyond the poles, non-monotonic cells); :func:`add_cf_bounds` writes them.
 * Latitudes may be ascending or descending (ERA5 stores them descending); longitudes may be
-  0..360 or -180..180 and may cross the date line.
+  0..360 or -180..180 and may cross the date line. The order in which rows and columns are
+  stored is a grid's :class:`Orientation` (:attr:`Grid.orientation`).
 * The area of a cell is exact on a sphere of radius R = 6371 km:
   ``A = R^2 * dlon * |sin(lat2) - sin(lat1)|`` (radians).
 * Area-weighted coarsening by an integer factor f averages each f x f block with area weights:
@@ -27,7 +30,7 @@ lazy block reduction. Nothing here imports torch or xarray at module level.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -64,6 +67,10 @@ __all__ = [
     "infer_factor",
     "wrap_lon",
     "Box",
+    "Orientation",
+    "ERA5_ORIENTATION",
+    "bounds_from_cf",
+    "add_cf_bounds",
 ]
 
 #: Mean Earth radius in metres (the sphere climdown's areas are computed on).
@@ -155,6 +162,153 @@ def lon_bounds(lon: Any) -> np.ndarray:
     return _edges_from_centres(c, "longitude")
 
 
+def _bounds_tol(widths: np.ndarray) -> float:
+    """Degrees by which explicit bounds may miss: float32 coordinates are off by ~3e-5 deg."""
+    return max(1e-3 * float(np.min(widths)), 1e-4)
+
+
+def _direction(centres: np.ndarray, kind: str) -> int:
+    """+1 (ascending) or -1 (descending) for strictly monotonic centres; +1 for one centre."""
+    if centres.size < 2:
+        return 1
+    d = np.diff(centres)
+    if not (np.all(d > 0) or np.all(d < 0)):
+        i = int(np.argmax(d <= 0) if d[0] > 0 else np.argmax(d >= 0))
+        raise CoordinateError(
+            f"{kind} centres must be strictly monotonic, but they turn at index {i + 1} "
+            f"({centres[i]:g} -> {centres[i + 1]:g}); sort them (ds.sortby('{kind[:3]}'))"
+        )
+    return 1 if d[0] > 0 else -1
+
+
+def bounds_from_cf(centres: Any, vertices: Any, kind: str) -> np.ndarray:
+    """Cell edges (n + 1 values, in the order of the centres) from CF bounds ``[n, 2]``.
+
+    The two vertices of a cell may be written in either order: ``(low, high)`` and
+    ``(high, low)`` are both common on ascending and descending axes, and mean the same cell.
+    Longitude vertices may be in either convention (``(359.25, 0.75)`` is the cell around 0).
+
+    Parameters
+    ----------
+    centres : array_like
+        1-D cell centres in degrees (strictly monotonic).
+    vertices : array_like
+        ``[n, 2]`` CF bounds in degrees.
+    kind : {"latitude", "longitude"}
+        Which axis (latitudes must lie within +-90; longitudes are compared on the circle).
+
+    Returns
+    -------
+    numpy.ndarray
+        Edges in degrees; edge ``k`` and ``k + 1`` enclose centre ``k``. Longitude edges are
+        unwrapped (monotonic across the date line), like :func:`lon_bounds`.
+
+    Raises
+    ------
+    CoordinateError
+        If the bounds are not ``[n, 2]`` finite values, a cell has zero width, a centre lies
+        outside its cell, neighbouring cells leave a gap or overlap, latitudes reach beyond the
+        poles, longitudes cover more than 360 degrees, or the centres are not monotonic.
+    """
+    c = _as_1d(centres, kind)
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.shape != (c.size, 2):
+        raise CoordinateError(
+            f"{kind} bounds must have shape ({c.size}, 2) (two vertices per cell, CF), got "
+            f"{v.shape}; write them as [{kind[:3]}, bnds]"
+        )
+    if not np.all(np.isfinite(v)):
+        raise CoordinateError(f"{kind} bounds contain NaN or inf; bounds must be finite")
+    if kind == "longitude":
+        c = _unwrap_lon(c)
+        if not (c.size == 1 and abs(abs(v[0, 1] - v[0, 0]) - 360.0) < 1e-6):
+            # each vertex on the circle near its centre: (359.25, 0.75) around 0 is one cell
+            v = c[:, None] + wrap_lon(v - c[:, None], -180.0)
+    step = _direction(c, kind)
+    lo, hi = v.min(axis=1), v.max(axis=1)
+    width = hi - lo
+    if np.any(width <= 0):
+        i = int(np.argmax(width <= 0))
+        raise CoordinateError(
+            f"{kind} cell {i} (centre {c[i]:g}) has bounds {tuple(v[i])} of zero width; "
+            "each cell needs two different vertices: fix or drop the bounds variable"
+        )
+    tol = _bounds_tol(width)
+    outside = (c < lo - tol) | (c > hi + tol)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise CoordinateError(
+            f"{kind} bounds do not contain their centres: cell {i} has centre {c[i]:g} but "
+            f"bounds {tuple(v[i])} ({int(outside.sum())} of {c.size} cells). The bounds "
+            "variable does not describe these cells: fix it, or drop it (and the coordinate's "
+            "'bounds' attribute) to use bounds midway between the centres"
+        )
+    first, last = (lo, hi) if step > 0 else (hi, lo)
+    gap = first[1:] - last[:-1]
+    bad = np.abs(gap) > tol
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        what = "gap" if gap[i] * step > 0 else "overlap"
+        raise CoordinateError(
+            f"{kind} bounds leave a {what} of {abs(gap[i]):g} deg between cell {i} "
+            f"{tuple(v[i])} and cell {i + 1} {tuple(v[i + 1])} ({int(bad.sum())} such "
+            "seams); neighbouring cells must share an edge. Fix the bounds variable, or drop "
+            "it (and the coordinate's 'bounds' attribute) to use bounds midway between the "
+            "centres"
+        )
+    edges = np.concatenate([first[:1], 0.5 * (first[1:] + last[:-1]), last[-1:]])
+    _check_edge_range(edges, kind, tol)
+    if kind == "latitude":
+        edges = np.clip(edges, -90.0, 90.0)
+    return edges
+
+
+def _check_edge_range(edges: np.ndarray, kind: str, tol: float) -> None:
+    if kind == "latitude" and np.any(np.abs(edges) > 90.0 + tol):
+        raise CoordinateError(
+            f"latitude bounds reach beyond the poles ({edges.min():g}..{edges.max():g}); "
+            "cells end at +-90 deg: fix the bounds variable (clip it to [-90, 90])"
+        )
+    if kind == "longitude" and abs(edges[-1] - edges[0]) > 360.0 + tol:
+        raise CoordinateError(
+            f"longitude cells cover {abs(edges[-1] - edges[0]):g} deg, more than the full "
+            "circle (360): cells overlap; fix the bounds variable or drop duplicated columns"
+        )
+
+
+def _check_edges(centres: np.ndarray, edges: np.ndarray, kind: str) -> None:
+    """Refuse explicit edges that do not describe the cells of ``centres``."""
+    if not np.all(np.isfinite(edges)):
+        raise CoordinateError(f"{kind} bounds contain NaN or inf; bounds must be finite")
+    d = np.diff(edges)
+    if kind == "longitude" or centres.size < 2:
+        # the edges say which way round (two longitudes 180 deg apart, or one centre, cannot)
+        step = 1 if edges[-1] > edges[0] else -1
+    else:
+        step = _direction(centres, kind)
+    if not np.all(d * step > 0):
+        raise CoordinateError(
+            f"{kind} bounds ({edges[0]:g}, {edges[1]:g}, ..., {edges[-1]:g}) are not strictly "
+            f"monotonic in the direction of the centres ({_DIRECTIONS[step < 0]}); bound k "
+            "and k + 1 must enclose centre k"
+        )
+    width = np.abs(d)
+    tol = _bounds_tol(width)
+    _check_edge_range(edges, kind, tol)
+    lo = np.minimum(edges[:-1], edges[1:])
+    off = centres - lo
+    if kind == "longitude":
+        off = wrap_lon(off)
+        off = np.where(off > 360.0 - tol, 0.0, off)
+    outside = (off < -tol) | (off > width + tol)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise CoordinateError(
+            f"{kind} bounds do not contain their centres: centre {i} is {centres[i]:g} but its "
+            f"cell runs {edges[i]:g}..{edges[i + 1]:g}; pass the bounds of these centres"
+        )
+
+
 def cell_area(lat_b: Any, lon_b: Any, radius: float = EARTH_RADIUS) -> np.ndarray:
     """Exact spherical cell areas in m^2 from latitude and longitude bounds.
 
@@ -226,6 +380,69 @@ class FineAreas:
 
 
 # ---------------------------------------------------------------------------------------
+# Orientation: the order in which rows and columns are stored
+# ---------------------------------------------------------------------------------------
+_DIRECTIONS = ("ascending", "descending")
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """The order in which a grid's rows (latitude) and columns (longitude) are stored.
+
+    A convolutional network is not symmetric under reversing an axis: it must see its input in
+    the orientation it was trained on. Longitude "ascending" means eastward (across the date
+    line too: 170, 180, -170 ascends); a rolled global axis keeps its orientation.
+
+    Parameters
+    ----------
+    lat, lon : {"ascending", "descending"}
+        The defaults are ERA5's: latitude descending (north first), longitude ascending.
+
+    Raises
+    ------
+    CoordinateError
+        If a direction is not "ascending" or "descending".
+    """
+
+    lat: str = "descending"
+    lon: str = "ascending"
+
+    def __post_init__(self) -> None:
+        for axis in ("lat", "lon"):
+            if getattr(self, axis) not in _DIRECTIONS:
+                raise CoordinateError(
+                    f"orientation {axis}={getattr(self, axis)!r} is not one of {_DIRECTIONS}; "
+                    'write e.g. {"lat": "descending", "lon": "ascending"}'
+                )
+
+    @classmethod
+    def from_meta(cls, value: Any) -> Orientation:
+        """The orientation recorded in store or checkpoint metadata; ERA5's when ``None``.
+
+        Stores and checkpoints written before orientations were recorded were all trained on
+        ERA5's storage order, so a missing record means latitude descending, longitude
+        ascending.
+        """
+        if value is None:
+            return ERA5_ORIENTATION
+        if isinstance(value, Orientation):
+            return value
+        if not isinstance(value, dict) or set(value) != {"lat", "lon"}:
+            raise CoordinateError(
+                f"orientation must be a mapping with keys 'lat' and 'lon', got {value!r}"
+            )
+        return cls(lat=str(value["lat"]), lon=str(value["lon"]))
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"lat": ..., "lon": ...}``: how stores and checkpoints record it."""
+        return {"lat": self.lat, "lon": self.lon}
+
+
+#: ERA5's storage order (north to south, west to east): that of every record without one.
+ERA5_ORIENTATION = Orientation()
+
+
+# ---------------------------------------------------------------------------------------
 # Grid description
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
@@ -251,16 +468,25 @@ class Grid:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lat", _as_1d(self.lat, "latitude"))
         object.__setattr__(self, "lon", _as_1d(self.lon, "longitude"))
-        if self.lat_b is None:
-            object.__setattr__(self, "lat_b", lat_bounds(self.lat))
-        else:
-            object.__setattr__(self, "lat_b", np.asarray(self.lat_b, dtype=np.float64))
-        if self.lon_b is None:
-            object.__setattr__(self, "lon_b", lon_bounds(self.lon))
-        else:
-            object.__setattr__(self, "lon_b", np.asarray(self.lon_b, dtype=np.float64))
-        if self.lat_b.shape != (self.lat.size + 1,) or self.lon_b.shape != (self.lon.size + 1,):
-            raise CoordinateError("bounds must have one more value than centres")
+        explicit = []
+        for name, kind, infer in (
+            ("lat_b", "latitude", lat_bounds),
+            ("lon_b", "longitude", lon_bounds),
+        ):
+            centres, edges = getattr(self, name[:3]), getattr(self, name)
+            if edges is None:
+                object.__setattr__(self, name, infer(centres))
+                continue
+            edges = np.asarray(edges, dtype=np.float64)
+            if edges.shape != (centres.size + 1,):
+                raise CoordinateError(
+                    f"{kind} bounds must have one more value than centres ({centres.size + 1} "
+                    f"cell edges), got shape {edges.shape}"
+                )
+            object.__setattr__(self, name, edges)
+            explicit.append((centres, edges, kind))
+        for centres, edges, kind in explicit:
+            _check_edges(centres, edges, kind)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -287,6 +513,48 @@ class Grid:
             float(np.mean(np.abs(np.diff(self.lon_b)))),
         )
 
+    @property
+    def orientation(self) -> Orientation:
+        """The order in which rows and columns are stored (read off the bounds)."""
+        return Orientation(
+            lat="descending" if self.lat_b[-1] < self.lat_b[0] else "ascending",
+            lon="descending" if self.lon_b[-1] < self.lon_b[0] else "ascending",
+        )
+
+    def flip(self, lat: bool = False, lon: bool = False) -> Grid:
+        """The same cells with the rows (``lat``) and/or columns (``lon``) in reverse order."""
+        r = slice(None, None, -1) if lat else slice(None)
+        c = slice(None, None, -1) if lon else slice(None)
+        return Grid(self.lat[r], self.lon[c], self.lat_b[r], self.lon_b[c], self.radius)
+
+    def oriented(self, target: Orientation) -> tuple[Grid, tuple[bool, bool]]:
+        """This grid stored in the ``target`` orientation, and which axes were reversed.
+
+        Returns
+        -------
+        grid : Grid
+            The same cells, rows and columns in ``target``'s order.
+        flips : tuple of bool
+            ``(lat, lon)``: True where the axis was reversed (an array on this grid becomes
+            one on ``grid`` with ``x[..., ::-1, :]`` and/or ``x[..., ::-1]``).
+        """
+        mine = self.orientation
+        flips = (mine.lat != target.lat, mine.lon != target.lon)
+        return (self.flip(*flips) if any(flips) else self), flips
+
+    def cf_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """CF bounds ``[n, 2]`` of the latitudes and longitudes, in degrees.
+
+        Vertices run in the direction of the coordinate (``(90, 89.25)`` on ERA5's descending
+        latitudes). Each longitude pair is shifted by whole turns to enclose its centre as
+        written (the cell around 0 on a 0..360 grid is ``(-0.75, 0.75)``).
+        """
+        lat = np.stack([self.lat_b[:-1], self.lat_b[1:]], axis=1)
+        lon = np.stack([self.lon_b[:-1], self.lon_b[1:]], axis=1)
+        mid = 0.5 * (lon[:, 0] + lon[:, 1])
+        lon = lon + 360.0 * np.round((self.lon - mid) / 360.0)[:, None]
+        return lat, lon
+
     def coarsen(self, factor: int) -> Grid:
         """The coarse grid whose cells are the ``factor x factor`` blocks of this one."""
         check_factor(self.shape, factor)
@@ -308,9 +576,14 @@ class Grid:
         return self._from_bounds(split(self.lat_b), split(self.lon_b))
 
     def _from_bounds(self, lat_b: np.ndarray, lon_b: np.ndarray) -> Grid:
-        """A grid on the same sphere with these bounds; centres midway, lon in our convention."""
+        """A grid on the same sphere with these bounds; centres midway, lon in our convention.
+
+        A polar cap half as high as its neighbour gets its centre on the pole: the inverse of
+        :func:`lat_bounds`, so a pole-centred grid (ERA5's rows at +-90) refined and coarsened
+        back has its own centres again.
+        """
         return Grid(
-            0.5 * (lat_b[:-1] + lat_b[1:]),
+            _lat_centres(lat_b),
             _wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon),
             lat_b,
             lon_b,
@@ -319,17 +592,54 @@ class Grid:
 
     @classmethod
     def from_xarray(cls, obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
-        """Build the grid of an xarray object, reading CF ``bounds`` variables if present."""
+        """Build the grid of an xarray object, reading CF ``bounds`` variables if present.
+
+        A coordinate's ``bounds`` attribute names a ``[n, 2]`` variable (in a Dataset's
+        variables or among the object's coordinates); its vertices are read in either order
+        and checked (:func:`bounds_from_cf`). Where the named variable is not there (a
+        DataArray taken from a Dataset: xarray drops 2-D bounds with it), bounds are inferred
+        from the centres.
+
+        Raises
+        ------
+        CoordinateError
+            Coordinates not found or not 1-D, or bounds inconsistent with the centres.
+        """
         lat_name, lon_name = find_latlon(obj, lat=lat, lon=lon)
-        bounds = []
-        for name in (lat_name, lon_name):
-            bname = obj[name].attrs.get("bounds")
-            if bname is not None and hasattr(obj, "data_vars") and bname in obj.variables:
-                b = np.asarray(obj[bname].values, dtype=np.float64)
-                bounds.append(np.concatenate([b[:, 0], b[-1:, 1]]))
-            else:
-                bounds.append(None)
-        return cls(obj[lat_name].values, obj[lon_name].values, bounds[0], bounds[1])
+        edges = []
+        for name, kind in ((lat_name, "latitude"), (lon_name, "longitude")):
+            b = _cf_bounds_variable(obj, name)
+            edges.append(None if b is None else bounds_from_cf(obj[name].values, b, kind))
+        return cls(obj[lat_name].values, obj[lon_name].values, edges[0], edges[1])
+
+
+def _lat_centres(lat_b: np.ndarray) -> np.ndarray:
+    """Cell centres of latitude edges: midway, or on the pole for a half-height polar cap."""
+    c = 0.5 * (lat_b[:-1] + lat_b[1:])
+    if c.size >= 2:
+        h = np.abs(np.diff(lat_b))
+        for cap, nxt, pole in ((0, 1, lat_b[0]), (-1, -2, lat_b[-1])):
+            if abs(pole) == 90.0 and abs(2.0 * h[cap] - h[nxt]) <= 1e-9 * h[nxt]:
+                c[cap] = pole
+    return c
+
+
+def _cf_bounds_variable(obj: Any, name: Hashable) -> np.ndarray | None:
+    """The ``[n, 2]`` values of the CF bounds variable of coordinate ``name``, if present."""
+    bname = obj[name].attrs.get("bounds")
+    if bname is None:
+        return None
+    table = obj.variables if hasattr(obj, "data_vars") else obj.coords
+    if bname not in table:
+        return None
+    var = table[bname]
+    dim = obj[name].dims[0]
+    if var.ndim != 2 or var.dims[0] != dim:
+        raise CoordinateError(
+            f"bounds variable {bname!r} of {name!r} has dims {tuple(var.dims)}; CF bounds are "
+            f"({dim!r}, <vertex dim of size 2>): fix it or drop it (and the 'bounds' attribute)"
+        )
+    return np.asarray(var.values, dtype=np.float64)
 
 
 def _wrap_like(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -677,6 +987,49 @@ def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
     return Grid.from_xarray(obj, lat=lat, lon=lon)
 
 
+def add_cf_bounds(
+    ds: xr.Dataset,
+    grid: Grid,
+    lat: str | None = None,
+    lon: str | None = None,
+    names: tuple[str | None, str | None] = (None, None),
+) -> xr.Dataset:
+    """``ds`` with CF bounds variables of ``grid``'s cells and ``bounds`` attributes pointing at them.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        On ``grid`` (same centres, same order).
+    grid : Grid
+        The cells the data describe.
+    lat, lon : str, optional
+        Coordinate names when they cannot be found by name or CF attributes.
+    names : tuple of str or None
+        Names of the latitude and longitude bounds variables; by default ``<coord>_bnds``
+        (``lat_bnds``, ``lon_bnds``). The vertex dimension is ``bnds``.
+
+    Returns
+    -------
+    xarray.Dataset
+        A new Dataset; any CF tool then sees exactly the cells climdown used
+        (:meth:`Grid.from_xarray` reads them back unchanged).
+    """
+    import xarray as xr
+
+    lat_name, lon_name = find_latlon(ds, lat=lat, lon=lon)
+    lat_b, lon_b = grid.cf_bounds()
+    out = ds.copy()
+    for coord, values, bname in (
+        (lat_name, lat_b, names[0]),
+        (lon_name, lon_b, names[1]),
+    ):
+        bname = bname or f"{coord}_bnds"
+        units = ds[coord].attrs.get("units", f"degrees_{'north' if coord == lat_name else 'east'}")
+        out[bname] = xr.Variable((ds[coord].dims[0], "bnds"), values, {"units": units})
+        out[coord].attrs = {**ds[coord].attrs, "bounds": bname}
+    return out
+
+
 def area_dataarray(grid: Grid, lat_dim: str, lon_dim: str) -> xr.DataArray:
     """The grid's cell areas (m^2) as a DataArray on ``(lat_dim, lon_dim)``."""
     import xarray as xr
@@ -749,7 +1102,8 @@ def coarsen_dataarray(
     out = out.transpose(*da.dims)
     out = out.assign_coords({lat_name: (lat_dim, coarse.lat), lon_name: (lon_dim, coarse.lon)})
     for name in (lat_name, lon_name):
-        out[name].attrs = dict(da[name].attrs)
+        # a CF bounds pointer would name the fine cells' bounds: add_cf_bounds writes coarse ones
+        out[name].attrs = {k: v for k, v in da[name].attrs.items() if k != "bounds"}
     out.attrs = dict(da.attrs)
     out.name = da.name
     return out
