@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from climdown.errors import CoordinateError, GridShapeError
+from climdown.validate import factor as validate_factor
 from climdown.validate import number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -760,9 +761,7 @@ class Box:
 
 
 def _check_int_factor(factor: Any) -> int:
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise GridShapeError(f"factor must be a positive integer, got {factor!r}")
-    return int(factor)
+    return validate_factor(factor, error=GridShapeError)
 
 
 def check_factor(shape: tuple[int, ...], factor: int) -> int:

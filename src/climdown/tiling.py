@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from climdown.errors import ConfigError
+from climdown.validate import integer
 
 __all__ = ["AxisTile", "ChunkAxis", "Tile", "TilePlan", "plan_axis"]
 
@@ -145,8 +145,7 @@ def plan_axis(n: int, tile: int, halo: int, *, periodic: bool = False) -> tuple[
         If ``n`` or ``tile`` is not positive or ``halo`` is negative.
     """
     for name, value, low in (("axis length", n, 1), ("tile", tile, 1), ("halo", halo, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        integer(value, name, minimum=low)
     t = min(int(tile), int(n))
     starts = range(0, n, t)
     if periodic:

@@ -41,6 +41,7 @@ import xarray as xr
 from climdown.errors import CoordinateError, DataValueError
 from climdown.grid import EARTH_RADIUS, Box
 from climdown.units import CANONICAL, append_history
+from climdown.validate import positive_int
 
 __all__ = ["synthetic_tcw", "climatology", "zonal_wind"]
 
@@ -301,11 +302,12 @@ def _time_chunk(chunks: Any, ntime: int) -> int | None:
         value = chunks
     if value in (-1, None, "auto"):
         return ntime
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DataValueError(
-            f"chunks={chunks!r}: the time chunk must be a positive integer, e.g. chunks={{'time': 24}}"
-        )
-    return int(value)
+    return positive_int(
+        value,
+        f"chunks={chunks!r}: the time chunk",
+        error=DataValueError,
+        example="chunks={'time': 24}",
+    )
 
 
 def synthetic_tcw(
