@@ -197,6 +197,21 @@ def test_one_check_for_checkpoints_and_model_objects():
     check_expected("model 'cnn'", {}, factor=None, constraint=None)  # nothing asked: no check
 
 
+def test_another_variable_warns_unless_strict():
+    seen = {"factor": 4, "constraint": "softmax", "variable": "tcw"}
+    with pytest.warns(UserWarning, match=r"trained on variable 'tcw' but the data here is 'tco3'"):
+        check_expected("checkpoint 'm.pt'", seen, variable="tco3", strict=False)
+    with pytest.raises(CheckpointError, match="'tcw' but the data here is 'tco3'"):
+        check_expected("checkpoint 'm.pt'", seen, variable="tco3", strict=True)
+    # contrast: the same variable (any case) is silent (warnings are errors here), and a
+    # model that records no variable is not checked
+    check_expected("checkpoint 'm.pt'", seen, variable="TCW", strict=False)
+    check_expected("model 'cnn'", {"factor": 4}, variable="tco3", strict=True)
+    # factor and constraint stay errors whatever strict says
+    with pytest.raises(CheckpointError, match="factor 4 but factor 2"):
+        check_expected("checkpoint 'm.pt'", seen, factor=2, strict=False)
+
+
 def test_load_cached_loads_once_per_file_version(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", _model(), meta=META)
     clear_model_cache()
@@ -208,9 +223,11 @@ def test_load_cached_loads_once_per_file_version(tmp_path):
             load_cached(path, expect_factor=8)  # checked on a cached model too
         with pytest.raises(CheckpointError, match="constraint 'softmax'"):
             load_cached(path, expect_constraint="none")
-        save_checkpoint(path, _model(), meta=META)
+        # the cache is keyed by content (tests/reliability/test_cache.py): a rewrite with
+        # other bytes is loaded afresh, even at the same modification time
         stat = path.stat()
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        save_checkpoint(path, _model(), meta={**META, "note": "retrained"})
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         assert load_cached(path)[0] is not a  # rewritten: loaded afresh
         c = load_cached(path)[0]
         clear_model_cache()

@@ -18,15 +18,20 @@ model is rebuilt from ``meta["model"]`` (the ``config`` of the model that was sa
 
 Whether a model fits the data it is used on is decided here too, once: :func:`check_expected`
 (factor, constraint, variable; for checkpoints and model objects alike) and
-:func:`check_spacing` (the training grid spacing). :func:`load_cached` loads a checkpoint once
-per process (cached by path, modification time and device, at module level: never on an
-xarray accessor, which xarray rebuilds for every ``ds["tcw"]``); :func:`clear_model_cache`
-forgets what it loaded.
+:func:`check_spacing` (the training grid spacing). Weights, buffers and the normalisation scale
+must be finite (the scale positive) or the checkpoint is refused at load: a model with a NaN
+weight would only ever return NaN. :func:`load_cached` loads a checkpoint once per process
+(cached by the SHA-256 of the file's bytes and the device, at module level: never on an xarray
+accessor, which xarray rebuilds for every ``ds["tcw"]``); :func:`clear_model_cache` forgets what
+it loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -63,7 +68,8 @@ FORMAT_VERSION = 1
 #: Warn when the input grid spacing differs from the training spacing by more than this ratio.
 SPACING_RATIO = 2.0
 
-_MODEL_CACHE: dict[tuple[str, int, str], tuple[torch.nn.Module, dict]] = {}
+# (sha256 of the file's bytes, device) -> (model, meta)
+_MODEL_CACHE: dict[tuple[str, str], tuple[torch.nn.Module, dict]] = {}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -172,14 +178,19 @@ def read_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     CheckpointError
         If the file is missing, unreadable, corrupt, of another format or of a newer format.
     """
-    path = Path(path)
-    if not path.is_file():
+    return _read(Path(path), device, None)
+
+
+def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict:
+    """:func:`read_checkpoint` of ``path``, or of its bytes ``data`` when already read."""
+    if data is None and not path.is_file():
         raise CheckpointError(
             f"checkpoint {str(path)!r} not found; pass the .pt file written by `climdown train` "
             "(e.g. run/best.pt)"
         )
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        source = path if data is None else io.BytesIO(data)
+        payload = torch.load(source, map_location=device, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise CheckpointError(
             f"cannot read checkpoint {str(path)!r}: it is corrupt, truncated, or not a climdown "
@@ -225,6 +236,7 @@ def check_expected(
     factor: int | None = None,
     constraint: str | None = None,
     variable: str | None = None,
+    strict: bool = True,
 ) -> None:
     """Raise unless a model fits the data it is used on: the one factor/constraint/variable check.
 
@@ -237,12 +249,21 @@ def check_expected(
         ``constraint``, ``variable``) for a model object.
     factor, constraint, variable : optional
         What the data and the caller need; None is not checked. Variable names compare
-        case-insensitively.
+        case-insensitively; a model that records no variable is not checked.
+    strict : bool
+        What another variable is: an error (True), or a UserWarning naming both (False: a
+        model may be applied to a related field on purpose, but never without a word).
+        Factor and constraint mismatches are always errors.
 
     Raises
     ------
     CheckpointError
         Naming what the model is, what was needed, and the fix.
+
+    Warns
+    -----
+    UserWarning
+        Another variable than the model's, with ``strict=False``.
     """
     have = seen.get("factor")
     if factor is not None and int(have if have is not None else -1) != int(factor):
@@ -258,11 +279,58 @@ def check_expected(
             f"here; pass constraint={have!r} or a model trained with {constraint!r}"
         )
     have = seen.get("variable")
-    if variable is not None and str(have).lower() != str(variable).lower():
-        raise CheckpointError(
+    if variable is not None and have is not None and str(have).lower() != str(variable).lower():
+        message = (
             f"{what} was trained on variable {have!r} but the data here is {variable!r}; use a "
             f"checkpoint trained on {variable!r} or pass the {have!r} field"
         )
+        if strict:
+            raise CheckpointError(message)
+        warnings.warn(
+            f"{message} (its output is likely wrong; strict=True makes this an error)",
+            UserWarning,
+            stacklevel=_user_stacklevel(),
+        )
+
+
+def _check_finite(path: Path, meta: Mapping[str, Any], state_dict: Mapping[str, Any]) -> None:
+    """Refuse weights or buffers that are not finite, and a scale that is not positive.
+
+    A NaN or inf anywhere in a network's weights makes every output NaN; a normalisation
+    scale of 0 divides by zero. Such a file comes from a diverged or damaged training run.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: its weights are a "
+            f"{type(state_dict).__name__}, not a state dict; re-train or re-save it"
+        )
+    for name, value in state_dict.items():
+        if not (torch.is_tensor(value) and value.is_floating_point()):
+            continue
+        bad = ~torch.isfinite(value)
+        if bool(bad.any()):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has {int(bad.sum())} non-finite value(s) (NaN/inf) "
+                f"of {value.numel()} in {name!r}: the model would return NaN everywhere. Its "
+                "training diverged or the file is damaged; use an earlier checkpoint (e.g. "
+                "run/best.pt) or re-train with a smaller learning rate"
+            )
+    scales = [("metadata 'scale'", meta.get("scale"))]
+    if "scale" in state_dict:  # the normaliser's buffer (climdown.nn.normalize)
+        scales.append(("buffer 'scale'", state_dict["scale"]))
+    for name, value in scales:
+        if value is None:
+            continue
+        try:
+            number = float(value.reshape(-1)[0]) if torch.is_tensor(value) else float(value)
+        except (TypeError, ValueError, IndexError):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has normalisation scale {value!r} ({name}); the "
+                "scale must be a positive finite number (the inputs are divided by it). Re-save "
+                "the model with its training scale (e.g. the training data's standard deviation)"
+            )
 
 
 def load_checkpoint(
@@ -294,16 +362,24 @@ def load_checkpoint(
     ------
     CheckpointError
         Missing/corrupt/unknown-format file, a factor or variable other than expected (naming
-        both and the fix), or weights that do not fit the recorded model configuration.
+        both and the fix), weights that do not fit the recorded model configuration, weights
+        or buffers that are not finite, or a normalisation scale that is not positive and
+        finite.
     """
+    path = Path(path)
+    check = {"factor": expect_factor, "variable": expect_variable}
+    return _load(path, _read(path, device, None), device, check)
+
+
+def _load(
+    path: Path, ckpt: dict, device: str | torch.device, check: Mapping[str, Any]
+) -> tuple[torch.nn.Module, dict]:
+    """The model of a read checkpoint ``ckpt``: checked, finite, built, loaded, in eval mode."""
     from climdown.nn.models import build_model  # models import this package's nn layer only
 
-    path = Path(path)
-    ckpt = read_checkpoint(path, device=device)
     meta = ckpt["meta"]
-    check_expected(
-        f"checkpoint {str(path)!r}", meta, factor=expect_factor, variable=expect_variable
-    )
+    check_expected(f"checkpoint {str(path)!r}", meta, **check)
+    _check_finite(path, meta, ckpt["state_dict"])
     try:
         model = build_model(meta["model"])
     except (KeyError, TypeError, ClimdownError) as err:
@@ -328,10 +404,13 @@ def load_cached(
     expect_factor: int | None = None,
     expect_constraint: str | None = None,
 ) -> tuple[torch.nn.Module, dict]:
-    """:func:`load_checkpoint`, once per process: cached by path, modification time and device.
+    """:func:`load_checkpoint`, once per process: cached by the file's content and the device.
 
-    Every caller gets the same model object (in eval mode: use it, do not train it); a file
-    rewritten since is loaded afresh. ``expect_factor`` and ``expect_constraint`` are checked
+    The key is the SHA-256 of the file's bytes, read on every call (a few milliseconds for
+    the packaged checkpoints, see docs/inference.md): a file replaced by another one, even
+    with the same size and modification time (``cp -p``), is loaded afresh; the same bytes
+    under two names share one model. Every caller gets the same model object (in eval mode:
+    use it, do not train it). ``expect_factor`` and ``expect_constraint`` are checked
     (:func:`check_expected`) on every call, cached or not.
 
     Raises
@@ -340,10 +419,13 @@ def load_cached(
         As :func:`load_checkpoint`, or a factor or constraint other than expected.
     """
     path = Path(path).resolve()
-    mtime = path.stat().st_mtime_ns if path.is_file() else -1  # missing: load_checkpoint says so
-    key = (str(path), mtime, str(device))
+    if not path.is_file():
+        read_checkpoint(path)  # raises the not-found error
+    data = path.read_bytes()
+    key = (hashlib.sha256(data).hexdigest(), str(device))
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = load_checkpoint(path, device=device)
+        # loaded from the bytes that were hashed: a file rewritten meanwhile cannot slip in
+        _MODEL_CACHE[key] = _load(path, _read(path, device, data), device, {})
     model, meta = _MODEL_CACHE[key]
     check_expected(
         f"checkpoint {str(path)!r}", meta, factor=expect_factor, constraint=expect_constraint
