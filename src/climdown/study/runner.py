@@ -11,6 +11,7 @@ settings that made it, so a re-run with the same settings reads it back instead 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -152,58 +153,30 @@ def run_row(
     store: str | os.PathLike[str],
     model: str,
     constraint: str,
-    *,
-    epochs: int = 20,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    options: Mapping[str, Any] | None = None,
-    members: int = 10,
-    quick: bool = False,
-    device: str = "auto",
-    progress: bool = True,
-    resume: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
     """One table row: ``head`` (the row's labels) + :func:`train_and_score`, cached in ``run``.
 
-    The row is read back from ``run/scores.json`` when it was made with the same store, model,
-    constraint, options and training settings (device and progress do not count); a model
-    without weights ignores the training settings, so a baseline row is made once per store.
+    ``options`` are :func:`train_and_score`'s keyword options, with its defaults (one
+    signature). The row is read back from ``run/scores.json`` when it was made with the same
+    store, model, constraint, options and training settings (device, progress and resume do not
+    count); a model without weights ignores the training settings, so a baseline row is made
+    once per store.
     """
-    trained = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "options": dict(options or {}),
-        "quick": quick,
-    }
+    call = inspect.signature(train_and_score).bind(store, model, constraint, run, **options)
+    call.apply_defaults()
+    given = call.arguments
+    trained = {k: given[k] for k in ("epochs", "batch_size", "lr", "quick")}
+    trained["options"] = dict(given["options"] or {})
     settings = {
         "store": str(store),
         "model": model,
         "constraint": constraint,
-        "members": members,
+        "members": given["members"],
         **(trained if _has_weights(model) else {}),
     }
     return cached_row(
-        Path(run),
-        settings,
-        lambda: {
-            **head,
-            **train_and_score(
-                store,
-                model,
-                constraint,
-                run,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                options=options,
-                members=members,
-                quick=quick,
-                device=device,
-                progress=progress,
-                resume=resume,
-            ),
-        },
+        Path(run), settings, lambda: {**head, **train_and_score(*call.args, **call.kwargs)}
     )
 
 
