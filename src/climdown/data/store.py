@@ -9,9 +9,10 @@ opens with ``xr.open_zarr(store, group=split)`` as a Dataset with
 
 ``lr`` is the area-weighted coarsening of ``hr`` (:func:`climdown.grid.coarsen` with the
 patch's ``Grid(lat, lon).area``) and ``lat_lr``/``lon_lr`` come from :meth:`Grid.coarsen`.
-The root group carries the units, variable, factor, patch, frames, normalisation statistics
-of train HR, the recipe text and hash, a source description, the climdown version and, written
-last, ``complete = True``.
+The root group carries the units, variable, factor, patch, frames, the patches' orientation
+(``orientation``: how their rows and columns are stored) and the source's time step
+(``time_step_s``, seconds), the normalisation statistics of train HR, the recipe text and
+hash, a source description, the climdown version and, written last, ``complete = True``.
 
 Which samples each split takes is decided by :mod:`climdown.data.patches` (indices only) and
 the normalisation statistics are merged by :mod:`climdown.data.moments`; this module opens the
@@ -197,7 +198,9 @@ def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     dict
         The root attributes, with ``normalisation`` (``mean``, ``std``, ``min``, ``max``,
         ``scale``, ``scale_method``; kg m-2), ``samples`` per split, ``recipe`` (YAML text),
-        ``recipe_hash``, ``source``, ``climdown_version``, ``created`` and ``complete``.
+        ``recipe_hash``, ``source``, ``climdown_version``, ``created``, ``orientation``
+        (``{"lat": ..., "lon": ...}``, absent from stores built before it was recorded:
+        ERA5's), ``time_step_s`` and ``complete``.
 
     Raises
     ------
@@ -714,6 +717,7 @@ def _write_all(
         "frames": recipe.frames,
         "normalisation": norm,
         "recipe_hash": recipe.hash,
+        **_trained_layout(src, coords[plans[0].split.name]),
     }
     root = zarr.open_group(tmp, mode="r+")
     for plan in plans:
@@ -741,6 +745,22 @@ def _write_all(
     root.attrs.update(attrs)
     root.attrs.update({_MARKER: True})  # last: only a finished build carries it
     _consolidate(tmp)
+
+
+def _trained_layout(src: xr.DataArray, coords: dict[str, Any]) -> dict[str, Any]:
+    """How a model trained on the store must be given its input, for the checkpoint to record.
+
+    ``orientation``: the order of the patches' rows and columns as stored (the source's, e.g.
+    ERA5's latitude descending and longitude ascending; :class:`climdown.grid.Orientation`).
+    ``time_step_s``: seconds between consecutive source steps (the median step, the one a
+    sequence's frames are apart), None for a single step.
+    """
+    orientation = Grid(coords["lat"][0], coords["lon"][0]).orientation
+    time = np.asarray(src["time"].values)
+    step = None
+    if time.size > 1:
+        step = float(np.median(np.diff(time)) / np.timedelta64(1, "s"))
+    return {"orientation": orientation.as_dict(), "time_step_s": step}
 
 
 def _consolidate(path: Path) -> None:
