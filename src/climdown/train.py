@@ -48,7 +48,7 @@ from climdown.data.dataset import PatchDataset, make_loader
 from climdown.data.store import normalisation, store_info
 from climdown.errors import CheckpointError, ConfigError
 from climdown.evaluate import validate as validate_split
-from climdown.grid import Grid
+from climdown.grid import Grid, Orientation
 from climdown.nn.constraints import CONSTRAINTS, get_constraint
 from climdown.nn.device import pick_device, to_device
 from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
@@ -568,6 +568,14 @@ def _meta(dataset: PatchDataset, store: Any, cfg: TrainConfig) -> dict[str, Any]
         "units": getattr(dataset, "units", None),
         "normalisation": dict(getattr(dataset, "stats", None) or {}),
         **_spacing(dataset),
+        # how the model must be given its input: the store's row/column order and the time
+        # step between frames (seconds); a store built before they were recorded still has
+        # its patches' coordinates, in the order the model saw them
+        "orientation": Orientation.from_meta(
+            dataset.attrs.get("orientation")
+            or Grid(np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0]).orientation
+        ).as_dict(),
+        "time_step_s": dataset.attrs.get("time_step_s"),
         "store": str(store),
         "store_fingerprint": _fingerprint(store),
         "training": cfg.to_dict(),
