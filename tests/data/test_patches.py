@@ -7,6 +7,7 @@ import pytest
 
 from climdown.data.patches import (
     describe_patch,
+    patch_columns,
     patch_coords,
     plan_split,
     plan_splits,
@@ -159,3 +160,52 @@ def test_patch_coords_follow_the_plan_and_grid_coarsen():
     text = describe_patch(c, i)
     assert text.startswith(str(c["time"][i, 0].astype("datetime64[s]")))
     assert f"lon {c['lon'][i, 0]:.2f}..{c['lon'][i, -1]:.2f}" in text
+
+
+SEAM_BOXES = [  # (lon_min, lon_max) of a split's box: across meridian 0, the date line, both
+    (-20.0, 20.0),
+    (170.0, 200.0),
+    (-96.0, 191.9),
+    (10.0, 100.0),  # contrast: crosses no seam in either convention
+]
+WINDOWS = [  # the recipe's top-level region (None: the whole source), as lon_min, lon_max
+    None,
+    (0.0, 360.0),
+    (-180.0, 180.0),
+    (-96.0, 264.0),
+]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("box", SEAM_BOXES)
+def test_a_split_box_takes_the_same_patches_whatever_the_longitude_convention(box, window):
+    p, stride = 16, 4
+    day = {"start": "2020-01-01", "end": "2020-01-01T02:00"}
+    region = {"lat_min": -40.0, "lat_max": 40.0, "lon_min": box[0], "lon_max": box[1]}
+    over = (
+        {} if window is None else {"region": {**region, "lon_min": window[0], "lon_max": window[1]}}
+    )
+    r = _recipe(
+        splits={"train": {**day, "region": region}},
+        sampling={"mode": "stride", "stride": stride},
+        **over,
+    )
+    ncols = np.count_nonzero(r.split("train").region.lon_mask(LON))
+    expected = 2 * len(range(0, 80 - p + 1, stride)) * len(range(0, ncols - p + 1, stride))
+    picked = []
+    for lon in (LON, np.arange(-180.0, 180.0, 1.0)):  # the source in either convention
+        w = source_window(r, TIME, LAT, lon)
+        (plan,) = plan_splits(r, TIME[w["time"]], LAT[w["lat"]], lon[w["lon"]])
+        assert plan.n == plan.available == expected, (lon[0], plan.n, expected)
+        cols = patch_coords(r, plan, TIME[w["time"]], LAT[w["lat"]], lon[w["lon"]])["lon"]
+        assert np.all(r.split("train").region.lon_mask(cols))  # inside the box
+        assert np.all(wrap_lon(np.diff(cols, axis=1)) == 1.0)  # eastward, one piece
+        picked.append(set(map(tuple, wrap_lon(cols).tolist())))
+    assert picked[0] == picked[1]  # the same patches, not just as many
+
+
+def test_patch_columns_wrap_only_past_the_window_edge():
+    np.testing.assert_array_equal(
+        patch_columns(np.array([0, 356]), 6, 360)[1], [356, 357, 358, 359, 0, 1]
+    )
+    np.testing.assert_array_equal(patch_columns(np.array([0]), 4, 360)[0], [0, 1, 2, 3])

@@ -12,8 +12,13 @@ Rules (see ``docs/data.md``):
   its split and are evenly spaced (no gap in the source), so nothing straddles a split boundary;
 * patches sit at rows and columns that are multiples of ``factor`` (``mode: random``) or of
   ``stride`` (``mode: stride``) from the window's corner, never wrapping round its edge, so
-  every LR patch lies on one coarse grid;
-* a split with a ``region`` keeps only the patches wholly inside that box;
+  every LR patch of a split lies on one coarse grid;
+* a split with a ``region`` takes the patches wholly inside that box, on the same lattice from
+  the box's own corner: its rows and columns are the box's cells as
+  :meth:`climdown.grid.Box.indices` selects them (in one piece, eastward from its ``lon_min``),
+  so a split takes the same patches whatever the longitude convention of the source and of
+  the recipe. In a window that covers the whole circle the box may cross the window's edge,
+  and its patches with it (their columns wrap round; :func:`patch_columns`);
 * each split draws from its own random stream (``seed`` and the split's name), in time-major
   order so that a chunk of samples needs few source steps.
 """
@@ -35,6 +40,7 @@ __all__ = [
     "plan_splits",
     "plan_split",
     "patch_coords",
+    "patch_columns",
     "describe_patch",
 ]
 
@@ -46,7 +52,8 @@ class SplitPlan:
     split: Split
     t: np.ndarray  # [n, frames] time indices
     y0: np.ndarray  # [n] first row
-    x0: np.ndarray  # [n] first column
+    x0: np.ndarray  # [n] first column (columns run on, modulo the window's width)
+    available: int  # distinct (start time, row, column) positions the split could take
 
     @property
     def n(self) -> int:
@@ -160,25 +167,25 @@ def plan_split(
             f"{where} holds {in_split.size} time steps, too few for one sequence of {frames} "
             "consecutive frames; widen the split or lower frames"
         )
-    ny, nx = lat.size, lon.size
-    p, f = recipe.patch, recipe.factor
+    p = recipe.patch
     s = recipe.sampling
     rng = np.random.default_rng([s.seed, SPLIT_NAMES.index(split.name)])
     if s.mode == "random":
-        ty, tx = np.arange(0, ny - p + 1, f), np.arange(0, nx - p + 1, f)
-        tt = starts
+        step, tt = recipe.factor, starts
     else:
         assert s.stride is not None and s.time_stride is not None
-        ty, tx = np.arange(0, ny - p + 1, s.stride), np.arange(0, nx - p + 1, s.stride)
-        tt = starts[:: s.time_stride]
-    if split.region is not None:  # a spatial split: keep patches wholly inside its box
-        ty = ty[_inside(split.region.lat_mask(lat), ty, p)]
-        tx = tx[_inside(split.region.lon_mask(lon), tx, p)]
-        if ty.size == 0 or tx.size == 0:
-            raise RecipeError(
-                f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "
-                "the source grid; widen the split's region or lower patch"
-            )
+        step, tt = s.stride, starts[:: s.time_stride]
+    rows, cols, wrap = np.arange(lat.size), np.arange(lon.size), False
+    if split.region is not None:  # a spatial split: the patches wholly inside its box
+        rows, cols = split.region.indices(lat, lon)
+        wrap = lon.size > 1 and Grid(lat, lon).periodic
+    ty = _lattice(rows, p, step, lat.size, wrap=False)
+    tx = _lattice(cols, p, step, lon.size, wrap=wrap)
+    if split.region is not None and (ty.size == 0 or tx.size == 0):
+        raise RecipeError(
+            f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "
+            "the source grid; widen the split's region or lower patch"
+        )
     total = tt.size * ty.size * tx.size
     n = total if split.samples is None else split.samples
     if n > total:
@@ -191,7 +198,9 @@ def plan_split(
     flat = np.sort(flat)  # time-major order: each chunk needs few source steps
     it, iy, ix = np.unravel_index(flat, (tt.size, ty.size, tx.size))
     t = tt[it][:, None] + np.arange(frames)[None, :]
-    return SplitPlan(split, t.astype(np.int64), ty[iy].astype(np.int64), tx[ix].astype(np.int64))
+    return SplitPlan(
+        split, t.astype(np.int64), ty[iy].astype(np.int64), tx[ix].astype(np.int64), total
+    )
 
 
 def patch_coords(
@@ -207,9 +216,8 @@ def patch_coords(
         ``Grid(lat, lon).coarsen(factor)``) and ``time`` [n, frames] (datetime64[ns]).
     """
     p, f = recipe.patch, recipe.factor
-    ar = np.arange(p)
-    plat = lat[plan.y0[:, None] + ar[None, :]]
-    plon = lon[plan.x0[:, None] + ar[None, :]]
+    plat = lat[plan.y0[:, None] + np.arange(p)[None, :]]
+    plon = lon[patch_columns(plan.x0, p, lon.size)]
     lat_lr = np.empty((plan.n, p // f))
     lon_lr = np.empty((plan.n, p // f))
     for i in range(plan.n):
@@ -239,7 +247,28 @@ def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
     return idx
 
 
-def _inside(mask: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
-    """Which windows ``[k, k + p)`` for k in ``starts`` hold only True cells of ``mask``."""
-    run = np.concatenate([[0], np.cumsum(mask.astype(np.int64))])
-    return (run[starts + p] - run[starts]) == p
+def patch_columns(x0: Any, patch: int, width: int) -> np.ndarray:
+    """Window columns of patches starting at ``x0``: ``[..., patch]``, wrapping round ``width``.
+
+    Only a patch of a split whose box crosses the edge of a window that covers the whole
+    circle runs past the last column; its columns continue from the first.
+    """
+    return (np.asarray(x0)[..., None] + np.arange(patch)) % width
+
+
+def _lattice(idx: np.ndarray, p: int, step: int, n: int, *, wrap: bool) -> np.ndarray:
+    """First indices of the ``p``-long windows every ``step`` cells along ``idx``.
+
+    ``idx`` lists cells in the order a box selects them; it is cut where two neighbours are
+    not adjacent on the axis of ``n`` cells (adjacent across its ends when ``wrap``), and each
+    run of adjacent cells takes windows from its own start, so no window leaves the box.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.size == 0:
+        return idx
+    nxt = idx[1:]
+    adjacent = (nxt == idx[:-1] + 1) | (wrap & (idx[:-1] == n - 1) & (nxt == 0))
+    cuts = np.flatnonzero(~adjacent) + 1
+    runs = np.split(idx, cuts)
+    starts = [run[: run.size - p + 1 : step] for run in runs if run.size >= p]
+    return np.concatenate(starts) if starts else idx[:0]

@@ -23,6 +23,7 @@ import json
 import math
 import numbers
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
@@ -73,6 +74,9 @@ _TOP_KEYS = {
     "chunks": "samples per chunk (default 64)",
     "output": "path of the zarr store (default '<name>.zarr'; relative to the current directory)",
 }
+#: A plain name: word characters, dots, dashes and inner spaces, starting with a word character
+#: (no path separators, no ``..``, no ``~``), so ``<name>.zarr`` stays in the output folder.
+_PLAIN_NAME = re.compile(r"\w(?:[\w. -]*[\w.-])?")
 _REGION_KEYS = ("lat_min", "lat_max", "lon_min", "lon_max")
 _TIME_KEYS = ("start", "end")
 _SPLIT_KEYS = ("start", "end", "samples", "region")
@@ -311,8 +315,13 @@ class Recipe:
         def put(key: str, value: Any) -> None:
             object.__setattr__(self, key, value)
 
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise RecipeError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.name, str) or not _PLAIN_NAME.fullmatch(self.name):
+            raise RecipeError(
+                "name must be a non-empty string and a plain name (letters, digits, '_', '.', "
+                f"'-' and inner spaces, starting with a letter or digit; no path), got "
+                f"{self.name!r}: it names the store and its default output <name>.zarr; put "
+                "folders in output: instead"
+            )
         put("source", _source(self.source))
         if not isinstance(self.variable, str) or not self.variable:
             raise RecipeError(
@@ -501,7 +510,7 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> Recipe:
         )
     text = path.read_text()
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {exc}") from exc
     if not isinstance(raw, Mapping):
@@ -510,6 +519,33 @@ def load_recipe(recipe: str | os.PathLike[str] | Mapping[str, Any]) -> Recipe:
             f"got {type(raw).__name__}"
         )
     return Recipe.from_mapping(raw, text=text, default_name=path.stem)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """:class:`yaml.SafeLoader` that refuses a key given twice in one mapping.
+
+    ``yaml.safe_load`` keeps the last of two equal keys without a word, so a recipe with
+    ``factor: 4`` and, further down, ``factor: 2`` would build a 2x store.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)  # merge keys (<<) first, as SafeLoader does
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"key {key!r} is given twice (first{first.start_mark}); give each key once",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 # ---------------------------------------------------------------------------------------
@@ -584,7 +620,7 @@ def _source(value: Any) -> str | dict[str, Any]:
     value = value.strip()
     if value == "synthetic" or value.startswith("sample:") or "://" in value:
         return value
-    path = Path(value).expanduser()
+    path = _expand(value, "source")
     if not path.exists():
         raise RecipeError(
             f"source {value!r} is not 'synthetic', 'sample:NAME' or a URL, and no such file or "
@@ -600,10 +636,20 @@ def _output(value: Any, name: str) -> Path:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise RecipeError(f"output must be a path such as stores/{name}.zarr, got {value!r}")
-    path = Path(value).expanduser()
+    path = _expand(value, "output")
     if not path.is_absolute():
         path = Path.cwd() / path
     return Path(os.path.normpath(path))
+
+
+def _expand(value: str, key: str) -> Path:
+    """``value`` as a path with ``~`` and ``~user`` expanded."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as exc:  # pathlib: "Could not determine home directory"
+        raise RecipeError(
+            f"{key} {value!r}: cannot expand '~' ({exc}); write the full path"
+        ) from exc
 
 
 def _resolve_sampling(s: Sampling, patch: int, factor: int, frames: int) -> Sampling:

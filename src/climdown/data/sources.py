@@ -229,26 +229,36 @@ def open_era5(
         open_era5("gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3",
                   "total_column_water", storage_options={"token": "anon"})
     """
-    if isinstance(path_or_url, (list, tuple)) or (
+    ds, description = _open_raw(
+        path_or_url, chunks=chunks, engine=engine, storage_options=storage_options
+    )
+    return normalize_dataset(ds, var, source=description)
+
+
+def _open_raw(
+    path_or_url: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    chunks: Any,
+    engine: str | None,
+    storage_options: Mapping[str, Any] | None,
+    error: type[ClimdownError] = ClimdownError,
+) -> tuple[xr.Dataset, str]:
+    """The dataset at a path, URL, glob or list of files, not yet normalised, and its name.
+
+    Raises ``error`` naming the path when xarray cannot read it as a dataset (a text file,
+    a folder that is not a zarr store, a truncated netCDF); FileNotFoundError when it is
+    missing.
+    """
+    many = isinstance(path_or_url, (list, tuple)) or (
         isinstance(path_or_url, str)
         and any(ch in path_or_url for ch in "*?[")
         and not _is_url(path_or_url)
-    ):
+    )
+    if many:
         paths = path_or_url if isinstance(path_or_url, (list, tuple)) else [path_or_url]
         description = ", ".join(str(p) for p in paths)
-        ds = xr.open_mfdataset(
-            [os.fspath(p) for p in paths]
-            if isinstance(path_or_url, (list, tuple))
-            else path_or_url,
-            engine=engine,
-            chunks={} if chunks is None else chunks,
-            combine="by_coords",
-            decode_cf=False,
-            preprocess=lambda d: xr.decode_cf(_float32_packing(d), decode_timedelta=False),
-        )
     else:
-        path = os.fspath(path_or_url)
-        description = path
+        path = description = os.fspath(path_or_url)  # type: ignore[arg-type]
         engine = engine or _guess_engine(path)
         if engine is not None:
             _check_engine(engine, path)
@@ -257,8 +267,29 @@ def open_era5(
             chunks = {}
         if not _is_url(path) and not os.path.exists(path):
             raise FileNotFoundError(f"no such file or store: {path!r}")
-        ds = _open_one(path, engine, chunks, storage_options)
-    return normalize_dataset(ds, var, source=description)
+    try:
+        if many:
+            ds = xr.open_mfdataset(
+                [os.fspath(p) for p in paths]
+                if isinstance(path_or_url, (list, tuple))
+                else path_or_url,
+                engine=engine,
+                chunks={} if chunks is None else chunks,
+                combine="by_coords",
+                decode_cf=False,
+                preprocess=lambda d: xr.decode_cf(_float32_packing(d), decode_timedelta=False),
+            )
+        else:
+            ds = _open_one(path, engine, chunks, storage_options)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as err:  # xarray's "no backend matched", netCDF's "unknown format"
+        reason = " ".join(str(err).split())
+        raise error(
+            f"cannot read {description!r} as a dataset (netCDF, zarr or GRIB of ERA5-like "
+            f"data): {reason}"
+        ) from err
+    return ds, description
 
 
 def open_dataarray(
@@ -469,9 +500,13 @@ def sample_path(name: str) -> pathlib.Path:
     return path
 
 
-def open_sample(name: str, chunks: Any = None) -> xr.Dataset:
-    """Open a packaged ERA5 sample (see :func:`sample_path`) normalised like :func:`open_era5`."""
-    return open_era5(sample_path(name), chunks=chunks)
+def open_sample(name: str, chunks: Any = None, variable: str | None = None) -> xr.Dataset:
+    """Open a packaged ERA5 sample (see :func:`sample_path`) normalised like :func:`open_era5`.
+
+    ``variable`` is the one to keep (``"tcw"`` for ``rhine``, ``"tcwv"`` for ``global``);
+    found with :func:`find_variable` when omitted.
+    """
+    return open_era5(sample_path(name), variable, chunks=chunks)
 
 
 def open_source(
@@ -494,7 +529,9 @@ def open_source(
           "storage_options": ...}``, or any other string/path -> :func:`open_era5`;
         * an opened Dataset -> :func:`normalize_dataset`.
     variable : str, optional
-        Variable to keep (``"tcw"`` for synthetic data).
+        Variable to keep (``"tcw"`` for synthetic data). Every kind of source honours it: a
+        source without it raises :class:`RecipeError` naming the variables it has (found with
+        :func:`find_variable` when omitted).
     chunks : optional
         As in :func:`open_era5` / :func:`synthetic_tcw`.
     **kw
@@ -509,12 +546,15 @@ def open_source(
     Raises
     ------
     RecipeError
-        If a mapping has an unknown ``kind`` or key.
+        If a mapping has an unknown ``kind`` or key, the source has no ``variable``, or it is
+        not a dataset xarray can read.
     """
     from climdown.data.synthetic import synthetic_tcw
 
     if isinstance(source, xr.Dataset):
-        return normalize_dataset(source, variable, source=kw.pop("description", None))
+        where = kw.pop("description", None)
+        _require_variable(source, variable, where or "the dataset")
+        return normalize_dataset(source, variable, source=where)
     if isinstance(source, Mapping):
         spec = dict(source)
         kind = spec.pop("kind", None)
@@ -540,21 +580,42 @@ def open_source(
         if kind == "sample":
             if "name" not in spec:
                 raise RecipeError("sample source needs a 'name': 'rhine' or 'global'")
-            return open_sample(spec["name"], chunks=chunks)
+            return _open_file(sample_path(spec["name"]), variable, chunks)
         if "path" not in spec:
             raise RecipeError("era5 source needs a 'path' (file, zarr store or URL)")
-        return open_era5(
-            spec.pop("path"),
-            spec.pop("variable", variable),
-            chunks=chunks,
-            **{**spec, **kw},
-        )
+        path, variable = spec.pop("path"), spec.pop("variable", variable)
+        return _open_file(path, variable, chunks, **{**spec, **kw})
     if isinstance(source, str) and source == "synthetic":
         _check_synthetic_variable(variable)
         return synthetic_tcw(**kw, chunks=chunks)
     if isinstance(source, str) and source.startswith("sample:"):
-        return open_sample(source.split(":", 1)[1], chunks=chunks)
-    return open_era5(source, variable, chunks=chunks, **kw)
+        return _open_file(sample_path(source.split(":", 1)[1]), variable, chunks)
+    return _open_file(source, variable, chunks, **kw)
+
+
+def _open_file(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    variable: str | None,
+    chunks: Any,
+    *,
+    engine: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """:func:`open_era5` for a recipe: a missing variable or unreadable file is a RecipeError."""
+    ds, description = _open_raw(
+        path, chunks=chunks, engine=engine, storage_options=storage_options, error=RecipeError
+    )
+    _require_variable(ds, variable, repr(description))
+    return normalize_dataset(ds, variable, source=description)
+
+
+def _require_variable(ds: xr.Dataset, variable: str | None, where: str) -> None:
+    """A source holds the variable a recipe names, or the recipe is wrong (never relabelled)."""
+    if variable is not None and variable not in ds.data_vars:
+        raise RecipeError(
+            f"source {where} has no variable {variable!r}; it has {_describe_vars(ds)}: set "
+            "variable: to one of them"
+        )
 
 
 def _check_synthetic_variable(variable: str | None) -> None:

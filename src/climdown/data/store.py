@@ -11,8 +11,9 @@ opens with ``xr.open_zarr(store, group=split)`` as a Dataset with
 patch's ``Grid(lat, lon).area``) and ``lat_lr``/``lon_lr`` come from :meth:`Grid.coarsen`.
 The root group carries the units, variable, factor, patch, frames, the patches' orientation
 (``orientation``: how their rows and columns are stored) and the source's time step
-(``time_step_s``, seconds), the normalisation statistics of train HR, the recipe text and
-hash, a source description, the climdown version and, written last, ``complete = True``.
+(``time_step_s``, seconds), the normalisation statistics of train HR, the patch count of
+each split (``samples``, of ``patches_available``), the recipe text and hash, a source
+description, the climdown version and, written last, ``complete = True``.
 
 Which samples each split takes is decided by :mod:`climdown.data.patches` (indices only) and
 the normalisation statistics are merged by :mod:`climdown.data.moments`; this module opens the
@@ -45,6 +46,7 @@ from climdown.data.moments import Moments, moments
 from climdown.data.patches import (
     SplitPlan,
     describe_patch,
+    patch_columns,
     patch_coords,
     plan_splits,
     source_window,
@@ -197,7 +199,9 @@ def store_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     -------
     dict
         The root attributes, with ``normalisation`` (``mean``, ``std``, ``min``, ``max``,
-        ``scale``, ``scale_method``; kg m-2), ``samples`` per split, ``recipe`` (YAML text),
+        ``scale``, ``scale_method``; kg m-2), ``samples`` per split (the patches it holds),
+        ``patches_available`` per split (the distinct patches its time range and region
+        offer, of which ``samples`` were drawn), ``recipe`` (YAML text),
         ``recipe_hash``, ``source``, ``climdown_version``, ``created``, ``orientation``
         (``{"lat": ..., "lon": ...}``, absent from stores built before it was recorded:
         ERA5's), ``time_step_s`` and ``complete``.
@@ -382,15 +386,7 @@ def _open_source(recipe: Recipe) -> xr.DataArray:
         ds = open_source(recipe.source, variable=recipe.variable, chunks={"time": 1}, **kw)
     except FileNotFoundError as exc:
         raise RecipeError(f"source {recipe.source!r} cannot be opened: {exc}") from exc
-    if recipe.variable in ds.data_vars:
-        da = ds[recipe.variable]
-    elif len(ds.data_vars) == 1:
-        da = next(iter(ds.data_vars.values()))
-    else:
-        raise RecipeError(
-            f"variable {recipe.variable!r} not in source; it has {list(ds.data_vars)}: set "
-            "variable: to one of them"
-        )
+    da = ds[recipe.variable]  # open_source keeps that variable or raises, never another one
     canonical_units(da.attrs.get("units"))  # UnitsError with the fix if not a column mass
     da = to_kg_m2(da)
     if set(da.dims) != {"time", "lat", "lon"}:
@@ -503,10 +499,11 @@ class _SourceHours:
 
         (block,) = dask.compute(self.data, scheduler=scheduler)
         p = self.patch
+        cols = patch_columns(self.x0, p, block.shape[-1])  # [n, p]: may wrap round the circle
         return np.stack(
             [
-                np.asarray(block[t, y : y + p, x : x + p], dtype=np.float32)
-                for t, y, x in zip(self.t, self.y0, self.x0, strict=True)
+                np.asarray(block[t, y : y + p][..., c], dtype=np.float32)
+                for t, y, c in zip(self.t, self.y0, cols, strict=True)
             ]
         )
 
@@ -731,6 +728,7 @@ def _write_all(
         **shared,
         "chunks": c,
         "samples": {plan.split.name: plan.n for plan in plans},
+        "patches_available": {plan.split.name: plan.available for plan in plans},
         "splits": {
             plan.split.name: [plan.split.start.isoformat(), plan.split.end.isoformat()]
             for plan in plans
