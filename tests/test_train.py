@@ -211,14 +211,6 @@ def test_soft_constraint_trains_with_its_penalty(store, tmp_path):
     assert float(model.penalty(y, lr)) > 0  # the term the trainer adds
 
 
-def test_evaluate_model_baseline_and_factor_check(store):
-    scores = evaluate_model(get_model("bicubic", 4, "softmax"), store, "test", batch_size=8)
-    assert scores["n_samples"] == 16 and scores["mass_violation_rel"] < 1e-5
-    assert "CRPS" not in scores and scores["RMSE"] > 0
-    with pytest.raises(ConfigError, match="factor 2"):
-        evaluate_model(get_model("bicubic", 2, "softmax"), store, "val")
-
-
 @pytest.mark.parametrize(
     ("model", "constraint", "match"),
     [("resnet", "softmax", "unknown model 'resnet'"), ("cnn", "hard", "unknown constraint")],
