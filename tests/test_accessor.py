@@ -83,7 +83,10 @@ def test_coarsen_conservation_and_assert(da: xr.DataArray) -> None:
 def test_dataset_coarsen_and_variable_choice(da: xr.DataArray) -> None:
     ds = xr.Dataset({"tcw": da, "tcw2": da * 2, "step": ("time", [1, 2])}, attrs={"a": 1})
     out = ds.climdown.coarsen(2)
-    xr.testing.assert_identical(out["tcw2"], coarsen_dataarray(ds["tcw2"], 2))
+    got = out["tcw2"].copy(deep=True)
+    for name in ("lat", "lon"):  # the Dataset carries the coarse cells' CF bounds
+        assert got[name].attrs.pop("bounds") == f"{name}_bnds" and f"{name}_bnds" in out.coords
+    xr.testing.assert_identical(got, coarsen_dataarray(ds["tcw2"], 2))
     assert "step" in out and out.attrs == {"a": 1}
     hr = ds.climdown.downscale(factor=2, model="nearest")
     assert set(hr.data_vars) == {"tcw", "tcw2", "step"}

@@ -31,7 +31,7 @@ import xarray as xr
 # happens as soon as xarray is imported) then loads nothing heavy (no torch), and importing one
 # of them first never meets this module half-way
 from climdown.errors import CoordinateError
-from climdown.grid import coarsen_dataarray, find_latlon
+from climdown.grid import Grid, add_cf_bounds, coarsen_dataarray, find_latlon
 
 __all__ = ["ClimdownDataArrayAccessor", "ClimdownDatasetAccessor"]
 
@@ -56,6 +56,16 @@ def _variable(obj: Any, var: str | None) -> Any:
             "var='name' to choose one"
         )
     return obj[names[0]]
+
+
+def _cells(obj: Any) -> Grid | None:
+    """A Dataset's grid with its CF bounds (its DataArrays lose them); None for a DataArray."""
+    return Grid.from_xarray(obj) if isinstance(obj, xr.Dataset) else None
+
+
+def _bounds_names(ds: xr.Dataset) -> tuple[str | None, str | None]:
+    """The names of a Dataset's CF bounds variables (None where it has none)."""
+    return tuple(ds[name].attrs.get("bounds") for name in find_latlon(ds))  # type: ignore[return-value]
 
 
 def _each_gridded(ds: xr.Dataset, fn: Callable[[xr.DataArray], xr.DataArray]) -> xr.Dataset:
@@ -93,7 +103,7 @@ class _Base:
         lr = self._obj if lr is None else lr
         from climdown.conservation import conservation
 
-        return conservation(_variable(hr, var), _variable(lr, var))
+        return conservation(_variable(hr, var), _variable(lr, var), grid=_cells(lr))
 
     def assert_conserves(self, hr: Any, rtol: float = 1e-5, var: str | None = None) -> xr.Dataset:
         """Raise :class:`~climdown.errors.ConservationError` unless ``hr`` conserves this field.
@@ -102,7 +112,9 @@ class _Base:
         """
         from climdown.conservation import assert_conserves
 
-        return assert_conserves(_variable(hr, var), _variable(self._obj, var), rtol=rtol)
+        return assert_conserves(
+            _variable(hr, var), _variable(self._obj, var), rtol=rtol, grid=_cells(self._obj)
+        )
 
     def plot(self, hr: Any, truth: Any = None, var: str | None = None, **kwargs: Any) -> Any:
         """Maps LR (this object) | downscaled | truth | error; see :func:`climdown.plot.compare`."""
@@ -130,5 +142,11 @@ class ClimdownDatasetAccessor(_Base):
     """``ds.climdown``: downscale, conservation, assert_conserves, coarsen, plot."""
 
     def coarsen(self, factor: int) -> xr.Dataset:
-        """Area-weighted coarsening of every gridded variable (:func:`climdown.grid.coarsen_dataarray`)."""
-        return _each_gridded(self._obj, lambda da: coarsen_dataarray(da, factor))
+        """Area-weighted coarsening of every gridded variable (:func:`climdown.grid.coarsen_dataarray`).
+
+        The cells are the Dataset's (its CF bounds, where it has them), and the result carries
+        the coarse cells' CF bounds (:func:`climdown.grid.add_cf_bounds`).
+        """
+        grid = Grid.from_xarray(self._obj)
+        out = _each_gridded(self._obj, lambda da: coarsen_dataarray(da, factor, grid=grid))
+        return add_cf_bounds(out, grid.coarsen(factor), names=_bounds_names(self._obj))

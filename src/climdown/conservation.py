@@ -100,7 +100,14 @@ def _check_other_dims(hr: xr.DataArray, lr: xr.DataArray, hr_dims: tuple, lr_dim
             )
 
 
-def _prepare(hr: Any, lr: Any, factor: int | None, lat: str | None, lon: str | None) -> _Pair:
+def _prepare(
+    hr: Any,
+    lr: Any,
+    factor: int | None,
+    lat: str | None,
+    lon: str | None,
+    grid: _grid.Grid | None = None,
+) -> _Pair:
     hr = to_kg_m2(_as_dataarray(hr, "hr"))
     lr = to_kg_m2(_as_dataarray(lr, "lr"))
     dims = []
@@ -116,7 +123,14 @@ def _prepare(hr: Any, lr: Any, factor: int | None, lat: str | None, lon: str | N
         (lr.sizes[lr_dims[0]], lr.sizes[lr_dims[1]]),
         factor,
     )
-    lr_grid = _grid.Grid.from_xarray(lr, lr_lat, lr_lon)
+    # the LR cells: given (a Dataset's CF bounds, read by the accessor), or lr's coordinates
+    lr_grid = grid if grid is not None else _grid.Grid.from_xarray(lr, lr_lat, lr_lon)
+    lr_shape = (lr.sizes[lr_dims[0]], lr.sizes[lr_dims[1]])
+    if lr_grid.shape != lr_shape:
+        raise CoordinateError(
+            f"grid= has {lr_grid.shape[0]} x {lr_grid.shape[1]} cells but lr has "
+            f"{lr_shape[0]} x {lr_shape[1]}; pass the LR grid (Grid.from_xarray(lr_dataset))"
+        )
     hr_grid = lr_grid.refine(f)
     _check_refinement(hr, hr_lat, hr_lon, hr_grid, f)
     _check_other_dims(hr, lr, hr_dims, lr_dims)
@@ -150,6 +164,7 @@ def conservation(
     factor: int | None = None,
     lat: str | None = None,
     lon: str | None = None,
+    grid: _grid.Grid | None = None,
 ) -> xr.Dataset:
     """Mass budget of a fine field ``hr`` against the coarse field ``lr`` it was made from.
 
@@ -165,6 +180,10 @@ def conservation(
         Refinement factor; inferred from the grid sizes (and checked) when omitted.
     lat, lon : str, optional
         Coordinate names when they cannot be found by name or CF attributes.
+    grid : climdown.grid.Grid, optional
+        The LR grid, where ``lr``'s coordinates do not say it all: a DataArray taken from a
+        Dataset loses its CF bounds variables, so pass ``Grid.from_xarray(lr_dataset)`` (the
+        accessor does this for a Dataset). By default, ``Grid.from_xarray(lr)``.
 
     Returns
     -------
@@ -194,7 +213,7 @@ def conservation(
     CoordinateError
         If the HR coordinates are not the refined LR grid's, or the other dims differ.
     """
-    return _report(_prepare(hr, lr, factor, lat, lon))
+    return _report(_prepare(hr, lr, factor, lat, lon, grid))
 
 
 def _report(p: _Pair) -> xr.Dataset:
@@ -249,6 +268,7 @@ def assert_conserves(
     factor: int | None = None,
     lat: str | None = None,
     lon: str | None = None,
+    grid: _grid.Grid | None = None,
 ) -> xr.Dataset:
     """Check that every coarse cell's mass is conserved; return the computed report.
 
@@ -257,7 +277,7 @@ def assert_conserves(
 
     Parameters
     ----------
-    hr, lr, factor, lat, lon
+    hr, lr, factor, lat, lon, grid
         As in :func:`conservation`.
     rtol : float
         Relative tolerance per coarse cell.
@@ -278,7 +298,7 @@ def assert_conserves(
         If ``hr`` or ``lr`` contains NaN (the budget is undefined there).
     """
     atol = 0.0 if atol is None else float(atol)
-    p = _prepare(hr, lr, factor, lat, lon)
+    p = _prepare(hr, lr, factor, lat, lon, grid)
     report = _report(p).compute()
     for name, da in (("hr", p.hr), ("lr", p.lr)):
         n_nan = int(da.isnull().sum())

@@ -182,6 +182,16 @@ def _direction(centres: np.ndarray, kind: str) -> int:
     return 1 if d[0] > 0 else -1
 
 
+_BOUNDS_FIX = (
+    "fix the bounds variable, or drop it (and the coordinate's 'bounds' attribute) to use "
+    "bounds midway between the centres"
+)
+
+
+def _pair(v: np.ndarray) -> str:
+    return f"({v[0]:g}, {v[1]:g})"
+
+
 def bounds_from_cf(centres: Any, vertices: Any, kind: str) -> np.ndarray:
     """Cell edges (n + 1 values, in the order of the centres) from CF bounds ``[n, 2]``.
 
@@ -216,10 +226,10 @@ def bounds_from_cf(centres: Any, vertices: Any, kind: str) -> np.ndarray:
     if v.shape != (c.size, 2):
         raise CoordinateError(
             f"{kind} bounds must have shape ({c.size}, 2) (two vertices per cell, CF), got "
-            f"{v.shape}; write them as [{kind[:3]}, bnds]"
+            f"{v.shape}: {_BOUNDS_FIX}"
         )
     if not np.all(np.isfinite(v)):
-        raise CoordinateError(f"{kind} bounds contain NaN or inf; bounds must be finite")
+        raise CoordinateError(f"{kind} bounds contain NaN or inf: {_BOUNDS_FIX}")
     if kind == "longitude":
         c = _unwrap_lon(c)
         if not (c.size == 1 and abs(abs(v[0, 1] - v[0, 0]) - 360.0) < 1e-6):
@@ -231,8 +241,8 @@ def bounds_from_cf(centres: Any, vertices: Any, kind: str) -> np.ndarray:
     if np.any(width <= 0):
         i = int(np.argmax(width <= 0))
         raise CoordinateError(
-            f"{kind} cell {i} (centre {c[i]:g}) has bounds {tuple(v[i])} of zero width; "
-            "each cell needs two different vertices: fix or drop the bounds variable"
+            f"{kind} cell {i} (centre {c[i]:g}) has bounds {_pair(v[i])} of zero width: "
+            f"{_BOUNDS_FIX}"
         )
     tol = _bounds_tol(width)
     outside = (c < lo - tol) | (c > hi + tol)
@@ -240,22 +250,19 @@ def bounds_from_cf(centres: Any, vertices: Any, kind: str) -> np.ndarray:
         i = int(np.argmax(outside))
         raise CoordinateError(
             f"{kind} bounds do not contain their centres: cell {i} has centre {c[i]:g} but "
-            f"bounds {tuple(v[i])} ({int(outside.sum())} of {c.size} cells). The bounds "
-            "variable does not describe these cells: fix it, or drop it (and the coordinate's "
-            "'bounds' attribute) to use bounds midway between the centres"
+            f"bounds {_pair(v[i])} ({int(outside.sum())} of {c.size} cells); they do not "
+            f"describe these cells: {_BOUNDS_FIX}"
         )
     first, last = (lo, hi) if step > 0 else (hi, lo)
     gap = first[1:] - last[:-1]
     bad = np.abs(gap) > tol
     if np.any(bad):
         i = int(np.argmax(bad))
-        what = "gap" if gap[i] * step > 0 else "overlap"
+        what = "leave a gap" if gap[i] * step > 0 else "overlap"
         raise CoordinateError(
-            f"{kind} bounds leave a {what} of {abs(gap[i]):g} deg between cell {i} "
-            f"{tuple(v[i])} and cell {i + 1} {tuple(v[i + 1])} ({int(bad.sum())} such "
-            "seams); neighbouring cells must share an edge. Fix the bounds variable, or drop "
-            "it (and the coordinate's 'bounds' attribute) to use bounds midway between the "
-            "centres"
+            f"{kind} bounds {what} of {abs(gap[i]):g} deg between cell {i} {_pair(v[i])} "
+            f"and cell {i + 1} {_pair(v[i + 1])} ({int(bad.sum())} such seams); neighbouring "
+            f"cells must share an edge: {_BOUNDS_FIX}"
         )
     edges = np.concatenate([first[:1], 0.5 * (first[1:] + last[:-1]), last[-1:]])
     _check_edge_range(edges, kind, tol)
@@ -268,19 +275,19 @@ def _check_edge_range(edges: np.ndarray, kind: str, tol: float) -> None:
     if kind == "latitude" and np.any(np.abs(edges) > 90.0 + tol):
         raise CoordinateError(
             f"latitude bounds reach beyond the poles ({edges.min():g}..{edges.max():g}); "
-            "cells end at +-90 deg: fix the bounds variable (clip it to [-90, 90])"
+            "cells end at +-90 deg: fix the bounds (clip them to [-90, 90])"
         )
     if kind == "longitude" and abs(edges[-1] - edges[0]) > 360.0 + tol:
         raise CoordinateError(
             f"longitude cells cover {abs(edges[-1] - edges[0]):g} deg, more than the full "
-            "circle (360): cells overlap; fix the bounds variable or drop duplicated columns"
+            "circle (360): cells overlap; fix the bounds or drop the duplicated columns"
         )
 
 
 def _check_edges(centres: np.ndarray, edges: np.ndarray, kind: str) -> None:
     """Refuse explicit edges that do not describe the cells of ``centres``."""
     if not np.all(np.isfinite(edges)):
-        raise CoordinateError(f"{kind} bounds contain NaN or inf; bounds must be finite")
+        raise CoordinateError(f"{kind} bounds contain NaN or inf; fix the bounds: make them finite")
     d = np.diff(edges)
     if kind == "longitude" or centres.size < 2:
         # the edges say which way round (two longitudes 180 deg apart, or one centre, cannot)
@@ -290,8 +297,8 @@ def _check_edges(centres: np.ndarray, edges: np.ndarray, kind: str) -> None:
     if not np.all(d * step > 0):
         raise CoordinateError(
             f"{kind} bounds ({edges[0]:g}, {edges[1]:g}, ..., {edges[-1]:g}) are not strictly "
-            f"monotonic in the direction of the centres ({_DIRECTIONS[step < 0]}); bound k "
-            "and k + 1 must enclose centre k"
+            f"monotonic in the direction of the centres ({_DIRECTIONS[step < 0]}); fix the "
+            "bounds: bound k and k + 1 must enclose centre k"
         )
     width = np.abs(d)
     tol = _bounds_tol(width)
@@ -306,7 +313,8 @@ def _check_edges(centres: np.ndarray, edges: np.ndarray, kind: str) -> None:
         i = int(np.argmax(outside))
         raise CoordinateError(
             f"{kind} bounds do not contain their centres: centre {i} is {centres[i]:g} but its "
-            f"cell runs {edges[i]:g}..{edges[i + 1]:g}; pass the bounds of these centres"
+            f"cell runs {edges[i]:g}..{edges[i + 1]:g}; fix the bounds: pass those of these "
+            "centres"
         )
 
 
@@ -1010,8 +1018,8 @@ def add_cf_bounds(
     Returns
     -------
     xarray.Dataset
-        A new Dataset; any CF tool then sees exactly the cells climdown used
-        (:meth:`Grid.from_xarray` reads them back unchanged).
+        A new Dataset with the bounds as (non-index) coordinates; any CF tool then sees
+        exactly the cells climdown used (:meth:`Grid.from_xarray` reads them back unchanged).
     """
     import xarray as xr
 
@@ -1024,7 +1032,9 @@ def add_cf_bounds(
     ):
         bname = bname or f"{coord}_bnds"
         units = ds[coord].attrs.get("units", f"degrees_{'north' if coord == lat_name else 'east'}")
-        out[bname] = xr.Variable((ds[coord].dims[0], "bnds"), values, {"units": units})
+        # a coordinate, as cf_xarray's add_bounds makes it: data_vars stay the fields
+        bounds = xr.Variable((ds[coord].dims[0], "bnds"), values, {"units": units})
+        out = out.assign_coords({bname: bounds})
         out[coord].attrs = {**ds[coord].attrs, "bounds": bname}
     return out
 
