@@ -218,11 +218,12 @@ def test_dataset_in_dataset_out(regional: xr.DataArray) -> None:
 
 
 def test_water_depth_is_converted(regional: xr.DataArray) -> None:
+    # the model runs in kg m-2 and the output comes back in the input's units (issue 12)
     metres = regional / 1000.0
     metres.attrs = {**regional.attrs, "units": "m"}
     hr = downscale(metres, 2, "softmax", model="nearest")
-    assert hr.attrs["units"] == "kg m-2" and hr.attrs["units_original"] == "m"
-    np.testing.assert_allclose(coarsen_dataarray(hr, 2), regional, rtol=1e-5)
+    assert hr.attrs["units"] == "m" and "units_original" not in hr.attrs
+    np.testing.assert_allclose(coarsen_dataarray(hr, 2) * 1000.0, regional, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -313,15 +314,20 @@ def test_grid_spacing_far_from_training_warns(ckpt, regional: xr.DataArray) -> N
     downscale(regional, model=ckpt)  # 0.25 deg, as trained: no warning (warnings are errors)
 
 
-def test_no_default_model_falls_back_to_bicubic(monkeypatch, regional: xr.DataArray) -> None:
+def test_no_default_model_names_bicubic_and_takes_it_explicitly(
+    monkeypatch, regional: xr.DataArray
+) -> None:
+    # no silent fallback any more (issue 12): an error naming model='bicubic', which runs
+    # when asked for (tests/reliability/test_args.py)
     import climdown.pretrained
 
     def missing(factor: int, constraint: str):
         raise CheckpointError("none packaged")
 
     monkeypatch.setattr(climdown.pretrained, "default_checkpoint", missing)
-    with pytest.warns(UserWarning, match="bicubic"):
-        down = Downscaler(None, factor=2)
+    with pytest.raises(ConfigError, match="model='bicubic'"):
+        Downscaler(None, factor=2)
+    down = Downscaler("bicubic", factor=2)
     assert down.name == "bicubic"
 
 

@@ -8,10 +8,14 @@ packaged default for the factor and constraint) and then downscales fields of an
 * dask input builds a graph and computes nothing until asked: each chunk is extended by a halo
   of LR cells (``dask.array.overlap.overlap``, periodic in longitude on a global grid),
   downscaled with the same tiled code, and cropped, so chunk seams behave like tile seams;
-* xarray input (DataArray or Dataset) is checked (units to kg m-2, 1-D lat/lon, finite and, for
-  positive constraints, non-negative values) and comes back on the fine grid with fine
-  lat/lon centres from :meth:`climdown.grid.Grid.refine`, the input's other coordinates, its
-  attributes and a ``history`` line.
+* xarray input (DataArray or Dataset) is checked (packing decoded, units a column mass or a
+  water depth of a variable that says it is water, 1-D lat/lon, finite values the model can
+  take and, for positive constraints, non-negative values) and comes back on the fine grid
+  with fine lat/lon centres from :meth:`climdown.grid.Grid.refine`, the input's other
+  coordinates, its attributes and units (the model runs in kg m-2; a field in m comes back in
+  m) and a ``history`` line, without packing attributes.
+
+A model output that is not finite is an error naming the first bad cell, never a result.
 
 :func:`downscale` is the one signature of downscaling: its keyword options (and
 :class:`DownscaleOptions`, which holds their defaults) are what the ``.climdown`` accessor and
@@ -38,8 +42,7 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,18 @@ from climdown import validate
 from climdown.errors import CheckpointError, ConfigError, CoordinateError, DataValueError
 from climdown.grid import FineAreas, Grid, find_latlon
 from climdown.tiling import ChunkAxis, TilePlan
-from climdown.units import CANONICAL, append_history, to_kg_m2
+from climdown.units import append_history, water_column, without_packing
 
-__all__ = ["BASELINES", "DownscaleOptions", "Downscaler", "downscale"]
+__all__ = ["BASELINES", "MAX_INPUT_SCALES", "DownscaleOptions", "Downscaler", "downscale"]
 
 #: Parameter-free models that need no checkpoint; any constraint applies to them.
 BASELINES = ("nearest", "bilinear", "bicubic")
+
+#: Inputs beyond this many normalisation scales (``|x| > MAX_INPUT_SCALES * scale`` in
+#: kg m-2) are refused before the model runs: a network sees ``x / scale`` of order one in
+#: training, and at 1e6 its float32 activations head for overflow (a TCW model's scale is
+#: ~20 kg m-2, so anything past 2e7 kg m-2, e.g. an unmasked fill value of 9.97e36, is refused).
+MAX_INPUT_SCALES = 1e6
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,18 @@ class DownscaleOptions:
         conserved exactly whatever the halo.
     progress : bool or None
         Show a tqdm bar on eager runs (None: only on a terminal).
+    strict : bool
+        A checkpoint trained on another variable than the data's (``tcw`` applied to
+        ``tco3``): False warns, naming both; True raises
+        :class:`~climdown.errors.CheckpointError` (:func:`climdown.checkpoint.check_expected`).
 
     Raises
     ------
     ConfigError
-        A factor, batch size or tile that is not a positive integer, or a negative halo.
+        A factor, batch size or tile that is not a positive integer, a negative halo, a
+        constraint that is not a constraint's name (``None`` is not ``"none"``: say
+        ``constraint="none"`` for the unconstrained model), or ``progress``/``strict`` that are
+        not booleans.
     """
 
     factor: int = 4
@@ -98,28 +114,51 @@ class DownscaleOptions:
     tile: int = 128
     halo: int = 12
     progress: bool | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "factor", validate.factor(self.factor))
         object.__setattr__(self, "batch_size", validate.positive_int(self.batch_size, "batch_size"))
         object.__setattr__(self, "tile", validate.positive_int(self.tile, "tile"))
         object.__setattr__(self, "halo", validate.integer(self.halo, "halo", minimum=0))
+        if not isinstance(self.constraint, str):
+            from climdown.nn.constraints import CONSTRAINTS
+
+            raise ConfigError(
+                f"constraint must be the name of a constraint, one of "
+                f"{', '.join(repr(c) for c in sorted(CONSTRAINTS))}; got {self.constraint!r}. "
+                "For the unconstrained model say constraint='none'"
+            )
+        for name, value, allowed in (
+            ("progress", self.progress, "True, False or None"),
+            ("strict", self.strict, "True or False"),
+        ):
+            if not (isinstance(value, bool) or (value is None and name == "progress")):
+                raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _default_model(factor: int, constraint: str) -> str | Path:
-    try:
-        from climdown.pretrained import default_checkpoint
+    """The packaged checkpoint for ``factor`` and ``constraint``; never a silent substitute.
 
+    Raises
+    ------
+    ConfigError
+        Where none is packaged, naming the packaged combinations and the explicit choices
+        (a baseline such as ``model="bicubic"``, or a checkpoint).
+    """
+    from climdown.pretrained import available, default_checkpoint
+
+    try:
         return default_checkpoint(factor, constraint)
-    except (ImportError, AttributeError, CheckpointError) as err:
-        warnings.warn(
-            f"no default model for factor={factor}, constraint={constraint!r} ({err}); "
-            f"falling back to the parameter-free 'bicubic' baseline with the {constraint!r} "
-            "constraint. Pass model='bicubic' to silence this, or model='path/to/ckpt.pt'.",
-            UserWarning,
-            stacklevel=4,
-        )
-        return "bicubic"
+    except CheckpointError as err:
+        have = ", ".join(f"factor={f} constraint={c!r}" for f, c in available()) or "none"
+        raise ConfigError(
+            f"no packaged model for factor={factor}, constraint={constraint!r} (packaged: "
+            f"{have}). Choose one explicitly: model='bicubic' (or "
+            f"{', '.join(repr(b) for b in BASELINES if b != 'bicubic')}: parameter-free "
+            f"baselines, any factor, with the {constraint!r} constraint), or "
+            "model='path/to/checkpoint.pt' trained at this factor (`climdown train`)"
+        ) from err
 
 
 class Downscaler:
@@ -131,11 +170,12 @@ class Downscaler:
         A checkpoint path (loaded once and cached per process), a baseline name
         (``"nearest"``, ``"bilinear"``, ``"bicubic"``: no parameters, combined with
         ``constraint``), a model object, or None for the packaged default of ``factor`` and
-        ``constraint`` (the bicubic baseline, with a UserWarning, where none exists).
+        ``constraint`` (:class:`~climdown.errors.ConfigError` where none is packaged: pass a
+        baseline or a checkpoint explicitly).
     **options
         :class:`DownscaleOptions`: ``factor``, ``constraint``, ``device``, ``batch_size``,
-        ``tile``, ``halo``, ``progress``, with its defaults. A checkpoint or model of another
-        factor or constraint raises :class:`~climdown.errors.CheckpointError`.
+        ``tile``, ``halo``, ``progress``, ``strict``, with its defaults. A checkpoint or model
+        of another factor or constraint raises :class:`~climdown.errors.CheckpointError`.
 
     Attributes
     ----------
@@ -152,6 +192,10 @@ class Downscaler:
     frames : int
         Time steps each output step sees: the training sequence length of a recurrent model
         (``convgru``, ``flowconvgru``), 1 for the others (see the module docstring).
+    max_input : float
+        The largest ``|x|`` in kg m-2 the model is given: :data:`MAX_INPUT_SCALES` x its
+        normalisation scale (1 kg m-2 for baselines). Larger inputs are refused before any
+        compute (see :meth:`__call__`).
     """
 
     def __init__(self, model: Any = None, **options: Any) -> None:
@@ -195,6 +239,8 @@ class Downscaler:
         recurrent = config.get("name") in RECURRENT
         self.frames = int(config.get("frames", 1)) if recurrent else 1
         self._positive = self.model.constraint.positive and self.model.constraint.conserving
+        scale = getattr(self.model, "scale", None)
+        self.max_input = MAX_INPUT_SCALES * (1.0 if scale is None else float(scale))
         self._token = uuid.uuid4().hex
 
     def _load(self, path: Path) -> tuple[Any, dict]:
@@ -252,7 +298,8 @@ class Downscaler:
         Parameters
         ----------
         data : numpy.ndarray, dask.array.Array, xarray.DataArray or xarray.Dataset
-            Coarse field(s) in kg m-2; arrays are ``[..., h, w]`` (any leading dims).
+            Coarse field(s): arrays in kg m-2, ``[..., h, w]`` (any leading dims); xarray in
+            its units (see :func:`downscale`).
         grid : Grid, optional
             For arrays: the LR grid (area weights on the sphere, periodic longitude). Without
             it every fine cell of a block weighs the same and longitude does not wrap.
@@ -263,8 +310,9 @@ class Downscaler:
 
         Returns
         -------
-        Same kind as ``data`` on the fine grid, float32, in kg m-2. Dask input gives a lazy
-        result; xarray input keeps its coordinates, attributes and dimension order.
+        Same kind as ``data`` on the fine grid, float32, in the input's units. Dask input
+        gives a lazy result; xarray input keeps its coordinates, attributes, units and
+        dimension order.
         """
         if isinstance(data, xr.Dataset):
             return self._dataset(data, var, lat, lon)
@@ -278,7 +326,9 @@ class Downscaler:
         self._check_shape(arr.shape, grid)
         area = FineAreas(grid, self.factor) if grid is not None else None
         periodic = bool(grid is not None and grid.periodic)
-        return self._numpy(arr, area, (0, 0), periodic, self.options.progress, arr.ndim >= 3)
+        y = self._numpy(arr, area, (0, 0), periodic, self.options.progress, arr.ndim >= 3)
+        self._check_output(y, (0,) * y.ndim, _index_text)
+        return y
 
     def _check_shape(self, shape: tuple[int, ...], grid: Grid | None) -> None:
         if len(shape) < 2:
@@ -290,22 +340,59 @@ class Downscaler:
             )
 
     # ------------------------------------------------------------------ numpy (eager)
-    def _check_values(self, x: np.ndarray) -> None:
-        n_nan = int(np.count_nonzero(~np.isfinite(x)))
-        if n_nan:
+    def _check_values(self, x: np.ndarray, to_kg: float = 1.0) -> None:
+        """Refuse input the model cannot take, in its own dtype and units (before any cast).
+
+        NaN and inf are counted as such; finite values beyond :attr:`max_input` kg m-2 (which
+        float32 may not even hold) are refused as too large, never as "NaN/inf".
+        """
+        n_nan = int(np.count_nonzero(np.isnan(x)))
+        n_inf = int(np.count_nonzero(np.isinf(x)))
+        if n_nan or n_inf:
             raise DataValueError(
-                f"input has {n_nan} NaN/inf value(s) of {x.size}; the model needs finite "
-                "values everywhere. Fill them (e.g. da.fillna(0) or interpolate_na) or "
-                "downscale a region without missing data, then mask the output"
+                f"input has {n_nan + n_inf} NaN/inf value(s) of {x.size} ({n_nan} NaN, {n_inf} "
+                "inf); the model needs finite values everywhere. Fill them (e.g. da.fillna(0) "
+                "or interpolate_na) or downscale a region without missing data, then mask the "
+                "output"
+            )
+        big = np.abs(np.asarray(x, dtype=np.float64)) * to_kg > self.max_input
+        n_big = int(np.count_nonzero(big))
+        if n_big:
+            worst = float(np.max(np.abs(np.asarray(x, dtype=np.float64))))
+            raise DataValueError(
+                f"input has {n_big} finite value(s) too large for the model (largest |x| "
+                f"{worst:.4g}, {worst * to_kg:.4g} kg m-2; float32 holds up to "
+                f"{float(np.finfo(np.float32).max):.4g}): model {self.name!r} takes |x| <= "
+                f"{self.max_input:.4g} kg m-2 ({MAX_INPUT_SCALES:g} x its normalisation scale). "
+                "Such values are not a water column: check the units, and mask fill values "
+                "(e.g. 9.97e36) before downscaling"
             )
         if self._positive:
             n_neg = int(np.count_nonzero(x < 0))
             if n_neg:
                 raise DataValueError(
-                    f"input has {n_neg} negative value(s) (min {float(x.min()):.4g} kg m-2) but "
-                    f"the {self.constraint!r} constraint needs x >= 0 to stay positive; clip "
-                    "them (da.clip(min=0)) or use a signed constraint such as 'add'"
+                    f"input has {n_neg} negative value(s) (min {float(x.min()) * to_kg:.4g} "
+                    f"kg m-2) but the {self.constraint!r} constraint needs x >= 0 to stay "
+                    "positive; clip them (da.clip(min=0)) or use a signed constraint such as "
+                    "'add'"
                 )
+
+    def _check_output(
+        self, y: np.ndarray, origin: Sequence[int], locate: Callable[[tuple[int, ...]], str]
+    ) -> None:
+        """Raise unless the model's output ``y`` (placed at ``origin`` of the whole output) is
+        finite: a NaN or inf is never returned or written."""
+        bad = ~np.isfinite(y)
+        if not bad.any():
+            return
+        first = np.unravel_index(int(np.argmax(bad)), y.shape)
+        index = tuple(int(i) + int(o) for i, o in zip(first, origin, strict=True))
+        raise DataValueError(
+            f"model {self.name!r} returned {int(bad.sum())} non-finite value(s) (NaN/inf) of "
+            f"{y.size} from finite input; first at {locate(index)}. Nothing is returned: the "
+            "model is broken for this input (a damaged checkpoint, or input far from its "
+            "training data). Check the checkpoint, or use a baseline (model='bicubic')"
+        )
 
     def _numpy(
         self,
@@ -315,12 +402,15 @@ class Downscaler:
         periodic: bool,
         progress: bool | None,
         timed: bool = False,
+        to_kg: float = 1.0,
     ) -> np.ndarray:
         """Tiled eager run of ``x`` ``[..., h, w]`` -> ``[..., h f, w f]`` float32.
 
         ``offset`` places ``x`` in the (unwrapped) LR grid for the area lookup. ``timed``: axis
         -3 is time, and a recurrent model sees the window of its training length ending at
-        each step (the first frame repeated before the start).
+        each step (the first frame repeated before the start). ``to_kg``: ``x`` is in units
+        of which one is ``to_kg`` kg m-2 (the model runs in kg m-2); the result is in ``x``'s
+        units. Values are checked in their own dtype and units before anything is cast.
         """
         import torch
         from tqdm.auto import tqdm
@@ -328,8 +418,9 @@ class Downscaler:
         f = self.factor
         *lead, h, w = x.shape
         steps = lead[-1] if timed and self.frames > 1 else 1
-        x4 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, steps, h, w)
-        self._check_values(x4)
+        self._check_values(x, to_kg)
+        xk = x if to_kg == 1.0 else np.asarray(x, dtype=np.float64) * to_kg
+        x4 = np.ascontiguousarray(xk, dtype=np.float32).reshape(-1, steps, h, w)
         out = np.empty((*x4.shape[:2], h * f, w * f), dtype=np.float32)
         o = self.options
         plan = TilePlan((h, w), o.tile, o.halo, periodic=periodic)
@@ -366,10 +457,18 @@ class Downscaler:
                     rows, cols = t.fine_core(f)
                     out[n, k, rows, cols] = yb[t.fine_crop(f)]
                 bar.update(len(batch))
-        return out.reshape(*lead, h * f, w * f)
+        out = out.reshape(*lead, h * f, w * f)
+        return out if to_kg == 1.0 else out / np.float32(to_kg)
 
     # ------------------------------------------------------------------ dask (lazy)
-    def _dask(self, x: Any, grid: Grid | None, timed: bool = True) -> Any:
+    def _dask(
+        self,
+        x: Any,
+        grid: Grid | None,
+        timed: bool = True,
+        to_kg: float = 1.0,
+        locate: Callable[[tuple[int, ...]], str] | None = None,
+    ) -> Any:
         import dask.array as dsa
         from dask.base import tokenize
 
@@ -407,13 +506,16 @@ class Downscaler:
             loc = block_info[0]["chunk-location"]
             i, j = loc[ax_r], loc[ax_c]
             offset = (rows.starts[i] - rows.pad(i)[0], cols.starts[j] - cols.pad(j)[0])
-            y = self._numpy(block, area, offset, False, False, timed)
+            y = self._numpy(block, area, offset, False, False, timed, to_kg)
             # crop to the chunk's own cells: time steps before it were context for its first
             # windows, and the next chunk computes the steps after it
             crop = [slice(None)] * y.ndim
             for ax, a in axes.items():
                 crop[ax] = a.core(loc[ax], scale[ax])
-            return y[tuple(crop)]
+            y = y[tuple(crop)]
+            origin = [start for start, _ in block_info[None]["array-location"]]
+            self._check_output(y, origin, locate or _index_text)
+            return y
 
         out_chunks = (*x.chunks[:-2], *(tuple(c * f for c in a.chunks) for a in (rows, cols)))
         return dsa.map_blocks(
@@ -436,7 +538,10 @@ class Downscaler:
                 f"{lat_name!r} and {lon_name!r} share the dimension {lat_dim!r} (an unstructured "
                 "grid); climdown downscales regular lat/lon grids only: regrid first"
             )
-        da = to_kg_m2(da)
+        # packing decoded, units and water identity checked; the values stay in their units
+        # (converted to kg m-2 and back in each block) so the output is in the input's units
+        da, to_kg = water_column(da)
+        self._check_variable(da)
         if grid is None:
             grid = Grid.from_xarray(da, lat_name, lon_name)
         self._warn_spacing(grid)
@@ -445,8 +550,10 @@ class Downscaler:
         if time is not None:  # the recurrent model's windows run along axis -3
             other = [d for d in other if d != time] + [time]
         x = da.transpose(*other, lat_dim, lon_dim)
+        fine = grid.refine(self.factor)
+        locate = _locator(x, {lat_dim: (lat_name, fine.lat), lon_dim: (lon_name, fine.lon)})
         if _is_dask(x.data):
-            y = self._dask(x.data, grid, timed=time is not None)
+            y = self._dask(x.data, grid, timed=time is not None, to_kg=to_kg, locate=locate)
         else:
             y = self._numpy(
                 np.asarray(x.values),
@@ -455,8 +562,9 @@ class Downscaler:
                 grid.periodic,
                 self.options.progress,
                 timed=time is not None,
+                to_kg=to_kg,
             )
-        fine = grid.refine(self.factor)
+            self._check_output(y, (0,) * y.ndim, locate)
         coords: dict[Hashable, Any] = {
             k: c for k, c in x.coords.items() if lat_dim not in c.dims and lon_dim not in c.dims
         }
@@ -464,8 +572,13 @@ class Downscaler:
             attrs = {k: v for k, v in da[name].attrs.items() if k != "bounds"}
             dim = da[name].dims[0]
             coords[name] = xr.Variable(dim, values, attrs)
-        attrs = append_history(da.attrs, self.description)
-        attrs["units"] = CANONICAL
+        for name, c in coords.items():  # no packing of the input travels to the output
+            v = c.variable if isinstance(c, xr.DataArray) else c
+            coords[name] = xr.Variable(
+                v.dims, v.data, without_packing(v.attrs), without_packing(v.encoding)
+            )
+        # in the input's units (and its units_original, if any); never its packing
+        attrs = append_history(without_packing(da.attrs), self.description)
         out = xr.DataArray(y, dims=x.dims, coords=coords, name=da.name, attrs=attrs)
         return out.transpose(*da.dims)
 
@@ -494,6 +607,17 @@ class Downscaler:
             k: v for k, v in ds.data_vars.items() if k not in out and not (spatial & set(v.dims))
         }
         return xr.Dataset({**keep, **out}, attrs=append_history(ds.attrs, self.description))
+
+    def _check_variable(self, da: xr.DataArray) -> None:
+        """A checkpoint applied to another variable than its own: a warning, or with
+        ``strict=True`` an error, both naming the two (:func:`climdown.checkpoint.check_expected`)."""
+        if self.meta:  # a checkpoint: it records the variable it was trained on
+            from climdown.checkpoint import check_expected
+
+            name = "an unnamed DataArray" if da.name is None else str(da.name)
+            check_expected(
+                f"checkpoint {self.name!r}", self.meta, variable=name, strict=self.options.strict
+            )
 
     def _warn_spacing(self, grid: Grid) -> None:
         if self.meta:  # a checkpoint: it records the grid spacing it was trained on
@@ -540,6 +664,38 @@ def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
     return None
 
 
+def _index_text(index: tuple[int, ...]) -> str:
+    """Where a cell of an output array is, for messages: its index."""
+    return f"index {index}"
+
+
+def _locator(
+    x: xr.DataArray, spatial: dict[Hashable, tuple[Hashable, np.ndarray]]
+) -> Callable[[tuple[int, ...]], str]:
+    """Names a cell of the output of ``x`` by its coordinates: ``time=... (index 3), lat=..., lon=...``.
+
+    ``spatial`` maps ``x``'s lat/lon dims to the coordinate name and fine centres.
+    """
+
+    def locate(index: tuple[int, ...]) -> str:
+        parts = []
+        for dim, i in zip(x.dims, index, strict=True):
+            if dim in spatial:
+                name, centres = spatial[dim]
+                parts.append(f"{name}={float(centres[i]):.4f}")
+                continue
+            label = ""
+            if dim in x.coords:
+                value = x[dim].values[i]
+                if isinstance(value, np.datetime64):
+                    value = np.datetime_as_string(value, unit="s")
+                label = f"={value}"
+            parts.append(f"{dim}{label} (index {i})")
+        return ", ".join(parts)
+
+    return locate
+
+
 def _is_dask(data: Any) -> bool:
     return type(data).__module__.split(".")[0] == "dask"
 
@@ -558,6 +714,7 @@ def downscale(
     lat: str | None = None,
     lon: str | None = None,
     progress: bool | None = DownscaleOptions.progress,
+    strict: bool = DownscaleOptions.strict,
 ) -> Any:
     """Downscale an xarray DataArray or Dataset (or an array) by ``factor``.
 
@@ -570,9 +727,10 @@ def downscale(
     Parameters
     ----------
     obj : xarray.DataArray, xarray.Dataset, numpy or dask array
-        Coarse field(s) in kg m-2 (water depths in mm or m are converted) on a regular
-        lat/lon grid of any size.
-    factor, constraint, device, batch_size, tile, halo, progress
+        Coarse field(s) on a regular lat/lon grid of any size: a column mass (kg m-2, or a
+        water depth in mm or m for a variable that says it is water, see
+        :func:`climdown.units.is_water`); arrays are taken as kg m-2. Packed data is decoded.
+    factor, constraint, device, batch_size, tile, halo, progress, strict
         See :class:`DownscaleOptions`.
     model : str, path-like, ConstrainedModel or None
         See :class:`Downscaler`.
@@ -583,19 +741,32 @@ def downscale(
 
     Returns
     -------
-    Same kind as ``obj``, on the fine grid, in kg m-2; lazy when ``obj`` is dask-backed.
+    Same kind as ``obj``, on the fine grid, in ``obj``'s units (a field in m comes back in m;
+    the model runs in kg m-2); lazy when ``obj`` is dask-backed. Packing attributes
+    (``scale_factor``, ``_FillValue``, ...) are never carried over.
 
     Raises
     ------
     UnitsError
-        Units missing or not a column mass / water depth (e.g. K).
+        Units missing or not a column mass / water depth (e.g. K), or a length (m) for a
+        variable that does not say it is water (e.g. boundary-layer height).
     CoordinateError
         Latitude/longitude missing or 2-D (curvilinear grids are not supported yet).
     DataValueError
-        NaN/inf input, or negative input with a positive constraint (softmax, mult); on dask
-        input this is raised when the result is computed.
+        NaN/inf input, finite input too large for the model (beyond
+        :data:`MAX_INPUT_SCALES` x its normalisation scale), negative input with a positive
+        constraint (softmax, mult), or a model output that is not finite (naming where); on
+        dask input this is raised when the result is computed.
+    ConfigError
+        An option that is not valid, such as ``constraint=None``, or ``model=None`` for a
+        factor and constraint without a packaged model.
     CheckpointError
-        A checkpoint of another factor or constraint.
+        A checkpoint of another factor or constraint, or (``strict=True``) variable.
+
+    Warns
+    -----
+    UserWarning
+        A checkpoint trained on another variable than the data's (``strict=False``).
     """
     down = Downscaler(
         model,
@@ -606,5 +777,6 @@ def downscale(
         tile=tile,
         halo=halo,
         progress=progress,
+        strict=strict,
     )
     return down(obj, var=var, lat=lat, lon=lon)

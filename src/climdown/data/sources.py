@@ -9,7 +9,9 @@ naming quirks:
 * ``latitude``/``longitude`` renamed to ``lat``/``lon`` (float64), ``valid_time`` to ``time``;
   latitude order and longitude convention are kept as stored (:mod:`climdown.grid` handles
   both);
-* packed integers (``scale_factor``/``add_offset``) decoded to float32, lazily;
+* packed integers (``scale_factor``/``add_offset``) decoded to float32, lazily, also in a
+  dataset opened with ``mask_and_scale=False`` (:func:`climdown.units.decode_packed`); no
+  packing attribute is kept;
 * singleton dims such as ``level``, ``pressure_level``, ``number`` or ``expver`` and scalar
   coordinates such as ``step`` or ``surface`` dropped;
 * a ``history`` line and ``climdown_source`` attribute naming where the data came from.
@@ -29,7 +31,13 @@ import xarray as xr
 
 from climdown.errors import ClimdownError, CoordinateError, DataValueError, RecipeError, UnitsError
 from climdown.grid import find_latlon
-from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
+from climdown.units import (
+    CANONICAL,
+    append_history,
+    canonical_units,
+    to_kg_m2,
+    without_packing,
+)
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -410,8 +418,10 @@ def normalize_dataset(
     da = da.transpose(*extra, "time", "lat", "lon")
     out = da.to_dataset(name=name)
     out = out.assign_coords(lat=out["lat"].astype(np.float64), lon=out["lon"].astype(np.float64))
-    out["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude", **ds[lat_name].attrs}
-    out["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude", **ds[lon_name].attrs}
+    # no packing attributes travel on (a dataset opened with mask_and_scale=False has them)
+    lat_attrs, lon_attrs = without_packing(ds[lat_name].attrs), without_packing(ds[lon_name].attrs)
+    out["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude", **lat_attrs}
+    out["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude", **lon_attrs}
     attrs = dict(ds.attrs)
     if source is not None:
         attrs["climdown_source"] = source
