@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from climdown.errors import ClimdownError, GridShapeError
-from climdown.grid import Grid, find_latlon
+from climdown.errors import ClimdownError, CoordinateError, GridShapeError
+from climdown.grid import Grid, find_latlon, infer_factor, wrap_lon
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -123,8 +123,8 @@ def _format_time(value: Any) -> str:
     return str(value)
 
 
-def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str | None]:
-    """The 2-D ``[lat, lon]`` slice of ``da`` to draw, its grid and its time label."""
+def _map_dims(da: Any, what: str) -> tuple[str, str, tuple[str, str], str | None]:
+    """Latitude and longitude names, their dims and the time dim of a field to map."""
     import xarray as xr
 
     if not isinstance(da, xr.DataArray):
@@ -134,17 +134,86 @@ def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str 
         )
     lat_name, lon_name = find_latlon(da)
     spatial = (da[lat_name].dims[0], da[lon_name].dims[0])
-    tdim = _time_dim(da, spatial)
+    return lat_name, lon_name, spatial, _time_dim(da, spatial)
+
+
+def _time_steps(da: xr.DataArray, tdim: str | None) -> np.ndarray | None:
+    """The time coordinate of ``da`` (None when it has no labelled time axis)."""
+    if tdim is None or tdim not in da.coords:
+        return None
+    return np.asarray(da[tdim].values)
+
+
+def _span(steps: np.ndarray) -> str:
+    first, last = _format_time(steps[0]), _format_time(steps[-1])
+    return first if steps.size == 1 else f"{first} .. {last} ({steps.size} steps)"
+
+
+def _matching(da: xr.DataArray, tdim: str, time: Any, what: str) -> np.ndarray:
+    """The steps of ``da`` that the label ``time`` selects (a date selects its whole day)."""
+    try:
+        picked = da[tdim].sel({tdim: time})
+    except (KeyError, ValueError, TypeError) as err:  # not a label of the axis, or not a time
+        raise CoordinateError(
+            f"{what} has no time {time!r}: it covers {_span(np.asarray(da[tdim].values))}; "
+            "pick a time it has (e.g. time='YYYY-MM-DDTHH:MM')"
+        ) from err
+    return np.atleast_1d(np.asarray(picked.values))
+
+
+def _shared_time(fields: dict[str, xr.DataArray], time: Any) -> Any:
+    """The one time step every field is drawn at: the first that all of them have.
+
+    With ``time``, the first step it selects (a date selects its day) that every field with a
+    time coordinate has; without, the first step they all share. None when no field has a
+    time coordinate. Raises CoordinateError naming each field's times when there is none.
+    """
+    steps: dict[str, np.ndarray] = {}
+    for what, da in fields.items():
+        tdim = _map_dims(da, what)[3]
+        have = _time_steps(da, tdim)
+        if have is None:
+            continue
+        assert tdim is not None
+        steps[what] = have if time is None else _matching(da, tdim, time, what)
+    if not steps:
+        return time
+    first, *others = steps.values()
+    shared = [t for t in first if all(np.isin(t, o) for o in others)]
+    if not shared:
+        at = "" if time is None else f" at {time!r}"
+        spans = "; ".join(f"{w} covers {_span(s)}" for w, s in steps.items())
+        raise CoordinateError(
+            f"the fields have no time step in common{at}: {spans}; compare a downscaled field "
+            "with the coarse field it was made from (and its truth)"
+        )
+    return shared[0]
+
+
+def _grid(da: Any, what: str) -> Grid:
+    """The grid of a field to map (its cells, whatever its other dims)."""
+    lat_name, lon_name, _, _ = _map_dims(da, what)
+    return Grid.from_xarray(da, lat_name, lon_name)
+
+
+def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str | None]:
+    """The 2-D ``[lat, lon]`` slice of ``da`` to draw, its grid and its time label."""
+    lat_name, lon_name, spatial, tdim = _map_dims(da, what)
     label = None
     if tdim is not None:
         if time is None:
             da = da.isel({tdim: 0})
         elif tdim in da.coords:
-            da = da.sel({tdim: time})
+            da = da.sel({tdim: _matching(da, tdim, time, what)[0]})
         else:
-            da = da.isel({tdim: int(time)})
-        if da.ndim > 2 and tdim in da.dims:  # a time label that matched several steps
-            da = da.isel({tdim: 0})
+            try:
+                da = da.isel({tdim: int(time)})
+            except (ValueError, TypeError, IndexError) as err:
+                raise CoordinateError(
+                    f"{what} has {da.sizes[tdim]} steps along {tdim!r} and no time "
+                    f"coordinate: time must be a step index 0..{da.sizes[tdim] - 1}, got "
+                    f"{time!r}"
+                ) from err
         if tdim in da.coords:
             label = _format_time(da[tdim].values)
     extra = [d for d in da.dims if d not in spatial]
@@ -362,24 +431,39 @@ def compare(
     Raises
     ------
     GridShapeError
-        If ``truth`` is not on the grid of ``hr``, or extra dimensions remain after choosing
-        the time.
+        If ``hr`` is not an integer refinement of ``lr`` (one factor on both axes), ``truth``
+        is not on the grid of ``hr``, or extra dimensions remain after choosing the time.
     CoordinateError
-        If latitude/longitude cannot be found or are 2-D (curvilinear).
+        If latitude/longitude cannot be found or are 2-D (curvilinear); if ``hr`` (or
+        ``truth``) covers another region than ``lr`` (by more than half a coarse cell); if
+        the fields share no time step (or none at ``time``).
+
+    Notes
+    -----
+    The panels show one field and its downscaling: ``hr`` must refine ``lr`` (coarsened by
+    the integer factor of their sizes, :meth:`climdown.grid.Grid.coarsen`, its cells lie
+    within half a coarse cell of ``lr``'s), ``truth`` lie on ``hr``'s grid, and every panel is
+    drawn at the same time step.
     """
-    lr2, g_lr, t_lr = _select_map(lr, time, "lr")
-    hr2, g_hr, t_hr = _select_map(hr, time, "hr")
+    fields = {"lr": lr, "hr": hr} | ({} if truth is None else {"truth": truth})
+    grids = {what: _grid(da, what) for what, da in fields.items()}  # geometry first
+    factor = f"{_check_refines(grids['lr'], grids['hr'], 'hr', 'lr')}x"
+    if truth is not None:
+        (ny, nx), (my, mx) = grids["truth"].shape, grids["hr"].shape
+        if (ny, nx) != (my, mx):
+            raise GridShapeError(
+                f"truth has {ny} x {nx} cells but the downscaled field has {my} x {mx}; "
+                "compare them on the same fine grid"
+            )
+        _check_refines(grids["hr"], grids["truth"], "truth", "hr")  # the same cells
+    when = _shared_time(fields, time)
+    lr2, g_lr, t_lr = _select_map(lr, when, "lr")
+    hr2, g_hr, t_hr = _select_map(hr, when, "hr")
     panels = [(lr2, g_lr), (hr2, g_hr)]
     if truth is not None:
-        truth2, g_truth, _ = _select_map(truth, time, "truth")
-        if truth2.shape != hr2.shape:
-            raise GridShapeError(
-                f"truth has {truth2.shape[0]} x {truth2.shape[1]} cells but the downscaled field "
-                f"has {hr2.shape[0]} x {hr2.shape[1]}; compare them on the same fine grid"
-            )
+        truth2, g_truth, _ = _select_map(truth, when, "truth")
         panels.append((truth2, g_truth))
     show_error = truth is not None and error
-    factor = _factor(g_lr, g_hr)
     units = _units(hr2, lr2, truth2 if truth is not None else None)
     tlabel = t_hr or t_lr
 
@@ -426,15 +510,39 @@ def compare(
     return fig
 
 
-def _factor(g_lr: Grid, g_hr: Grid) -> str:
-    """``"4x"`` from the grid sizes (``"4x3"`` when latitude and longitude factors differ)."""
-    fy = g_hr.shape[0] / g_lr.shape[0]
-    fx = g_hr.shape[1] / g_lr.shape[1]
+def _check_refines(coarse: Grid, fine: Grid, fine_name: str, coarse_name: str) -> int:
+    """The factor by which ``fine`` refines ``coarse``; raise naming the mismatch otherwise.
 
-    def fmt(f: float) -> str:
-        return str(int(round(f))) if math.isclose(f, round(f)) else f"{f:.3g}"
+    ``fine`` must be an integer refinement with one factor on both axes
+    (:func:`climdown.grid.infer_factor`) whose coarsening (:meth:`Grid.coarsen`) has every
+    cell edge within half a coarse cell of ``coarse``'s, in either longitude convention.
+    """
+    try:
+        factor = infer_factor(fine.shape, coarse.shape)
+    except GridShapeError as err:
+        raise GridShapeError(f"{fine_name} does not refine {coarse_name}: {err}") from None
+    back = fine.coarsen(factor)
+    dlat, dlon = coarse.spacing
+    off_lat = np.abs(np.sort(back.lat_b) - np.sort(coarse.lat_b)).max()
+    off_lon = np.abs(wrap_lon(np.sort(back.lon_b) - np.sort(coarse.lon_b), -180.0)).max()
+    if off_lat > 0.5 * dlat or off_lon > 0.5 * dlon:
 
-    return f"{fmt(fy)}x" if math.isclose(fy, fx) else f"{fmt(fy)}x{fmt(fx)}"
+        def box(g: Grid) -> str:
+            lon = np.sort(g.lon_b)
+            return (
+                f"lat {g.lat_b.min():.4g}..{g.lat_b.max():.4g}, lon "
+                f"{wrap_lon(lon[0], -180.0):.4g}..{wrap_lon(lon[-1], -180.0):.4g}"
+            )
+
+        raise CoordinateError(
+            f"{fine_name} does not refine {coarse_name}: they cover another region "
+            f"({fine_name}: {box(fine)}; {coarse_name}: {box(coarse)}), its cells "
+            f"{factor}x{factor}-coarsened lie up to {max(off_lat, off_lon):.3g} deg from "
+            f"{coarse_name}'s, more than half a coarse cell ({0.5 * dlat:.3g} x "
+            f"{0.5 * dlon:.3g} deg); compare a downscaled field with the coarse field it was "
+            "made from"
+        )
+    return factor
 
 
 # ---------------------------------------------------------------------------------------
