@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -217,6 +218,12 @@ def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict:
             f"checkpoint {str(path)!r} is damaged: its metadata or weights are missing or "
             f"unreadable ({err}); re-train or re-save it"
         ) from err
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: its metadata is a {type(meta).__name__} "
+            "without a model configuration, expected a mapping with 'model' as "
+            "save_checkpoint writes; re-train or re-save it"
+        )
     out = {"meta": meta, "state_dict": state_dict}
     for key in ("optimizer", "extra"):
         if key in payload:
@@ -266,7 +273,12 @@ def check_expected(
         Another variable than the model's, with ``strict=False``.
     """
     have = seen.get("factor")
-    if factor is not None and int(have if have is not None else -1) != int(factor):
+    if factor is not None and (isinstance(have, bool) or not isinstance(have, numbers.Integral)):
+        raise CheckpointError(
+            f"{what} records factor {have!r}, not an integer; it is damaged or was not written "
+            "by climdown: re-train or re-save it"
+        )
+    if factor is not None and have != int(factor):
         raise CheckpointError(
             f"{what} downscales by factor {have} but factor {factor} is needed here; use a "
             f"checkpoint trained at factor {factor} (climdown train --store <a {factor}x store>) "

@@ -26,7 +26,7 @@ from climdown.nn.models.residual import Residual
 from climdown.nn.normalize import ConstrainedModel
 from climdown.validate import positive_int
 
-__all__ = ["MODELS", "RECURRENT", "get_model", "build_model", "CONFIG_KEYS"]
+__all__ = ["MODELS", "RECURRENT", "get_model", "build_model", "CONFIG_KEYS", "SIZE_LIMITS"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "cnn": CNN,
@@ -43,6 +43,23 @@ _WRAPPERS: dict[str, type[ConstrainedModel]] = {"gan": GANModel}
 
 RECURRENT = ("convgru", "flowconvgru")
 """Models whose output frame t depends on the frames before it (the others treat frames alone)."""
+
+SIZE_LIMITS: dict[str, int] = {
+    "factor": 64,
+    "channels": 256,
+    "frames": 100_000,
+    "width": 4096,
+    "hidden": 4096,
+    "flow_width": 4096,
+    "blocks": 256,
+    "noise_channels": 256,
+}
+"""Largest value of each integer size (of :func:`get_model` and the models' options).
+
+Far beyond any model climdown trains (its defaults are 64 wide and 4 blocks deep), and small
+enough that a typo such as ``width: 1000000`` (36 TB of weights) is a :class:`ConfigError`
+before anything is allocated, not an allocation failure.
+"""
 
 CONFIG_KEYS = (
     "name",
@@ -142,8 +159,12 @@ def get_model(
         raise ConfigError(f"model {key!r} has no option(s) {unknown}; its options are: {known}")
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ConfigError(f"factor must be a positive integer, got {factor!r}")
-    positive_int(frames, "option 'frames'")
-    positive_int(channels, "option 'channels'")
+    _check_size(factor, "factor")
+    _check_size(positive_int(frames, "option 'frames'"), "frames")
+    _check_size(positive_int(channels, "option 'channels'"), "channels")
+    for option in set(options) & set(SIZE_LIMITS):
+        value = positive_int(options[option], f"option {option!r}")
+        _check_size(value, option, option=True)
     if not float(scale) > 0:
         raise ConfigError(f"scale must be a positive number (physical units), got {scale!r}")
     layer, cname, cargs = _constraint_args(constraint, constraint_options)
@@ -175,6 +196,16 @@ def get_model(
     }
     wrapper = _WRAPPERS.get(key, ConstrainedModel)
     return wrapper(backbone, layer, factor, scale=float(scale), config=config)
+
+
+def _check_size(value: int, name: str, *, option: bool = False) -> None:
+    """Raise ConfigError when a size is beyond :data:`SIZE_LIMITS` (nothing is allocated)."""
+    limit = SIZE_LIMITS[name]
+    if value > limit:
+        what = f"option {name!r}" if option else name
+        raise ConfigError(
+            f"{what} is {value}, more than climdown builds (at most {limit}); use a smaller {name}"
+        )
 
 
 def build_model(config: dict[str, Any]) -> ConstrainedModel:
