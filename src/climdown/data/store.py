@@ -64,9 +64,14 @@ __all__ = [
     "split_arrays",
     "is_complete",
     "partial_path",
+    "OUTPUT_MARKER",
+    "written_by_climdown",
 ]
 
 _MARKER = "complete"
+_FORMAT_ATTR = "climdown_store_format"
+#: Root attribute that marks a zarr store written by :func:`climdown.fileio.downscale_file`.
+OUTPUT_MARKER = "climdown_output"
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,7 +142,7 @@ def build_store(
         same = same and attrs.get("recipe_hash") == recipe.hash
         if same and not overwrite:
             return final
-        if attrs is None and (final.is_file() or any(final.iterdir())):
+        if not written_by_climdown(final) and (final.is_file() or any(final.iterdir())):
             # never delete something that is not ours, even with overwrite
             raise StoreError(
                 f"{str(final)!r} exists and is not a climdown store; refusing to replace it. "
@@ -179,6 +184,19 @@ def partial_path(path: str | os.PathLike[str]) -> Path:
     """The temporary sibling a build of ``path`` writes to before renaming it into place."""
     p = Path(path)
     return p.parent / f".{p.name}.partial"
+
+
+def written_by_climdown(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a zarr store that climdown wrote: the only folders it replaces.
+
+    Its root group carries a climdown marker: a training store's ``climdown_store_format``
+    (:func:`build_store`, complete or not) or a downscaled file's :data:`OUTPUT_MARKER`
+    (:func:`climdown.fileio.downscale_file`). ``overwrite`` replaces nothing else.
+    """
+    attrs = _zarr_root_attrs(Path(path))
+    return attrs is not None and any(
+        attrs.get(key) is not None for key in (_FORMAT_ATTR, OUTPUT_MARKER)
+    )
 
 
 def is_complete(path: str | os.PathLike[str]) -> bool:
@@ -311,7 +329,8 @@ def split_arrays(path: str | os.PathLike[str], split: str = "train") -> dict[str
 # ---------------------------------------------------------------------------------------
 # Reading attributes
 # ---------------------------------------------------------------------------------------
-def _root_attrs_or_none(path: Path) -> dict[str, Any] | None:
+def _zarr_root_attrs(path: Path) -> dict[str, Any] | None:
+    """The root attributes of a zarr (v3) store at ``path``; None if it is not one."""
     import zarr
 
     if not (path / "zarr.json").is_file():
@@ -320,8 +339,13 @@ def _root_attrs_or_none(path: Path) -> dict[str, Any] | None:
         group = zarr.open_group(path, mode="r")
     except Exception:  # any unreadable metadata means "not a store we can trust"
         return None
-    attrs = dict(group.attrs)
-    if attrs.get("climdown_store_format") is None:
+    return dict(group.attrs)
+
+
+def _root_attrs_or_none(path: Path) -> dict[str, Any] | None:
+    """The root attributes of a climdown training store; None if ``path`` is not one."""
+    attrs = _zarr_root_attrs(path)
+    if attrs is None or attrs.get(_FORMAT_ATTR) is None:
         return None
     return attrs
 
