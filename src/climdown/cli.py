@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +17,7 @@ __all__ = ["main", "build_parser"]
 
 def _cmd_build(a: argparse.Namespace) -> int:
     from climdown.data.recipe import load_recipe
-    from climdown.data.store import build_store
+    from climdown.data.store import build_store, store_info
     from climdown.study import recipe_path
 
     for path in a.recipes:
@@ -26,7 +28,13 @@ def _cmd_build(a: argparse.Namespace) -> int:
             scheduler=a.scheduler,
             workers=a.workers,
         )
-        print(f"store ready: {out}")
+        info = store_info(out)
+        available = info.get("patches_available", {})  # absent from older stores
+        counts = ", ".join(
+            f"{split} {n} patches" + (f" of {available[split]}" if split in available else "")
+            for split, n in info["samples"].items()
+        )
+        print(f"store ready: {out} ({counts})")
     return 0
 
 
@@ -162,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="rebuild even if the store exists")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     dask_opts(sp)
-    sp.set_defaults(func=_cmd_build)
+    sp.set_defaults(func=_cmd_build, parser=sp)
 
     sp = sub.add_parser("train", help="train a model on a store")
     sp.add_argument("--store", required=True)
@@ -186,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--no-resume", action="store_true", help="start afresh even if out/ has a run")
     sp.add_argument("--quiet", action="store_true")
-    sp.set_defaults(func=_cmd_train)
+    sp.set_defaults(func=_cmd_train, parser=sp)
 
     sp = sub.add_parser("evaluate", help="score a checkpoint on a store, beside baselines")
     sp.add_argument("--checkpoint", required=True)
@@ -194,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="val", help="val or test")
     sp.add_argument("--out", default=None, help="folder for metrics.csv / metrics.md")
     sp.add_argument("--device", default="auto")
-    sp.set_defaults(func=_cmd_evaluate)
+    sp.set_defaults(func=_cmd_evaluate, parser=sp)
 
     sp = sub.add_parser("experiments", help="run the study's experiment table")
     sp.add_argument(
@@ -209,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--results", default=None, help="Markdown file for the table")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--only", nargs="*", default=None, help="experiment ids to run")
-    sp.set_defaults(func=_cmd_experiments)
+    sp.set_defaults(func=_cmd_experiments, parser=sp)
 
     sp = sub.add_parser("downscale", help="downscale a netCDF/zarr file")
     sp.add_argument("src")
@@ -222,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default=unset, help="auto, cpu, cuda, mps, ...")
     sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     dask_opts(sp)
-    sp.set_defaults(func=_cmd_downscale)
+    sp.set_defaults(func=_cmd_downscale, parser=sp)
 
     sp = sub.add_parser("plot", help="maps LR | downscaled | truth | error to PNG")
     sp.add_argument("lr")
@@ -231,23 +239,68 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="compare.png")
     sp.add_argument("--time", default=None)
     sp.add_argument("--var", default=None)
-    sp.set_defaults(func=_cmd_plot)
+    sp.set_defaults(func=_cmd_plot, parser=sp)
 
     sp = sub.add_parser("demo", help="the main job: build, train, downscale, report, map")
     sp.add_argument("--out", default="demo-out")
     sp.add_argument("--quick", action="store_true", help="a few seconds, for tests")
-    sp.set_defaults(func=_cmd_demo)
+    sp.set_defaults(func=_cmd_demo, parser=sp)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``climdown`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``climdown`` console script.
+
+    A user error (a :class:`~climdown.errors.ClimdownError`, or an :class:`OSError` from the
+    operating system: a path that cannot be read or written) prints one line, in the
+    command's words (:func:`_cli_words`), and returns 2. Anything else is a bug in climdown
+    and keeps its traceback.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ClimdownError as exc:  # user errors: one clear line, no traceback
-        print(f"climdown {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = str(exc)
+    except OSError as exc:  # the operating system's: name the path it could not use
+        message = _os_error(exc)
+    message = _cli_words(" ".join(message.split()), args.parser)
+    print(f"climdown {args.command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _os_error(exc: OSError) -> str:
+    """``Permission denied: '/x/out.nc'`` from an OSError (the paths it names, if any)."""
+    paths = [os.fsdecode(p) for p in (exc.filename, exc.filename2) if p is not None]
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason}: {' -> '.join(repr(p) for p in paths)}" if paths else reason
+
+
+def _cli_words(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library message in the command's words: its keyword arguments become its options.
+
+    The library names its own keywords (``pass overwrite=True``, ``e.g. var='tcw'``); for
+    each option of the command, ``dest=True`` becomes the flag (``--overwrite``),
+    ``resume=False`` the negated one (``--no-resume``) and ``dest=VALUE`` ``--option VALUE``.
+    The one place where library messages are translated for the command line.
+    """
+    for action in parser._actions:  # argparse keeps a parser's options there (no public view)
+        flags = [o for o in action.option_strings if o.startswith("--")]
+        if not flags or action.dest in ("help", "version"):
+            continue
+        flag, dest = flags[0], re.escape(action.dest)
+        if action.nargs == 0 and action.const is True:  # a switch (store_true)
+            message = re.sub(rf"(?<![\w.]){dest}=True\b", flag, message)
+            if action.dest.startswith("no_"):
+                message = re.sub(rf"(?<![\w.]){dest[3:]}=False\b", flag, message)
+            continue
+        value = r"""(?:'([^']*)'|"([^"]*)"|([^\s,;)'"]+))"""
+        message = re.sub(
+            rf"(?<![\w.]){dest}={value}",
+            lambda m, flag=flag: f"{flag} {next(g for g in m.groups() if g is not None)}",
+            message,
+        )
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover
