@@ -104,6 +104,24 @@ def test_build_creates_then_skips_then_overwrites(
     assert store_info(store)["recipe_hash"] == info["recipe_hash"]
 
 
+def test_build_reports_each_splits_patches_and_speaks_in_cli_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build", str(_recipe(tmp_path)), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # tiny: 1 deg, 120 x 360 cells, 16-cell patches every 4 cells; 24/12/12 hours per split
+    positions = len(range(0, 120 - 16 + 1, 4)) * len(range(0, 360 - 16 + 1, 4))
+    available = {"train": 24 * positions, "val": 12 * positions, "test": 12 * positions}
+    assert store_info(tmp_path / "tiny.zarr")["patches_available"] == available
+    counts = ", ".join(
+        f"{s} {n} patches of {available[s]}" for s, n in zip(available, (32, 16, 16), strict=True)
+    )
+    assert f"store ready: {tmp_path / 'tiny.zarr'} ({counts})" in out
+    # another recipe at the same output: the message names the CLI's flag, not the keyword
+    err = _error_line(capsys, ["build", str(_recipe(tmp_path, sampling={"seed": 1}))])
+    assert "different recipe" in err and "--overwrite" in err and "overwrite=True" not in err
+
+
 def test_build_unknown_recipe_key_is_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

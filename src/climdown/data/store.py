@@ -157,8 +157,8 @@ def build_store(
             raise StoreError(
                 f"{str(final)!r} {why} (recipe hash {recipe.hash[:12]} expected, found "
                 f"{(attrs or {}).get('recipe_hash', 'none')!s:.12}); rebuild with "
-                "`climdown build RECIPE --overwrite` (build_store(..., overwrite=True)) or "
-                "set another output path"
+                "overwrite=True (`climdown build RECIPE --overwrite`) or set another output "
+                "path"
             )
 
     src = _open_source(recipe)
