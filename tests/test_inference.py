@@ -401,6 +401,13 @@ def test_downscale_file_to_zarr_with_uneven_chunks(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- recurrent models
+# a model object records no training time step: downscale warns that it cannot check the
+# spacing of its windows (tests/reliability/test_windows.py checks both)
+unchecked_step = pytest.mark.filterwarnings(
+    "ignore:the spacing of the recurrent model's:UserWarning"
+)
+
+
 def tiny_convgru(frames: int = 3, seed: int = 0) -> torch.nn.Module:
     """A ConvGRU trained (here: built) on sequences of ``frames`` steps, off its ICNR start."""
     torch.manual_seed(seed)
@@ -428,6 +435,7 @@ def series() -> xr.DataArray:
     return tcw_dataarray(9, 11, 6, seed=4)
 
 
+@unchecked_step
 def test_recurrent_model_sees_the_window_it_was_trained_on(series: xr.DataArray) -> None:
     model = tiny_convgru(frames=3)
     hr = downscale(series, 4, "softmax", model=model, tile=4, halo=12)
@@ -439,6 +447,7 @@ def test_recurrent_model_sees_the_window_it_was_trained_on(series: xr.DataArray)
     assert np.abs(hr.values - alone).max() > 1e-2
 
 
+@unchecked_step
 def test_recurrent_windows_across_dask_time_chunks_and_dim_orders(series: xr.DataArray) -> None:
     model = tiny_convgru(frames=3)
     want = downscale(series, 4, "softmax", model=model).values
@@ -483,7 +492,8 @@ def test_feed_forward_models_treat_steps_alone(series: xr.DataArray) -> None:
 
 def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -> None:
     model = tiny_convgru(frames=3)
-    path = save_checkpoint(tmp_path / "gru.pt", model, meta={"variable": "tcw"})
+    meta = {"variable": "tcw", "time_step_s": 3600.0}  # the series is hourly
+    path = save_checkpoint(tmp_path / "gru.pt", model, meta=meta)
     clear_model_cache()
     try:
         loaded = Downscaler(path, factor=4, constraint="softmax", device="cpu")
@@ -495,6 +505,7 @@ def test_recurrent_checkpoint_keeps_its_window(tmp_path, series: xr.DataArray) -
         clear_model_cache()
 
 
+@unchecked_step
 def test_recurrent_windows_follow_cftime_but_not_member_labels(series: xr.DataArray) -> None:
     cftime = pytest.importorskip("cftime")
     model = tiny_convgru(frames=3)

@@ -26,6 +26,13 @@ time step t, the window of frames t-T+1 .. t (the first frame repeated before th
 series) and give their last output frame, so every step has the temporal context the model was
 trained with. The time axis is the DataArray's time dimension, or axis -3 of an array; dask
 chunks along time overlap by T-1 steps, so a chunked series gives what the whole one gives.
+A window whose frames are not the training step apart (checkpoint ``time_step_s``) is refused.
+
+The model sees every input in the orientation it was trained on (checkpoint ``orientation``,
+ERA5's latitude descending / longitude ascending where none is recorded): rows and columns
+are reversed on the way in and back on the way out, so the answer does not depend on how the
+input is stored. A Dataset's CF bounds are read (:meth:`climdown.grid.Grid.from_xarray`) and
+the fine cells' bounds written on the output Dataset (:func:`climdown.grid.add_cf_bounds`).
 
 Tiles and chunks follow :mod:`climdown.tiling` (:class:`~climdown.tiling.TilePlan`,
 :class:`~climdown.tiling.ChunkAxis`): every coarse cell's fine block comes from exactly one
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -52,7 +60,7 @@ import xarray as xr
 
 from climdown import validate
 from climdown.errors import CheckpointError, ConfigError, CoordinateError, DataValueError
-from climdown.grid import FineAreas, Grid, find_latlon
+from climdown.grid import FineAreas, Grid, Orientation, add_cf_bounds, find_latlon
 from climdown.tiling import ChunkAxis, TilePlan
 from climdown.units import append_history, water_column, without_packing
 
@@ -192,6 +200,13 @@ class Downscaler:
     frames : int
         Time steps each output step sees: the training sequence length of a recurrent model
         (``convgru``, ``flowconvgru``), 1 for the others (see the module docstring).
+    orientation : climdown.grid.Orientation
+        The order of rows and columns the model was trained on (checkpoint metadata
+        ``orientation``; ERA5's, latitude descending and longitude ascending, where none is
+        recorded). Every input is presented to the model in it and the result flipped back.
+    time_step_s : float or None
+        Seconds between the frames a recurrent model was trained on (checkpoint metadata
+        ``time_step_s``); windows of other spacing are refused.
     max_input : float
         The largest ``|x|`` in kg m-2 the model is given: :data:`MAX_INPUT_SCALES` x its
         normalisation scale (1 kg m-2 for baselines). Larger inputs are refused before any
@@ -238,6 +253,12 @@ class Downscaler:
         config = getattr(self.model, "config", None) or {}
         recurrent = config.get("name") in RECURRENT
         self.frames = int(config.get("frames", 1)) if recurrent else 1
+        try:  # checkpoints without a record (and model objects, baselines) are ERA5's
+            self.orientation = Orientation.from_meta(self.meta.get("orientation"))
+        except CoordinateError as err:
+            raise CheckpointError(f"checkpoint {self.name!r}: {err}") from err
+        self.time_step_s = self.meta.get("time_step_s")
+        self._step_warned = False
         self._positive = self.model.constraint.positive and self.model.constraint.conserving
         scale = getattr(self.model, "scale", None)
         self.max_input = MAX_INPUT_SCALES * (1.0 if scale is None else float(scale))
@@ -320,15 +341,38 @@ class Downscaler:
             raise ConfigError("var= selects variables of a Dataset; this input is not one")
         if isinstance(data, xr.DataArray):
             return self._dataarray(data, lat, lon, grid)
-        if _is_dask(data):
-            return self._dask(data, grid)
-        arr = np.asarray(data)
-        self._check_shape(arr.shape, grid)
-        area = FineAreas(grid, self.factor) if grid is not None else None
+        return self._run(data if _is_dask(data) else np.asarray(data), grid, timed=True)
+
+    def _run(
+        self,
+        x: Any,
+        grid: Grid | None,
+        timed: bool,
+        to_kg: float = 1.0,
+        locate: Callable[[tuple[int, ...]], str] | None = None,
+    ) -> Any:
+        """Downscale the array ``x`` ``[..., h, w]`` (numpy: eagerly; dask: lazily) on ``grid``.
+
+        The model sees ``x`` in the orientation it was trained on (:attr:`orientation`): the
+        rows and/or columns are reversed on the way in and the result on the way out, so the
+        answer does not depend on how the input is stored. Without a grid the array is taken
+        to be in the model's orientation.
+        """
+        self._check_shape(x.shape, grid)
+        flips = (False, False)
+        if grid is not None:
+            grid, flips = grid.oriented(self.orientation)
+            x = _flip(x, flips)
+        f = self.factor
+        locate = _unflipped(locate or _index_text, flips, (x.shape[-2] * f, x.shape[-1] * f))
+        timed = timed and x.ndim >= 3
+        if _is_dask(x):
+            return _flip(self._dask(x, grid, timed=timed, to_kg=to_kg, locate=locate), flips)
+        area = FineAreas(grid, f) if grid is not None else None
         periodic = bool(grid is not None and grid.periodic)
-        y = self._numpy(arr, area, (0, 0), periodic, self.options.progress, arr.ndim >= 3)
-        self._check_output(y, (0,) * y.ndim, _index_text)
-        return y
+        y = self._numpy(x, area, (0, 0), periodic, self.options.progress, timed, to_kg)
+        self._check_output(y, (0,) * y.ndim, locate)
+        return np.ascontiguousarray(_flip(y, flips))
 
     def _check_shape(self, shape: tuple[int, ...], grid: Grid | None) -> None:
         if len(shape) < 2:
@@ -549,22 +593,12 @@ class Downscaler:
         time = _time_dim(da, other) if self.frames > 1 else None
         if time is not None:  # the recurrent model's windows run along axis -3
             other = [d for d in other if d != time] + [time]
+            self._check_time_step(da, time)
         x = da.transpose(*other, lat_dim, lon_dim)
         fine = grid.refine(self.factor)
         locate = _locator(x, {lat_dim: (lat_name, fine.lat), lon_dim: (lon_name, fine.lon)})
-        if _is_dask(x.data):
-            y = self._dask(x.data, grid, timed=time is not None, to_kg=to_kg, locate=locate)
-        else:
-            y = self._numpy(
-                np.asarray(x.values),
-                FineAreas(grid, self.factor),
-                (0, 0),
-                grid.periodic,
-                self.options.progress,
-                timed=time is not None,
-                to_kg=to_kg,
-            )
-            self._check_output(y, (0,) * y.ndim, locate)
+        data = x.data if _is_dask(x.data) else np.asarray(x.values)
+        y = self._run(data, grid, timed=time is not None, to_kg=to_kg, locate=locate)
         coords: dict[Hashable, Any] = {
             k: c for k, c in x.coords.items() if lat_dim not in c.dims and lon_dim not in c.dims
         }
@@ -601,12 +635,15 @@ class Downscaler:
                 raise CoordinateError(
                     f"variable(s) {missing} not in the dataset; it has {list(ds.data_vars)}"
                 )
-        grid = Grid.from_xarray(ds, lat_name, lon_name)  # reads CF bounds variables
+        grid = Grid.from_xarray(ds, lat_name, lon_name)  # reads (and checks) CF bounds
         out = {n: self._dataarray(ds[n], lat_name, lon_name, grid) for n in names}
         keep = {
             k: v for k, v in ds.data_vars.items() if k not in out and not (spatial & set(v.dims))
         }
-        return xr.Dataset({**keep, **out}, attrs=append_history(ds.attrs, self.description))
+        hr = xr.Dataset({**keep, **out}, attrs=append_history(ds.attrs, self.description))
+        # the fine cells' CF bounds, under the input's bounds names where it had them
+        names_b = tuple(ds[n].attrs.get("bounds") for n in (lat_name, lon_name))
+        return add_cf_bounds(hr, grid.refine(self.factor), lat_name, lon_name, names=names_b)
 
     def _check_variable(self, da: xr.DataArray) -> None:
         """A checkpoint applied to another variable than its own: a warning, or with
@@ -617,6 +654,52 @@ class Downscaler:
             name = "an unnamed DataArray" if da.name is None else str(da.name)
             check_expected(
                 f"checkpoint {self.name!r}", self.meta, variable=name, strict=self.options.strict
+            )
+
+    def _check_time_step(self, da: xr.DataArray, time: Hashable) -> None:
+        """Refuse windows whose frames are not as far apart as the training frames.
+
+        A recurrent model learns how a field moves from one frame to the next at its training
+        step (checkpoint metadata ``time_step_s``). Where no step is recorded, or the time
+        coordinate has no dates, the spacing cannot be checked: a warning says so, once.
+        """
+        coord = da.coords.get(time)
+        if coord is None or coord.size < 2:
+            return  # one step: its window is that frame repeated
+        steps = _time_steps_s(coord)
+        trained = self.time_step_s
+        if trained is None or steps is None:
+            if not self._step_warned:
+                self._step_warned = True
+                why = (
+                    f"model {self.name!r} records no training time step (checkpoint metadata "
+                    "'time_step_s'; checkpoints from before it was recorded, model objects)"
+                    if trained is None
+                    else f"time coordinate {str(time)!r} holds no dates"
+                )
+                warnings.warn(
+                    f"the spacing of the recurrent model's {self.frames}-frame windows along "
+                    f"{str(time)!r} cannot be checked: {why}. Make sure the input's steps are "
+                    "as far apart as the training data's: a window of other spacing gives a "
+                    "wrong result without an error",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return
+        trained = float(trained)
+        bad = np.abs(steps - trained) > 1e-6 * trained + 1e-3
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            t0, t1 = coord.values[i], coord.values[i + 1]
+            raise CoordinateError(
+                f"recurrent model {self.name!r} was trained on frames {_duration(trained)} "
+                f"apart (checkpoint time_step_s={trained:g}), but the input's time coordinate "
+                f"{str(time)!r} steps by {_duration(float(steps[i]))} from {t0} to {t1} "
+                f"(index {i} to {i + 1}; {int(bad.sum())} of {steps.size} steps differ): its "
+                f"{self.frames}-frame windows would join frames the model never saw together. "
+                f"Select or resample the input at a step of {_duration(trained)} (e.g. "
+                f"da.resample({str(time)}=...).nearest()), split it where it has gaps, or use a "
+                "feed-forward model (cnn)"
             )
 
     def _warn_spacing(self, grid: Grid) -> None:
@@ -662,6 +745,65 @@ def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
                 )
         return dim
     return None
+
+
+_TIME_UNITS_S = {
+    "seconds": 1.0, "second": 1.0, "secs": 1.0, "sec": 1.0, "s": 1.0,
+    "minutes": 60.0, "minute": 60.0, "mins": 60.0, "min": 60.0,
+    "hours": 3600.0, "hour": 3600.0, "hrs": 3600.0, "hr": 3600.0, "h": 3600.0,
+    "days": 86400.0, "day": 86400.0, "d": 86400.0,
+}  # fmt: skip
+
+
+def _time_steps_s(coord: xr.DataArray) -> np.ndarray | None:
+    """Seconds between consecutive values of a time coordinate, or None where it has no dates.
+
+    numpy datetimes, cftime dates and numbers with CF units (``hours since ...``) are read.
+    """
+    values = coord.values
+    if np.issubdtype(values.dtype, np.datetime64):
+        return np.diff(values).astype("timedelta64[ns]").astype(np.float64) / 1e9
+    if values.dtype == object and hasattr(values.flat[0], "calendar"):
+        return np.array([d.total_seconds() for d in np.diff(values)], dtype=np.float64)
+    units = str(coord.attrs.get("units", "")).split(" since ")
+    if np.issubdtype(values.dtype, np.number) and len(units) == 2:
+        scale = _TIME_UNITS_S.get(units[0].strip().lower())
+        if scale is not None:
+            return np.diff(values.astype(np.float64)) * scale
+    return None
+
+
+def _duration(seconds: float) -> str:
+    """A time step for messages: ``1 h``, ``5 days``, ``90 s``."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit[:-1] if unit == 'days' and n == 1 else unit}"
+    return f"{seconds:g} s"
+
+
+def _flip(a: Any, flips: tuple[bool, bool]) -> Any:
+    """``a`` ``[..., lat, lon]`` with the rows (``flips[0]``) and/or columns reversed (a view)."""
+    if not any(flips):
+        return a
+    rev = slice(None, None, -1)
+    return a[..., rev if flips[0] else slice(None), rev if flips[1] else slice(None)]
+
+
+def _unflipped(
+    locate: Callable[[tuple[int, ...]], str], flips: tuple[bool, bool], shape: tuple[int, int]
+) -> Callable[[tuple[int, ...]], str]:
+    """``locate`` for indices of the flipped output (``shape``: its fine lat/lon sizes)."""
+    if not any(flips):
+        return locate
+
+    def locate_flipped(index: tuple[int, ...]) -> str:
+        *lead, i, j = index
+        i = shape[0] - 1 - i if flips[0] else i
+        j = shape[1] - 1 - j if flips[1] else j
+        return locate((*lead, i, j))
+
+    return locate_flipped
 
 
 def _index_text(index: tuple[int, ...]) -> str:
@@ -751,7 +893,9 @@ def downscale(
         Units missing or not a column mass / water depth (e.g. K), or a length (m) for a
         variable that does not say it is water (e.g. boundary-layer height).
     CoordinateError
-        Latitude/longitude missing or 2-D (curvilinear grids are not supported yet).
+        Latitude/longitude missing or 2-D (curvilinear grids are not supported yet), CF bounds
+        that do not describe the cells, or a recurrent model's window of frames another time
+        step apart than its training frames.
     DataValueError
         NaN/inf input, finite input too large for the model (beyond
         :data:`MAX_INPUT_SCALES` x its normalisation scale), negative input with a positive
