@@ -11,11 +11,15 @@ import xarray as xr
 from climdown.errors import CoordinateError, GridShapeError
 from climdown.grid import (
     EARTH_RADIUS,
+    ERA5_ORIENTATION,
     Box,
     Grid,
+    Orientation,
+    add_cf_bounds,
     block_expand,
     block_sum,
     block_weights,
+    bounds_from_cf,
     cell_area,
     check_factor,
     coarsen,
@@ -607,3 +611,91 @@ def test_mass_dataarray_does_not_skip_nan():
     assert float(mass_dataarray(da)) == pytest.approx(Grid(lat, lon).area.sum(), rel=1e-12)
     # a NaN cell makes the mass NaN (xarray's default skipna sum would undercount silently)
     assert np.isnan(float(mass_dataarray(da.where(da.lat < 50.0))))
+
+
+# ---------------------------------------------------------------------------------------
+# Orientation and CF bounds
+# ---------------------------------------------------------------------------------------
+def test_orientation_is_read_off_the_cells():
+    era5 = Grid(np.arange(50.0, 40.0, -1.0), np.arange(0.0, 10.0))
+    assert era5.orientation == ERA5_ORIENTATION == Orientation("descending", "ascending")
+    assert Grid(np.arange(40.0, 50.0), np.arange(9.0, -1.0, -1.0)).orientation == Orientation(
+        "ascending", "descending"
+    )
+    # eastward across the date line, and a rolled global axis, are ascending
+    assert Grid([0.0, 1.0], [170.0, 180.0, -170.0]).orientation.lon == "ascending"
+    rolled = np.roll(np.arange(0.0, 360.0, 30.0), 5)
+    assert Grid([0.0, 1.0], rolled).orientation.lon == "ascending"
+    # one row still has a direction: its bounds'
+    assert Grid([45.0], [0.0, 1.0], lat_b=[45.5, 44.5]).orientation.lat == "descending"
+
+
+def test_oriented_reverses_only_the_axes_that_differ():
+    g = Grid(np.arange(40.0, 50.0), np.arange(0.0, 10.0))  # south to north
+    same, flips = g.oriented(Orientation("ascending", "ascending"))
+    assert same is g and flips == (False, False)
+    era5, flips = g.oriented(ERA5_ORIENTATION)
+    assert flips == (True, False)
+    np.testing.assert_array_equal(era5.lat, g.lat[::-1])
+    np.testing.assert_array_equal(era5.area, g.area[::-1])  # the same cells, reversed
+    np.testing.assert_array_equal(era5.refine(4).lat, g.refine(4).lat[::-1])
+
+
+def test_orientation_records():
+    assert Orientation.from_meta(None) == ERA5_ORIENTATION  # no record: ERA5's
+    o = Orientation.from_meta({"lat": "ascending", "lon": "ascending"})
+    assert o.as_dict() == {"lat": "ascending", "lon": "ascending"}
+    with pytest.raises(CoordinateError, match="not one of"):
+        Orientation.from_meta({"lat": "up", "lon": "ascending"})
+    with pytest.raises(CoordinateError, match="keys 'lat' and 'lon'"):
+        Orientation.from_meta({"lat": "ascending"})
+
+
+@pytest.mark.parametrize(
+    ("vertices", "centres"),
+    [
+        ([[50.5, 49.5], [49.5, 48.5], [48.5, 47.5]], [50.0, 49.0, 48.0]),  # (high, low)
+        ([[49.5, 50.5], [48.5, 49.5], [47.5, 48.5]], [50.0, 49.0, 48.0]),  # (low, high)
+        ([[47.5, 48.5], [48.5, 49.5], [49.5, 50.5]], [48.0, 49.0, 50.0]),  # ascending
+        ([[48.5, 47.5], [49.5, 48.5], [50.5, 49.5]], [48.0, 49.0, 50.0]),
+    ],
+)
+def test_cf_bounds_in_either_vertex_order_give_edges_in_the_centres_order(vertices, centres):
+    edges = bounds_from_cf(centres, vertices, "latitude")
+    step = np.sign(centres[1] - centres[0])
+    np.testing.assert_array_equal(edges, centres[0] - step * 0.5 + step * np.arange(4.0))
+
+
+def test_cf_longitude_bounds_across_the_meridian():
+    edges = bounds_from_cf([0.0, 1.0], [[359.5, 0.5], [0.5, 1.5]], "longitude")
+    np.testing.assert_array_equal(edges, [-0.5, 0.5, 1.5])
+    edges = bounds_from_cf([359.0, 0.0], [[358.5, 359.5], [-0.5, 0.5]], "longitude")
+    np.testing.assert_array_equal(edges, [358.5, 359.5, 360.5])
+
+
+def test_cf_bounds_are_written_and_read_back():
+    lat, lon = np.arange(60.0, 50.0, -2.0), np.arange(-3.0, 3.0, 1.5)
+    g = Grid(lat, lon, lat_b=[61.0, 59.0, 57.0, 55.0, 53.0, 50.0], lon_b=lon_bounds(lon))
+    ds = xr.Dataset(coords={"lat": lat, "lon": lon})
+    out = add_cf_bounds(ds, g)
+    assert out.lat.attrs["bounds"] == "lat_bnds" and out.lon.attrs["bounds"] == "lon_bnds"
+    assert out.lat_bnds.values[0].tolist() == [61.0, 59.0]  # in the coordinate's direction
+    assert out.lat_bnds.values[-1].tolist() == [53.0, 50.0]
+    back = Grid.from_xarray(out)
+    np.testing.assert_array_equal(back.lat_b, g.lat_b)
+    np.testing.assert_array_equal(back.lon_b, g.lon_b)
+    assert "bounds" not in ds.lat.attrs  # a new Dataset
+
+
+def test_pole_centred_grid_refined_and_coarsened_has_its_centres_again():
+    lat = np.linspace(90.0, -90.0, 121)  # 1.5 deg, rows on the poles: half-height caps
+    g = Grid(lat, np.arange(0.0, 360.0, 1.5))
+    assert g.lat_b[:2].tolist() == [90.0, 89.25]
+    back = g.refine(4).coarsen(4)
+    np.testing.assert_array_equal(back.lat, lat)
+    np.testing.assert_allclose(back.area, g.area, rtol=1e-12)
+    # the fine cells of a cap are equal-angle cells with centres midway
+    assert g.refine(4).lat[0] == 90.0 - 0.75 / 8
+    # contrast: a cap that is not half its neighbour keeps the middle of its cell
+    h = Grid([89.0, 87.0], [0.0, 1.0], lat_b=[90.0, 88.0, 86.0])
+    assert h.coarsen(1).lat.tolist() == [89.0, 87.0]
