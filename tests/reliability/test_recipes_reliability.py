@@ -142,6 +142,21 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, text):
     assert load_recipe(path).factor == 4
 
 
+def test_a_yaml_merge_key_may_be_overridden(tmp_path):
+    # contrast: `<<: *anchor` and then the same key written out is YAML's override, not a
+    # key given twice
+    raw = _rhine_recipe(tmp_path)
+    raw.pop("splits")
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        yaml.safe_dump(raw, sort_keys=False)
+        + "time: &day {start: 2020-01-01T00, end: 2020-01-01T12}\n"
+        + "splits:\n  train: {<<: *day, end: 2020-01-01T06, samples: 4}\n"
+    )
+    train = load_recipe(path).split("train")
+    assert (train.start.hour, train.end.hour) == (0, 6)
+
+
 @pytest.mark.parametrize("scale", [".inf", "-.inf", ".nan", "1.0e400", "0", "-1"])
 def test_a_non_finite_or_non_positive_scale_is_refused(tmp_path, scale):
     text = yaml.safe_dump(_rhine_recipe(tmp_path), sort_keys=False)

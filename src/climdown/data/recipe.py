@@ -529,9 +529,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)  # merge keys (<<) first, as SafeLoader does
         seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:  # the keys written here; merged ones (<<) may be overridden
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.get(key)
@@ -541,7 +542,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
                     node.start_mark,
-                    f"key {key!r} is given twice (first{first.start_mark}); give each key once",
+                    f"key {key!r} is given twice (lines {first.start_mark.line + 1} and "
+                    f"{key_node.start_mark.line + 1}); give each key once",
                     key_node.start_mark,
                 )
             seen[key] = key_node
