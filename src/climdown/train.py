@@ -532,7 +532,7 @@ def _restore(
         raise ConfigError(
             f"{str(path)!r} holds a run trained on other data (store fingerprint {saved_store}, "
             f"this store's is {fingerprint}): resuming would mix two stores' normalisation and "
-            "logs; pass resume=False (climdown train --no-resume) to start afresh there, or "
+            "logs; pass resume=False to start afresh there, or "
             "choose another out folder"
         )
     try:
@@ -542,7 +542,7 @@ def _restore(
     if saved != cfg.resume_key():
         raise ConfigError(
             f"{str(path)!r} holds a run with settings {saved}, not {cfg.resume_key()}; pass "
-            "resume=False (climdown train --no-resume) to start afresh there, or choose "
+            "resume=False to start afresh there, or choose "
             "another out folder"
         )
     try:
@@ -556,7 +556,7 @@ def _restore(
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise CheckpointError(
             f"cannot resume from {str(path)!r}: it lacks or mismatches training state ({err}); "
-            "pass resume=False (climdown train --no-resume) to start afresh"
+            "pass resume=False to start afresh"
         ) from err
     return state
 
