@@ -6,8 +6,10 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from climdown._version import __version__
 from climdown.errors import ClimdownError, ConfigError
@@ -17,12 +19,16 @@ __all__ = ["main", "build_parser"]
 
 def _cmd_build(a: argparse.Namespace) -> int:
     from climdown.data.recipe import load_recipe
-    from climdown.data.store import build_store, store_info
+    from climdown.data.store import build_store, is_complete, store_info
     from climdown.study import recipe_path
 
     for path in a.recipes:
+        recipe = load_recipe(recipe_path(path))
+        # build_store leaves a complete store of the same recipe as it is (without overwrite)
+        built = not a.overwrite and is_complete(recipe.output)
+        built = built and store_info(recipe.output).get("recipe_hash") == recipe.hash
         out = build_store(
-            load_recipe(recipe_path(path)),
+            recipe,
             overwrite=a.overwrite,
             progress=not a.quiet,
             scheduler=a.scheduler,
@@ -34,7 +40,10 @@ def _cmd_build(a: argparse.Namespace) -> int:
             f"{split} {n} patches" + (f" of {available[split]}" if split in available else "")
             for split, n in info["samples"].items()
         )
-        print(f"store ready: {out} ({counts})")
+        if built:
+            print(f"store up to date: {out} (nothing to do; {counts})")
+        else:
+            print(f"store ready: {out} ({counts})")
     return 0
 
 
@@ -144,26 +153,77 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+# The registries' names, listed here so that ``climdown --help`` loads no torch (importing the
+# registries takes seconds); tests/test_cli_help.py checks they equal the registries' keys.
+MODEL_NAMES = ("cnn", "gan", "convgru", "flowconvgru", "nearest", "bilinear", "bicubic")
+"""``climdown.nn.models.MODELS``' names: the ``--model`` choices of ``climdown train``."""
+CONSTRAINT_NAMES = ("none", "softmax", "add", "mult", "scadd", "clip", "soft")
+"""``climdown.nn.constraints.CONSTRAINTS``' names: the ``--constraint`` choices."""
+BASELINE_NAMES = ("nearest", "bilinear", "bicubic")
+"""``climdown.inference.BASELINES``: models ``climdown downscale`` builds without a checkpoint."""
+DOWNSCALE_DEFAULTS = {"factor": 4, "constraint": "softmax", "device": "auto"}
+"""``climdown.inference.DownscaleOptions``' defaults, shown in ``climdown downscale --help``."""
+SPLITS = ("train", "val", "test")
+"""The splits of a store (``climdown evaluate --split``)."""
+
+
+class _UsageError(SystemExit):
+    """A command line argparse refused (exit status 2), its line already printed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like the commands' own errors."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        print(f"{self.prog}: error: {line} (see `{self.prog} --help`)", file=sys.stderr)
+        raise _UsageError(2)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default (or that it is required, or a switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or action.nargs == 0 or "default" in text:
+            return text  # positionals, switches and help that states its default itself
+        if action.required:
+            return f"{text} (required)"
+        if action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``climdown`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="climdown",
         description="Physics-constrained deep-learning downscaling of gridded climate fields.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"climdown {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=summary, description=f"{summary}.", formatter_class=_HelpFormatter
+        )
 
     def dask_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--scheduler",
             default=None,
-            help="address or scheduler file of a running dask cluster (or env CLIMDOWN_SCHEDULER)",
+            help="address or scheduler file of a running dask cluster (or env "
+            "CLIMDOWN_SCHEDULER) (default: none, the env variable if set)",
         )
         sp.add_argument(
-            "--workers", type=int, default=None, help="start a LocalCluster with N workers"
+            "--workers",
+            type=int,
+            default=None,
+            help="start a LocalCluster with N workers (default: none, no cluster)",
         )
 
-    sp = sub.add_parser("build", help="build training stores from YAML recipes")
+    sp = command("build", "build training stores from YAML recipes")
     sp.add_argument(
         "recipes", nargs="+", help="recipe YAML file(s), or packaged recipe names (tcw4, tiny)"
     )
@@ -172,77 +232,117 @@ def build_parser() -> argparse.ArgumentParser:
     dask_opts(sp)
     sp.set_defaults(func=_cmd_build, parser=sp)
 
-    sp = sub.add_parser("train", help="train a model on a store")
-    sp.add_argument("--store", required=True)
-    sp.add_argument("--model", default="cnn")
-    sp.add_argument("--constraint", default="softmax")
-    sp.add_argument("--epochs", type=int, default=20)
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--lr", type=float, default=1e-3)
-    sp.add_argument("--device", default="auto")
-    sp.add_argument("--out", default="run")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--num-workers", type=int, default=0)
-    sp.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch")
-    sp.add_argument("--precision", default="fp32", help="fp32, or bf16 autocast (GPU)")
+    sp = command("train", "train a model on a store")
+    sp.add_argument("--store", required=True, help="the training store (`climdown build`)")
+    sp.add_argument("--model", default="cnn", choices=MODEL_NAMES, help="model family")
+    sp.add_argument(
+        "--constraint", default="softmax", choices=CONSTRAINT_NAMES, help="constraint layer"
+    )
+    sp.add_argument("--epochs", type=int, default=20, help="epochs to train")
+    sp.add_argument("--batch-size", type=int, default=64, help="patches per optimiser step")
+    sp.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
+    sp.add_argument("--out", default="run", help="folder for checkpoints, log and curves")
+    sp.add_argument("--seed", type=int, default=0, help="random seed")
+    sp.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+    sp.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="optimiser steps per epoch (default: none, the whole training split)",
+    )
+    sp.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: autocast (GPU)"
+    )
     sp.add_argument("--soft-lambda", type=float, default=1.0, help="weight of the soft penalty")
     sp.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
-        help="model option, e.g. --option width=32 --option skip=bicubic",
+        help="model option, e.g. --option width=32 --option skip=bicubic "
+        "(default: none, the model's defaults)",
     )
     sp.add_argument("--no-resume", action="store_true", help="start afresh even if out/ has a run")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     sp.set_defaults(func=_cmd_train, parser=sp)
 
-    sp = sub.add_parser("evaluate", help="score a checkpoint on a store, beside baselines")
-    sp.add_argument("--checkpoint", required=True)
-    sp.add_argument("--store", required=True)
-    sp.add_argument("--split", default="val", help="val or test")
-    sp.add_argument("--out", default=None, help="folder for metrics.csv / metrics.md")
-    sp.add_argument("--device", default="auto")
+    sp = command("evaluate", "score a checkpoint on a store, beside baselines")
+    sp.add_argument("--checkpoint", required=True, help="checkpoint file (`climdown train`)")
+    sp.add_argument("--store", required=True, help="the store to score on (`climdown build`)")
+    sp.add_argument("--split", default="val", choices=SPLITS, help="the store's split to score")
+    sp.add_argument(
+        "--out",
+        default=None,
+        help="folder for metrics.csv / metrics.md (default: none, the table is only printed)",
+    )
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
     sp.set_defaults(func=_cmd_evaluate, parser=sp)
 
-    sp = sub.add_parser("experiments", help="run the study's experiment table")
+    sp = command("experiments", "run the study's experiment table")
     sp.add_argument(
         "config",
         nargs="?",
         default=None,
         help="experiments YAML (default: the packaged experiments.yaml)",
     )
-    sp.add_argument("--epochs", type=int, default=None)
+    sp.add_argument(
+        "--epochs", type=int, default=None, help="epochs per row (default: none, the YAML's)"
+    )
     sp.add_argument("--quick", action="store_true", help="tiny data and few steps (CI)")
-    sp.add_argument("--out", default="experiments-out")
-    sp.add_argument("--results", default=None, help="Markdown file for the table")
-    sp.add_argument("--device", default="auto")
-    sp.add_argument("--only", nargs="*", default=None, help="experiment ids to run")
+    sp.add_argument("--out", default="experiments-out", help="folder for runs and tables")
+    sp.add_argument("--results", default=None, help="Markdown file for the table (default: none)")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
+    sp.add_argument("--only", nargs="*", default=None, help="experiment ids to run (default: all)")
     sp.set_defaults(func=_cmd_experiments, parser=sp)
 
-    sp = sub.add_parser("downscale", help="downscale a netCDF/zarr file")
-    sp.add_argument("src")
-    sp.add_argument("dst")
+    from climdown.pretrained import available  # reads a JSON index: no torch
+
+    packaged = sorted({f for f, _ in available()})
+    sp = command("downscale", "downscale a netCDF/zarr file")
+    sp.add_argument("src", help="input netCDF or zarr (coarse grid)")
+    sp.add_argument("dst", help="output netCDF or zarr (fine grid)")
     unset = argparse.SUPPRESS  # defaults: climdown.inference.downscale's, not copies
-    sp.add_argument("--factor", type=int, default=unset, help="downscaling factor")
-    sp.add_argument("--constraint", default=unset, help="constraint layer name")
-    sp.add_argument("--model", default=unset, help="checkpoint path or baseline name")
+    d = DOWNSCALE_DEFAULTS
+    sp.add_argument(
+        "--factor",
+        type=int,
+        default=unset,
+        help=f"downscaling factor; packaged models for {', '.join(map(str, packaged))}, "
+        f"baselines (--model {BASELINE_NAMES[-1]}) for any (default: {d['factor']})",
+    )
+    sp.add_argument(
+        "--constraint",
+        default=unset,
+        choices=CONSTRAINT_NAMES,
+        help=f"constraint layer (default: {d['constraint']})",
+    )
+    sp.add_argument(
+        "--model",
+        default=unset,
+        help=f"checkpoint path or baseline name ({', '.join(BASELINE_NAMES)}) "
+        "(default: the packaged model for --factor and --constraint)",
+    )
     sp.add_argument("--var", default=unset, help="variable(s) to downscale (default: all)")
-    sp.add_argument("--device", default=unset, help="auto, cpu, cuda, mps, ...")
+    sp.add_argument(
+        "--device", default=unset, help=f"auto, cpu, cuda, mps, ... (default: {d['device']})"
+    )
     sp.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     dask_opts(sp)
     sp.set_defaults(func=_cmd_downscale, parser=sp)
 
-    sp = sub.add_parser("plot", help="maps LR | downscaled | truth | error to PNG")
-    sp.add_argument("lr")
-    sp.add_argument("hr")
-    sp.add_argument("--truth", default=None)
-    sp.add_argument("--out", default="compare.png")
-    sp.add_argument("--time", default=None)
-    sp.add_argument("--var", default=None)
+    sp = command("plot", "maps LR | downscaled | truth | error to PNG")
+    sp.add_argument("lr", help="the coarse field (netCDF or zarr)")
+    sp.add_argument("hr", help="the downscaled field (netCDF or zarr)")
+    sp.add_argument("--truth", default=None, help="the true fine field (default: none)")
+    sp.add_argument("--out", default="compare.png", help="PNG to write")
+    sp.add_argument("--time", default=None, help="time step to map (default: the first)")
+    sp.add_argument(
+        "--var", default=None, help="variable to map (default: tcw or the like, else the only one)"
+    )
     sp.set_defaults(func=_cmd_plot, parser=sp)
 
-    sp = sub.add_parser("demo", help="the main job: build, train, downscale, report, map")
-    sp.add_argument("--out", default="demo-out")
+    sp = command("demo", "the main job: build, train, downscale, report, map")
+    sp.add_argument("--out", default="demo-out", help="folder for everything it writes")
     sp.add_argument("--quick", action="store_true", help="a few seconds, for tests")
     sp.set_defaults(func=_cmd_demo, parser=sp)
     return p
@@ -253,13 +353,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A user error (a :class:`~climdown.errors.ClimdownError`, or an :class:`OSError` from the
     operating system: a path that cannot be read or written) prints one line, in the
-    command's words (:func:`_cli_words`), and returns 2. Anything else is a bug in climdown
-    and keeps its traceback.
+    command's words (:func:`_cli_words`), and returns 2; so does a command line argparse
+    refuses (an unknown option, an invalid choice). Anything else is a bug in climdown and
+    keeps its traceback. A warning prints one line (:func:`_warning_lines`).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = parser.parse_args(argv)
+    except _UsageError:  # a usage error: one line (printed), exit status 2 like the others
+        return 2
+    try:
+        with _warning_lines(args):
+            return int(args.func(args) or 0)
     except ClimdownError as exc:  # user errors: one clear line, no traceback
         message = str(exc)
     except OSError as exc:  # the operating system's: name the path it could not use
@@ -267,6 +372,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     message = _cli_words(" ".join(message.split()), args.parser)
     print(f"climdown {args.command}: error: {message}", file=sys.stderr)
     return 2
+
+
+@contextmanager
+def _warning_lines(args: argparse.Namespace) -> Iterator[None]:
+    """While a command runs, each warning is one line ``climdown CMD: warning: MESSAGE``.
+
+    No source line and no file name: the message in the command's words (:func:`_cli_words`)
+    on stderr. The previous ``warnings.showwarning`` (and filters) come back afterwards.
+    """
+    import warnings
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        text = _cli_words(" ".join(str(message).split()), args.parser)
+        print(f"climdown {args.command}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _os_error(exc: OSError) -> str:

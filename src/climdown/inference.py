@@ -100,7 +100,7 @@ class DownscaleOptions:
         equals an untiled run where ``halo`` covers the model's receptive field; mass is
         conserved exactly whatever the halo.
     progress : bool or None
-        Show a tqdm bar on eager runs (None: only on a terminal).
+        Show a tqdm bar on eager runs, on a terminal only (True or None; False: never).
     strict : bool
         A checkpoint trained on another variable than the data's (``tcw`` applied to
         ``tco3``): False warns, naming both; True raises
@@ -475,7 +475,7 @@ class Downscaler:
             total=len(items),
             desc=f"downscale {f}x",
             unit="tile",
-            disable=None if progress is None else not progress,
+            disable=True if progress is False else None,  # None: only on a terminal
         )
         with bar, torch.inference_mode():
             for b0 in range(0, len(items), o.batch_size):

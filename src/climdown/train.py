@@ -206,7 +206,7 @@ def train(
     resume : bool
         Continue from ``out/last.pt`` when it exists; False starts afresh (and overwrites).
     progress : bool
-        Show a tqdm bar per epoch (loss, mass violation) and a line per epoch.
+        Show a tqdm bar per epoch (loss, mass violation; on a terminal) and a line per epoch.
     num_workers : int
         DataLoader worker processes.
     cache : bool
@@ -289,7 +289,10 @@ def train(
             )
             n_batches = len(weights)
             bar = tqdm(
-                loader, total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not show
+                loader,
+                total=n_batches,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                disable=None if show else True,  # None: only on a terminal
             )
             net.train()
             sums = [0.0, 0.0, 0.0]  # loss x samples, discriminator loss x samples, samples

@@ -94,7 +94,7 @@ def build_store(
     overwrite : bool
         Rebuild and replace an existing store at ``recipe.output``.
     progress : bool
-        Show a tqdm progress bar (one step per chunk of samples).
+        Show a tqdm progress bar (one step per chunk of samples) on a terminal.
     scheduler : str, path or distributed.Client, optional
         Build on this dask cluster (address, scheduler file or Client; default: the
         ``CLIMDOWN_SCHEDULER`` environment variable). Each chunk of samples is one task that
@@ -720,7 +720,10 @@ def _write_all(
         recipe, src, plans, coords, tmp, "threads" if client is None else "synchronous"
     )
     with tqdm(
-        total=len(tasks), desc=f"build {recipe.name}", unit="chunk", disable=not progress
+        total=len(tasks),
+        desc=f"build {recipe.name}",
+        unit="chunk",
+        disable=None if progress else True,  # None: only on a terminal
     ) as bar:
         statuses = _run_tasks(tasks, coords, c, client, bar)
     stats = Moments()
