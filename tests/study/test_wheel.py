@@ -65,6 +65,7 @@ def venv_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for recipe in ("experiments", "tcw4", "tiny", "era5-rhine-x4", "era5-global-x4"):
         assert f"climdown/study/recipes/{recipe}.yaml" in names, recipe
     assert "climdown/pretrained/index.json" in names
+    assert "climdown/py.typed" in names
     assert not any(n.startswith("climdown/pretrained/build") for n in names)
 
     env_dir = tmp / "venv"
