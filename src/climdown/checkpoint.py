@@ -38,7 +38,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def save_checkpoint(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         climdown_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         model=config,
         factor=int(getattr(model, "factor", config.get("factor", 1))),
         constraint=getattr(constraint, "name", config.get("constraint")),

@@ -304,7 +304,7 @@ def to_kg_m2(da: Any) -> Any:
 
 def append_history(attrs: dict[str, Any], message: str) -> dict[str, Any]:
     """Return a copy of ``attrs`` with a timestamped climdown line appended to ``history``."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = f"{stamp}: climdown {__version__}: {message}"
     out = dict(attrs)
     prev = out.get("history")

@@ -764,7 +764,7 @@ def _write_all(
         "recipe_json": json.dumps(recipe.to_dict(), sort_keys=True),
         "source": src.attrs["climdown_description"],
         "climdown_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     attrs = append_history(attrs, f"built store {recipe.name} (recipe {recipe.hash[:12]})")
     root.attrs.update(attrs)

@@ -284,7 +284,7 @@ def _document(
 ) -> str:
     from climdown.evaluate import format_table
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     mode = "quick (CI-sized stores, 2 steps per epoch)" if quick else "full"
     parts = [
         "# Results",
