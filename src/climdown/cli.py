@@ -19,14 +19,12 @@ __all__ = ["main", "build_parser"]
 
 def _cmd_build(a: argparse.Namespace) -> int:
     from climdown.data.recipe import load_recipe
-    from climdown.data.store import build_store, is_complete, store_info
+    from climdown.data.store import build_store, store_info, up_to_date
     from climdown.study import recipe_path
 
     for path in a.recipes:
         recipe = load_recipe(recipe_path(path))
-        # build_store leaves a complete store of the same recipe as it is (without overwrite)
-        built = not a.overwrite and is_complete(recipe.output)
-        built = built and store_info(recipe.output).get("recipe_hash") == recipe.hash
+        built = not a.overwrite and up_to_date(recipe)  # then build_store leaves it as it is
         out = build_store(
             recipe,
             overwrite=a.overwrite,

@@ -269,14 +269,14 @@ def train(
     if disc is not None:
         opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "step": 0, "best_val_rmse": math.inf, "best_epoch": None}
+    meta = _meta(train_set, store, cfg)
     if resume and last_path.is_file():
-        state = _restore(last_path, net, disc, opts, cfg, dev, _fingerprint(store))
+        state = _restore(last_path, net, disc, opts, cfg, dev, meta["store_fingerprint"])
         if main:
             _keep_log_until(log_path, state["epoch"])
     elif main:
         log_path.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
-    meta = _meta(train_set, store, cfg)
     owns_group = cdist.init_process_group(env, dev)
     forward: torch.nn.Module | None = None
     try:

@@ -63,6 +63,7 @@ __all__ = [
     "normalisation",
     "split_arrays",
     "is_complete",
+    "up_to_date",
     "partial_path",
     "OUTPUT_MARKER",
     "written_by_climdown",
@@ -137,11 +138,9 @@ def build_store(
     """
     final = Path(recipe.output)
     if final.exists():
-        attrs = _root_attrs_or_none(final)
-        same = attrs is not None and attrs.get(_MARKER) is True
-        same = same and attrs.get("recipe_hash") == recipe.hash
-        if same and not overwrite:
+        if not overwrite and up_to_date(recipe):
             return final
+        attrs = _root_attrs_or_none(final)
         if not written_by_climdown(final) and (final.is_file() or any(final.iterdir())):
             # never delete something that is not ours, even with overwrite
             raise StoreError(
@@ -196,6 +195,17 @@ def written_by_climdown(path: str | os.PathLike[str]) -> bool:
     attrs = _zarr_root_attrs(Path(path))
     return attrs is not None and any(
         attrs.get(key) is not None for key in (_FORMAT_ATTR, OUTPUT_MARKER)
+    )
+
+
+def up_to_date(recipe: Recipe) -> bool:
+    """True when ``recipe.output`` holds a complete store built from this very recipe.
+
+    The one rule by which :func:`build_store` (without ``overwrite``) leaves a store as it is.
+    """
+    attrs = _root_attrs_or_none(Path(recipe.output))
+    return (
+        attrs is not None and attrs.get(_MARKER) is True and attrs.get("recipe_hash") == recipe.hash
     )
 
 
