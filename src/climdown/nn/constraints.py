@@ -158,7 +158,9 @@ class NoConstraint(Constraint):
 
     name = "none"
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         return zb
 
 
@@ -174,7 +176,9 @@ class SoftmaxConstraint(Constraint):
     positive = True
     expects = "logits"
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         e = torch.exp(zb - zb.amax(dim=_BLOCK, keepdim=True).detach())
         return e * (xb / _bmean(e, wb))
 
@@ -185,7 +189,9 @@ class AddConstraint(Constraint):
     name = "add"
     conserving = True
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         return zb + (xb - _bmean(zb, wb))
 
 
@@ -207,7 +213,9 @@ class MultConstraint(Constraint):
         """Make z non-negative before the layer: ``softplus(z)``."""
         return nn.functional.softplus(z)
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         if bool((zb < 0).any()):
             raise DataValueError(
                 "the 'mult' constraint needs a non-negative z (it rescales z by x / mean z); "
@@ -233,7 +241,9 @@ class ScAddConstraint(Constraint):
     name = "scadd"
     conserving = True
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         zbar = _bmean(zb, wb)
         d = xb - zbar
         s = torch.sign(-d)
@@ -249,7 +259,9 @@ class ClipConstraint(Constraint):
     name = "clip"
     positive = True
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         return torch.clamp(zb, min=0.0)
 
 
@@ -266,10 +278,14 @@ class SoftConstraint(Constraint):
         super().__init__()
         self.lam = float(lam)
 
-    def _constrain(self, zb, xb, wb):
+    def _constrain(
+        self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
+    ) -> torch.Tensor:
         return zb
 
-    def penalty(self, y, x, weights=None):
+    def penalty(
+        self, y: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         factor = infer_factor(y.shape, x.shape)
         return self.lam * torch.mean((block_mean(y, factor, weights) - x) ** 2)
 

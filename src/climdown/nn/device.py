@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 from climdown.errors import ConfigError
 
 __all__ = ["pick_device", "to_device"]
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -41,7 +45,7 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def to_device(module: M, device: torch.device) -> M:
     """Move ``module`` to ``device``; convolution weights in channels-last on CPU and CUDA.
 
     Channels-last (NHWC) is the layout oneDNN and cuDNN convolve fastest; the activations
@@ -49,5 +53,6 @@ def to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """
     module = module.to(device)
     if device.type in ("cpu", "cuda"):
-        module = module.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at runtime (torch._C._nn._parse_to); its stubs omit it
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return module

@@ -55,6 +55,8 @@ class ConstrainedModel(nn.Module):
         The arguments that rebuild this model (recorded in checkpoints).
     """
 
+    scale: torch.Tensor  # buffer: the normalisation scale, a 0-d tensor
+
     def __init__(
         self,
         backbone: nn.Module,

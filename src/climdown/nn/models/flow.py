@@ -67,8 +67,8 @@ class FlowConvGRU(ConvGRU):
         self.flow = nn.Sequential(
             conv3x3(2 * channels, fw), nn.ReLU(), conv3x3(fw, fw), nn.ReLU(), conv3x3(fw, 2)
         )
-        nn.init.zeros_(self.flow[-1].weight)
-        nn.init.zeros_(self.flow[-1].bias)
+        for p in self.flow[-1].parameters():  # weight and bias zero: the flow starts as no warp
+            nn.init.zeros_(p)
 
     def transition(
         self, h: torch.Tensor, prev: torch.Tensor | None, cur: torch.Tensor

@@ -136,7 +136,9 @@ class PatchDiscriminator(nn.Module):
         Also feed the coarse input, repeated over each block, as C extra channels.
     """
 
-    def __init__(self, channels: int = 1, *, scale: float = 1.0, conditional: bool = False):
+    scale: torch.Tensor  # buffer: the normalisation scale, a 0-d tensor
+
+    def __init__(self, channels: int = 1, *, scale: float = 1.0, conditional: bool = False) -> None:
         super().__init__()
         self.conditional = bool(conditional)
         self.register_buffer("scale", torch.tensor(float(scale)))
