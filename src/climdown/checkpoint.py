@@ -40,13 +40,17 @@ import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from climdown._version import __version__
 from climdown.errors import CheckpointError, ClimdownError
+
+if TYPE_CHECKING:
+    from climdown.nn.normalize import ConstrainedModel
 
 __all__ = [
     "FORMAT",
@@ -70,7 +74,7 @@ FORMAT_VERSION = 1
 SPACING_RATIO = 2.0
 
 # (sha256 of the file's bytes, device) -> (model, meta)
-_MODEL_CACHE: dict[tuple[str, str], tuple[torch.nn.Module, dict]] = {}
+_MODEL_CACHE: dict[tuple[str, str], tuple[ConstrainedModel, dict[str, Any]]] = {}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -130,6 +134,8 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     config = dict(getattr(model, "config", {}) or {})
     constraint = getattr(model, "constraint", None)
+    factor = getattr(model, "factor", None)
+    scale = getattr(model, "scale", None)  # a 0-d tensor buffer on ConstrainedModel
     full = dict(meta)
     full.update(
         format=FORMAT,
@@ -137,9 +143,9 @@ def save_checkpoint(
         climdown_version=__version__,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         model=config,
-        factor=int(getattr(model, "factor", config.get("factor", 1))),
+        factor=int(config.get("factor", 1) if factor is None else factor),
         constraint=getattr(constraint, "name", config.get("constraint")),
-        scale=float(model.scale) if hasattr(model, "scale") else config.get("scale"),
+        scale=config.get("scale") if scale is None else float(scale),
     )
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -164,7 +170,9 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> dict:
+def read_checkpoint(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """The whole checkpoint as plain data, with ``meta`` parsed from its JSON.
 
     Read with ``torch.load(path, map_location=device, weights_only=True)`` only.
@@ -182,7 +190,7 @@ def read_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     return _read(Path(path), device, None)
 
 
-def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict:
+def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict[str, Any]:
     """:func:`read_checkpoint` of ``path``, or of its bytes ``data`` when already read."""
     if data is None and not path.is_file():
         raise CheckpointError(
@@ -231,7 +239,7 @@ def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict:
     return out
 
 
-def read_meta(path: str | os.PathLike) -> dict:
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of a checkpoint (model config, factor, variable, units, stats, version, ...)."""
     return read_checkpoint(path)["meta"]
 
@@ -351,7 +359,7 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     expect_factor: int | None = None,
     expect_variable: str | None = None,
-) -> tuple[torch.nn.Module, dict]:
+) -> tuple[ConstrainedModel, dict[str, Any]]:
     """Rebuild the saved model with its weights, in eval mode, on ``device``.
 
     Parameters
@@ -384,8 +392,8 @@ def load_checkpoint(
 
 
 def _load(
-    path: Path, ckpt: dict, device: str | torch.device, check: Mapping[str, Any]
-) -> tuple[torch.nn.Module, dict]:
+    path: Path, ckpt: dict[str, Any], device: str | torch.device, check: Mapping[str, Any]
+) -> tuple[ConstrainedModel, dict[str, Any]]:
     """The model of a read checkpoint ``ckpt``: checked, finite, built, loaded, in eval mode."""
     from climdown.nn.models import build_model  # models import this package's nn layer only
 
@@ -415,7 +423,7 @@ def load_cached(
     device: str | torch.device = "cpu",
     expect_factor: int | None = None,
     expect_constraint: str | None = None,
-) -> tuple[torch.nn.Module, dict]:
+) -> tuple[ConstrainedModel, dict[str, Any]]:
     """:func:`load_checkpoint`, once per process: cached by the file's content and the device.
 
     The key is the SHA-256 of the file's bytes, read on every call (a few milliseconds for
@@ -499,7 +507,8 @@ def check_spacing(meta: Mapping[str, Any], spacing: tuple[float, float], what: s
 def _user_stacklevel() -> int:
     """``stacklevel`` for warnings.warn that points at the first caller outside climdown."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level

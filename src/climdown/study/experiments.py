@@ -83,7 +83,7 @@ def load_experiments(path: str | os.PathLike[str] | None = None) -> ExperimentPl
 def _plan(raw: Any, path: Path) -> ExperimentPlan:
     # "recipe" is check_keys' name for a top level: messages then name the bare key
     raw = validate.check_keys(raw, _TOP_KEYS, "recipe", error=RecipeError)
-    rows = []
+    rows: list[Experiment] = []
     for i, entry in enumerate(raw.get("experiments") or []):
         where = f"experiments[{i}]"
         e = validate.check_keys(entry, _ROW_KEYS, where, required=_ROW_KEYS[:4], error=RecipeError)
