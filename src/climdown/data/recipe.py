@@ -99,7 +99,7 @@ class Region(Box):
 
     where: InitVar[str] = "region"
 
-    def __post_init__(self, where: str) -> None:  # type: ignore[override]
+    def __post_init__(self, where: str) -> None:
         for key in _REGION_KEYS:
             value = number(
                 getattr(self, key), f"{where}.{key}", error=RecipeError, what="a number in degrees"
@@ -127,7 +127,7 @@ class Region(Box):
         missing = [k for k in _REGION_KEYS if k not in r]
         if missing:
             raise RecipeError(f"{where} needs {', '.join(missing)} (degrees); or leave it out")
-        return cls(*(r[k] for k in _REGION_KEYS), where=where)
+        return cls(r["lat_min"], r["lat_max"], r["lon_min"], r["lon_max"], where=where)
 
 
 @dataclass(frozen=True)

@@ -266,12 +266,12 @@ def normalisation(
         If the store records no normalisation or no usable scale.
     """
     norm = (store_info(path) if attrs is None else attrs).get("normalisation")
-    value = norm.get("scale") if isinstance(norm, dict) else None
+    value: Any = norm.get("scale") if isinstance(norm, dict) else None
     try:
-        scale = float(value)  # type: ignore[arg-type]
+        scale = float(value)  # None or a non-number: TypeError/ValueError, reported below
     except (TypeError, ValueError):
         scale = math.nan
-    if not (math.isfinite(scale) and scale > 0):
+    if not (isinstance(norm, dict) and math.isfinite(scale) and scale > 0):
         raise StoreError(
             f"store {str(path)!r} has no usable normalisation scale (its 'normalisation' "
             f"attribute is {norm!r}; expected a dict with a positive 'scale' in kg m-2); rebuild "
@@ -591,9 +591,8 @@ def _raise_bad(status: dict[str, Any], plan: SplitPlan, coords: dict[str, Any], 
 def _write_chunk(tmp: Path, split: str, lo: int, hi: int, hr: np.ndarray, lr: np.ndarray) -> None:
     import zarr
 
-    group = zarr.open_group(tmp, path=split, mode="r+")
-    group["hr"][lo:hi] = hr
-    group["lr"][lo:hi] = lr
+    zarr.open_array(tmp, path=f"{split}/hr", mode="r+")[lo:hi] = hr
+    zarr.open_array(tmp, path=f"{split}/lr", mode="r+")[lo:hi] = lr
 
 
 def _chunk_tasks(
