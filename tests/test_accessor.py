@@ -55,6 +55,12 @@ def test_downscale_passes_every_option_by_keyword(monkeypatch, da: xr.DataArray)
     assert len(seen) == 1 and seen[0][0] == (da,) and seen[0][1] == options
 
 
+def test_downscale_kwargs_name_every_option() -> None:
+    """The TypedDict that types ``**options`` for editors names downscale's options, no more."""
+    names = list(inspect.signature(downscale).parameters)[1:]
+    assert sorted(climdown.accessor.DownscaleKwargs.__annotations__) == sorted(names)
+
+
 def test_dataset_downscale_and_lazy(da: xr.DataArray) -> None:
     ds = xr.Dataset({"tcw": da.chunk({"time": 1})})
     with raise_if_dask_computes():

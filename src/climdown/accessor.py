@@ -22,8 +22,9 @@ methods that need one field take ``var=`` (default: the only variable on the lat
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 import xarray as xr
 
@@ -33,7 +34,36 @@ import xarray as xr
 from climdown.errors import CoordinateError
 from climdown.grid import Grid, add_cf_bounds, coarsen_dataarray, find_latlon
 
-__all__ = ["ClimdownDataArrayAccessor", "ClimdownDatasetAccessor"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from climdown.nn.normalize import ConstrainedModel
+
+__all__ = ["ClimdownDataArrayAccessor", "ClimdownDatasetAccessor", "DownscaleKwargs"]
+
+#: The object an accessor is on.
+T = TypeVar("T", xr.DataArray, xr.Dataset)
+
+
+class DownscaleKwargs(TypedDict, total=False):
+    """The keyword options of ``obj.climdown.downscale`` (for editors and type checkers).
+
+    Their meaning and defaults are :func:`climdown.inference.downscale`'s; the names are the
+    same (a test keeps them so).
+    """
+
+    factor: int
+    constraint: str
+    model: str | os.PathLike[str] | ConstrainedModel | None
+    var: str | Sequence[str] | None
+    device: str
+    batch_size: int
+    tile: int
+    halo: int
+    lat: str | None
+    lon: str | None
+    progress: bool | None
+    strict: bool
 
 
 def _gridded(ds: xr.Dataset) -> list[str]:
@@ -43,7 +73,7 @@ def _gridded(ds: xr.Dataset) -> list[str]:
     return [str(k) for k, v in ds.data_vars.items() if spatial <= set(v.dims)]
 
 
-def _variable(obj: Any, var: str | None) -> Any:
+def _variable(obj: xr.DataArray | xr.Dataset, var: str | None) -> xr.DataArray:
     """``obj`` itself (DataArray), or its variable ``var`` / its only gridded variable."""
     if not isinstance(obj, xr.Dataset):
         return obj
@@ -58,14 +88,15 @@ def _variable(obj: Any, var: str | None) -> Any:
     return obj[names[0]]
 
 
-def _cells(obj: Any) -> Grid | None:
+def _cells(obj: xr.DataArray | xr.Dataset) -> Grid | None:
     """A Dataset's grid with its CF bounds (its DataArrays lose them); None for a DataArray."""
     return Grid.from_xarray(obj) if isinstance(obj, xr.Dataset) else None
 
 
 def _bounds_names(ds: xr.Dataset) -> tuple[str | None, str | None]:
     """The names of a Dataset's CF bounds variables (None where it has none)."""
-    return tuple(ds[name].attrs.get("bounds") for name in find_latlon(ds))  # type: ignore[return-value]
+    lat, lon = find_latlon(ds)
+    return ds[lat].attrs.get("bounds"), ds[lon].attrs.get("bounds")
 
 
 def _each_gridded(ds: xr.Dataset, fn: Callable[[xr.DataArray], xr.DataArray]) -> xr.Dataset:
@@ -78,13 +109,13 @@ def _each_gridded(ds: xr.Dataset, fn: Callable[[xr.DataArray], xr.DataArray]) ->
     return xr.Dataset({**keep, **out}, attrs=dict(ds.attrs))
 
 
-class _Base:
+class _Base(Generic[T]):
     """Shared by both accessors: store the object, nothing else."""
 
-    def __init__(self, obj: Any) -> None:
-        self._obj = obj
+    def __init__(self, obj: T) -> None:
+        self._obj: T = obj
 
-    def downscale(self, **options: Any) -> Any:
+    def downscale(self, **options: Unpack[DownscaleKwargs]) -> T:
         """Downscale this object: :func:`climdown.inference.downscale` with these keyword options.
 
         ``factor``, ``constraint``, ``model``, ``var``, ``device``, ``batch_size``, ``tile``,
@@ -95,7 +126,12 @@ class _Base:
 
         return downscale(self._obj, **options)
 
-    def conservation(self, hr: Any, lr: Any = None, var: str | None = None) -> xr.Dataset:
+    def conservation(
+        self,
+        hr: xr.DataArray | xr.Dataset,
+        lr: xr.DataArray | xr.Dataset | None = None,
+        var: str | None = None,
+    ) -> xr.Dataset:
         """Mass budget of ``hr`` against ``lr`` (default: this object) per time step, in kg.
 
         See :func:`climdown.conservation.conservation`.
@@ -105,7 +141,9 @@ class _Base:
 
         return conservation(_variable(hr, var), _variable(lr, var), grid=_cells(lr))
 
-    def assert_conserves(self, hr: Any, rtol: float = 1e-5, var: str | None = None) -> xr.Dataset:
+    def assert_conserves(
+        self, hr: xr.DataArray | xr.Dataset, rtol: float = 1e-5, var: str | None = None
+    ) -> xr.Dataset:
         """Raise :class:`~climdown.errors.ConservationError` unless ``hr`` conserves this field.
 
         See :func:`climdown.conservation.assert_conserves`.
@@ -116,7 +154,13 @@ class _Base:
             _variable(hr, var), _variable(self._obj, var), rtol=rtol, grid=_cells(self._obj)
         )
 
-    def plot(self, hr: Any, truth: Any = None, var: str | None = None, **kwargs: Any) -> Any:
+    def plot(
+        self,
+        hr: xr.DataArray | xr.Dataset,
+        truth: xr.DataArray | xr.Dataset | None = None,
+        var: str | None = None,
+        **kwargs: Any,
+    ) -> Figure:
         """Maps LR (this object) | downscaled | truth | error; see :func:`climdown.plot.compare`."""
         from climdown.plot import compare  # matplotlib and cartopy load only when plotting
 
@@ -129,7 +173,7 @@ class _Base:
 
 
 @xr.register_dataarray_accessor("climdown")
-class ClimdownDataArrayAccessor(_Base):
+class ClimdownDataArrayAccessor(_Base[xr.DataArray]):
     """``da.climdown``: downscale, conservation, assert_conserves, coarsen, plot."""
 
     def coarsen(self, factor: int) -> xr.DataArray:
@@ -138,7 +182,7 @@ class ClimdownDataArrayAccessor(_Base):
 
 
 @xr.register_dataset_accessor("climdown")
-class ClimdownDatasetAccessor(_Base):
+class ClimdownDatasetAccessor(_Base[xr.Dataset]):
     """``ds.climdown``: downscale, conservation, assert_conserves, coarsen, plot."""
 
     def coarsen(self, factor: int) -> xr.Dataset:

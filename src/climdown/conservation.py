@@ -79,7 +79,9 @@ def _check_refinement(hr: xr.DataArray, lat: str, lon: str, ref: _grid.Grid, fac
             )
 
 
-def _check_other_dims(hr: xr.DataArray, lr: xr.DataArray, hr_dims: tuple, lr_dims: tuple) -> None:
+def _check_other_dims(
+    hr: xr.DataArray, lr: xr.DataArray, hr_dims: tuple[str, str], lr_dims: tuple[str, str]
+) -> None:
     hr_other = [d for d in hr.dims if d not in hr_dims]
     lr_other = [d for d in lr.dims if d not in lr_dims]
     if sorted(map(str, hr_other)) != sorted(map(str, lr_other)):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from climdown.errors import ConfigError
 
@@ -32,6 +32,8 @@ __all__ = [
     "broadcast_object",
     "barrier",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
     return [float(v) for v in t.cpu()]
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
+def broadcast_object(obj: T, src: int = 0) -> T:
     """Rank ``src``'s (picklable) ``obj`` on every rank; ``obj`` itself for one process."""
     import torch.distributed as dist
 
