@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -132,30 +133,88 @@ def test_shared_scale_units_and_symmetric_error(rhine_like):
     err = meshes(axes[3])[0]
     assert err.norm.vmin == -err.norm.vmax
     e = (hr - truth).isel(time=0).values
-    assert err.norm.vmax == pytest.approx(np.abs(e).max())
+    assert err.norm.vmax == pytest.approx(np.percentile(np.abs(e), 99))
     assert err.get_cmap().name == "RdBu_r"
     # two colour bars: one for the fields, one for the error, both with units
     labels = [a.get_xlabel() or a.get_ylabel() for a in colorbar_axes(fig)]
     assert len(labels) == 2
     assert any("kg m-2" in s and "Total column water" in s for s in labels)
-    assert any(s.startswith("error") and "kg m-2" in s for s in labels)
+    assert any(s.startswith("downscaled - truth [kg m-2]") and "p99" in s for s in labels)
+    assert axes[3].get_title() == "error: downscaled - truth"
 
 
-def test_titles_name_time_and_factor(rhine_like):
+def test_error_range_is_a_percentile_so_one_outlier_does_not_whiten_the_map(rhine_like):
+    lr, hr = rhine_like
+    rng = np.random.default_rng(1)
+    truth = hr + rng.normal(0.0, 0.5, hr.shape)
+    truth[0, 3, 7] += 50.0  # one bad cell
+    e = np.abs((hr - truth).isel(time=0).values)
+    err = meshes(geo_axes(plot.compare(lr, hr, truth))[3])[0]
+    assert err.norm.vmax == pytest.approx(np.percentile(e, 99))
+    assert err.norm.vmax < e.max() / 10  # the outlier does not set the scale
+    # contrast: the maximum, as before, would be set by the outlier alone
+    err100 = meshes(geo_axes(plot.compare(lr, hr, truth, error_percentile=100))[3])[0]
+    assert err100.norm.vmax == pytest.approx(e.max())
+    assert plot.error_limit(np.array([0.0, 0.0, 3.0]), 50) == 3.0  # never a zero range
+    with pytest.raises(ClimdownError, match=r"error_percentile must be in \(0, 100\]"):
+        plot.compare(lr, hr, truth, error_percentile=0)
+
+
+def test_titles_name_valid_time_and_factor(rhine_like):
     lr, hr = rhine_like
     fig = plot.compare(lr, hr, time="2020-01-01T06")
     sup = fig.get_suptitle()
-    assert "4x" in sup and "2020-01-01 06:00" in sup
+    assert sup == "Total column water, 4x downscaling, valid 2020-01-01 06:00 UTC"
     titles = [ax.get_title() for ax in geo_axes(fig)]
-    assert all("2020-01-01 06:00" in t for t in titles)
-    assert "4x" in titles[1]
+    assert titles == ["LR (1°)", "downscaled (4x, 0.25°)"]
     # the chosen time is drawn, not the first
     drawn = meshes(geo_axes(fig)[1])[0].get_array()
     np.testing.assert_allclose(np.asarray(drawn).ravel(), hr.isel(time=1).values.ravel())
-    assert plot.compare(lr, hr, title="mine").get_suptitle() == "mine"
-    # no time dim at all
+    # a title of one's own keeps the valid time
+    assert plot.compare(lr, hr, title="mine").get_suptitle() == "mine, valid 2020-01-01 00:00 UTC"
+    # no time at all: no valid time claimed
     fig = plot.compare(lr.isel(time=0, drop=True), hr.isel(time=0, drop=True))
-    assert "4x" in fig.get_suptitle()
+    assert fig.get_suptitle() == "Total column water, 4x downscaling"
+
+
+def test_valid_time_from_a_scalar_time_coordinate(rhine_like):
+    """After ``sel(time=...)`` the time is a scalar coordinate, as in the demo's held-out hour."""
+    lr, hr = rhine_like
+    at = "2020-01-01T06"
+    lr1, hr1 = lr.sel(time=at), hr.sel(time=at)
+    assert lr1.coords["time"].ndim == 0 and "time" not in hr1.dims
+    fig = plot.compare(lr1, hr1, hr1 + 0.1, title="held-out hour")
+    assert fig.get_suptitle() == "held-out hour, valid 2020-01-01 06:00 UTC"
+    assert geo_axes(plot.field(hr1))[0].get_title() == "2020-01-01 06:00 UTC"
+    # a length-1 time dimension reads the same
+    assert plot.field(hr.isel(time=[1])).axes[0].get_title() == "2020-01-01 06:00 UTC"
+
+
+def gridline_labels(fig):
+    """The visible gridline label texts of each map (made when the figure is drawn)."""
+    fig.savefig(io.BytesIO(), format="png", dpi=40)
+    out = []
+    for ax in geo_axes(fig):
+        (gl,) = [a for a in ax.get_children() if a.get_gid() == plot.GRIDLINES_GID]
+        out.append([t.get_text() for t in gl.label_artists if t.get_visible()])
+    return out
+
+
+def test_gridlines_labelled_in_degrees(rhine_like):
+    lr, hr = rhine_like
+    first, *others = gridline_labels(plot.compare(lr, hr, hr + 0.1))
+    assert {"2°E", "4°E", "50°N", "54°N"} <= set(first)
+    assert len(others) == 3
+    for labels in others:  # latitudes only on the first panel, longitudes on each
+        assert "4°E" in labels and not any(t.endswith("N") for t in labels)
+    # across the date line: east and west of it, not just 180
+    lon = np.concatenate([np.arange(160.5, 180.0, 1.0), np.arange(-179.5, -160.0, 1.0)])
+    da = tcw(np.arange(-10.5, -30.0, -1.0), lon, nt=1)
+    (labels,) = gridline_labels(plot.field(da, colorbar=False))
+    assert {"170°E", "180°", "170°W", "20°S"} <= set(labels)
+    # contrast: without gridlines there is nothing to find
+    fig = plot.field(da, gridlines=False)
+    assert not [a for a in geo_axes(fig)[0].get_children() if a.get_gid() == plot.GRIDLINES_GID]
 
 
 def test_descending_regional_cells_drawn_where_they_are(rhine_like):
@@ -271,6 +330,46 @@ def test_offline_guard_catches_cartopys_own_coastlines(tmp_path, offline):
         fig.savefig(tmp_path / "bad.png")
 
 
+def write_border_shapefile(path):
+    """A two-line shapefile (pyshp, a cartopy dependency): a local file, no download."""
+    import shapefile
+
+    with shapefile.Writer(str(path), shapeType=shapefile.POLYLINE) as w:
+        w.field("name", "C")
+        w.line([[[2.0, 48.0], [6.0, 54.0]]])
+        w.record("a")
+        w.line([[[0.5, 50.0], [7.5, 50.0]]])
+        w.record("b")
+    return path.with_suffix(".shp")
+
+
+def has_borders(ax):
+    return any(a.get_gid() == plot.BORDERS_GID for a in ax.get_children())
+
+
+def test_borders_from_a_local_shapefile_only(tmp_path, offline, rhine_like):
+    lr, hr = rhine_like
+    shp = write_border_shapefile(tmp_path / "borders")
+    assert all(has_borders(ax) for ax in geo_axes(plot.compare(lr, hr, hr + 0.1, borders=shp)))
+    assert not any(has_borders(ax) for ax in geo_axes(plot.compare(lr, hr)))  # off by default
+    with_b, without = tmp_path / "b.png", tmp_path / "nob.png"
+    assert has_borders(geo_axes(plot.field(hr, borders=shp, path=with_b))[0])
+    plot.field(hr, path=without)
+    assert np.abs(pixels(with_b) - pixels(without)).max() > 0.1  # the lines are drawn
+    assert list(offline.iterdir()) == []  # nothing was fetched
+
+
+def test_borders_true_needs_the_vendored_file_and_says_where(rhine_like, tmp_path):
+    lr, hr = rhine_like
+    vendored = plot.coastline_path().parents[1] / "cultural"
+    assert not (vendored / "ne_110m_admin_0_boundary_lines_land.shp").exists()
+    with pytest.raises(ClimdownError, match="not packaged") as exc:
+        plot.compare(lr, hr, borders=True)
+    assert str(vendored) in str(exc.value) and "borders='path/to/borders.shp'" in str(exc.value)
+    with pytest.raises(ClimdownError, match="no border shapefile at"):
+        plot.field(hr, borders=tmp_path / "missing.shp")
+
+
 def test_coastline_is_the_vendored_file():
     p = plot.coastline_path()
     assert p.name == "ne_110m_coastline.shp" and p.is_file()
@@ -313,8 +412,10 @@ def test_spectrum_plot(tmp_path, rhine_like):
     assert pixels(out).var() > 1e-3
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert "per degree" in ax.get_xlabel()
-    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert ax.get_xlabel().startswith("wavenumber [cycles per km]")
+    assert "cos latitude" in ax.get_xlabel()
+    assert "km$^2$" in ax.get_ylabel() and "(kg m-2)$^2$" in ax.get_ylabel()
+    lines = {ln.get_label().split(" (")[0]: ln for ln in ax.get_lines()}
     assert set(lines) == {"LR", "HR"}
     # the HR spectrum reaches 4x further in wavenumber (0.25 vs 1 deg cells)
     assert lines["HR"].get_xdata().max() == pytest.approx(4 * lines["LR"].get_xdata().max())
@@ -323,6 +424,32 @@ def test_spectrum_plot(tmp_path, rhine_like):
     assert "per cell" in fig.axes[0].get_xlabel()
     with pytest.raises(ClimdownError, match="at least one"):
         plot.spectrum({})
+
+
+def test_spectrum_wavenumber_in_km_from_the_cell_area_on_the_sphere():
+    """1 x 1 deg cells between 59 N and 61 N: cell side sqrt(mean area), worked out by hand."""
+    r = 6371.0  # km
+    lat, lon = np.array([60.5, 59.5]), np.arange(10.5, 30.0, 1.0)  # 2 x 20 cells
+    band = np.sin(np.deg2rad(61.0)) - np.sin(np.deg2rad(59.0))  # of both rows together
+    side = np.sqrt(r**2 * np.deg2rad(20.0) * band / 40)  # km: 1 deg x cos(60) ~ 55.6 x 111 km
+    assert side == pytest.approx(78.6, abs=0.1)  # sqrt(55.6 x 111.2), not 111.2 km
+    da = tcw(lat, lon, nt=1)
+    assert plot.cell_size_km(da) == pytest.approx(side, rel=1e-9)
+    # at the equator 0.25 deg cells are 27.8 km
+    assert plot.cell_size_km(tcw([0.125, -0.125], [0.125, 0.375], nt=1)) == pytest.approx(
+        27.80, abs=0.01
+    )
+    # drawn: k = (cycles per cell) / side, power density per mode x side^2
+    big = tcw(np.arange(61.0, 59.0, -0.0625), np.arange(10.0, 30.0, 0.625), nt=1)  # 32 x 32
+    from climdown.metrics import power_spectrum
+
+    k_cell, p_cell = power_spectrum(big)
+    (line,) = plot.spectrum({"x": big}).axes[0].get_lines()
+    size = plot.cell_size_km(big)
+    np.testing.assert_allclose(line.get_xdata(), k_cell / size)
+    np.testing.assert_allclose(line.get_ydata(), p_cell * size**2)
+    assert line.get_label() == f"x ({size:.3g} km cells)"
+    assert plot.cell_size_km(np.ones((4, 4))) is None  # a plain array has no cells
 
 
 def test_training_curves_from_jsonl(tmp_path):
@@ -337,12 +464,60 @@ def test_training_curves_from_jsonl(tmp_path):
     fig = plot.training_curves(log, path=out)
     assert pixels(out).var() > 1e-3
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["loss", "val_rmse", "mass_violation"]
+    # units in the titles; mass_violation is 1e-7 in every epoch: no flat panel, a note
+    assert titles == [
+        "loss [1: MSE of fields / normalisation scale]",
+        "validation RMSE [kg m-2]",
+    ]
+    assert fig.get_supxlabel() == "not drawn: mass_violation = 1e-07 every epoch"
     rmse = fig.axes[1].get_lines()[0]
     np.testing.assert_array_equal(rmse.get_xdata(), [1, 2, 4, 5])
     # records directly, with a non-numeric field ignored
     fig = plot.training_curves([{"epoch": 1, "train_loss": 0.5, "note": "x"}])
-    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+    assert [ax.get_title() for ax in fig.axes] == ["loss [1: MSE of fields / normalisation scale]"]
+
+
+def test_training_curves_no_empty_or_flat_panels():
+    """The trainer's log under a positivity constraint: val_neg is 0 every epoch."""
+    recs = [
+        {
+            "epoch": e,
+            "step": 10 * e,
+            "train_loss": 1.0 / e,
+            "val_rmse": 2.0 - 0.1 * e,
+            "val_rmse_area": 2.1 - 0.1 * e,
+            "val_mass_violation": 1e-6 * (1 + e % 2),
+            "val_mass_violation_rel": 1e-7 * (1 + e % 2),
+            "val_neg": 0,
+            "grad_norm": float("nan"),
+        }
+        for e in range(1, 5)
+    ]
+    fig = plot.training_curves(recs)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        "loss [1: MSE of fields / normalisation scale]",
+        "validation RMSE [kg m-2]",
+        "validation RMSE, area-weighted [kg m-2]",
+        "worst coarse-cell mass violation [kg m-2]",
+        "worst mass violation / mean |LR| [1]",
+    ]
+    assert all(ax.get_lines() for ax in fig.axes)  # every panel has a curve
+    note = fig.get_supxlabel()
+    assert "val_neg = 0 every epoch" in note and "grad_norm: no finite value" in note
+    # contrast: when negatives do occur, they get their panel
+    recs[2]["val_neg"] = 3
+    titles = [ax.get_title() for ax in plot.training_curves(recs).axes]
+    assert "negative cells (validation) [count]" in titles
+    assert plot.curve_title("val_crps_rel") == "val_crps_rel [1]"
+    assert plot.curve_title("test_mae") == "test_mae [kg m-2]"
+    assert plot.curve_title("lr_scale") == "lr_scale"
+
+
+def test_training_curves_one_epoch_is_drawn():
+    """A single record is not 'flat': each metric gets its panel (one point)."""
+    fig = plot.training_curves([{"epoch": 1, "train_loss": 0.5, "val_rmse": 1.0, "val_neg": 0}])
+    assert len(fig.axes) == 3 and not fig.get_supxlabel()
 
 
 def test_training_curves_bad_logs(tmp_path):

@@ -8,7 +8,9 @@ Maps draw every cell where it really is: :func:`matplotlib.axes.Axes.pcolormesh`
 bounds of :class:`climdown.grid.Grid` (descending latitudes and 0..360 longitudes included), in a
 :class:`cartopy.crs.PlateCarree` projection centred on the field, so a global field or a region
 across the date line is drawn in one piece. Coastlines come only from the Natural Earth 1:110m
-shapefile vendored in ``climdown/_data``; cartopy is never asked to download anything.
+shapefile vendored in ``climdown/_data``; cartopy is never asked to download anything (country
+borders, ``borders=``, likewise only from a local shapefile). Gridlines are labelled in degrees
+and every map title names its valid time (``2020-01-01 22:00 UTC``).
 
 Figures are plain :class:`matplotlib.figure.Figure` objects, not pyplot-managed ones: no global
 state, no backend needed to save a PNG, and Jupyter still displays a returned figure.
@@ -26,28 +28,44 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from climdown.errors import ClimdownError, CoordinateError, GridShapeError
 from climdown.grid import Grid, find_latlon, infer_factor, wrap_lon
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
+    from cartopy.mpl.geoaxes import GeoAxes  # untyped: Any to mypy, like every cartopy object
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
     "coastline_path",
     "coastlines",
+    "border_path",
+    "borders",
+    "gridlines",
+    "error_limit",
     "field",
     "compare",
     "spectrum",
+    "cell_size_km",
     "training_curves",
+    "curve_title",
 ]
 
 #: Where the vendored Natural Earth 110m coastline lives inside the package.
-_COASTLINE = "_data/natural_earth/shapefiles/natural_earth/physical/ne_110m_coastline.shp"
+_NATURAL_EARTH = "_data/natural_earth/shapefiles/natural_earth"
+_COASTLINE = f"{_NATURAL_EARTH}/physical/ne_110m_coastline.shp"
+#: Where Natural Earth's 110m country borders would be vendored (they are not shipped).
+_BORDERS = f"{_NATURAL_EARTH}/cultural/ne_110m_admin_0_boundary_lines_land.shp"
 #: gid given to the coastline artist, so figures (and tests) can find it.
 COASTLINE_GID = "climdown-coastline"
+#: gid of the country-border artist and of the labelled gridlines.
+BORDERS_GID = "climdown-borders"
+GRIDLINES_GID = "climdown-gridlines"
+#: Default percentile of |error| that sets the error panel's symmetric colour range.
+ERROR_PERCENTILE = 99.0
 _ERROR_CMAP = "RdBu_r"
 _TIME_NAMES = ("time", "valid_time")
 
@@ -74,12 +92,17 @@ def coastline_path() -> pathlib.Path:
 
 @functools.lru_cache(maxsize=1)
 def _coastline_geometries() -> tuple[Any, ...]:
+    return _read_shapes(str(coastline_path()))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_shapes(path: str) -> tuple[Any, ...]:
     from cartopy.io import shapereader
 
-    return tuple(shapereader.Reader(str(coastline_path())).geometries())
+    return tuple(shapereader.Reader(path).geometries())
 
 
-def coastlines(ax: Axes, **kw: Any) -> Any:
+def coastlines(ax: GeoAxes, **kw: Any) -> Any:
     """Draw the vendored Natural Earth 110m coastline on a cartopy GeoAxes (no download ever).
 
     Parameters
@@ -104,6 +127,130 @@ def coastlines(ax: Axes, **kw: Any) -> Any:
     return artist
 
 
+def border_path(source: bool | str | os.PathLike[str] = True) -> pathlib.Path:
+    """Path of a country-border shapefile: one you name, or Natural Earth's if vendored.
+
+    climdown ships only the Natural Earth 1:110m coastline; country borders are drawn from a
+    shapefile on disk and never downloaded.
+
+    Parameters
+    ----------
+    source : True or path
+        True: Natural Earth's 1:110m ``ne_110m_admin_0_boundary_lines_land.shp`` under
+        ``climdown/_data/natural_earth/shapefiles/natural_earth/cultural/``; a path: that
+        shapefile (lines or polygons, longitude/latitude in degrees).
+
+    Raises
+    ------
+    ClimdownError
+        If the shapefile is not there, naming where to put it or what to pass instead.
+    """
+    if source is True:
+        path = pathlib.Path(str(importlib.resources.files("climdown").joinpath(_BORDERS)))
+        if not path.is_file():
+            raise ClimdownError(
+                "country borders are not packaged with climdown (only the 1:110m coastline is) "
+                "and climdown never downloads map data: put Natural Earth's 1:110m "
+                f"'{path.name}' (with its .shx and .dbf; public domain, naturalearthdata.com) "
+                f"at {path.parent}, or pass borders='path/to/borders.shp'"
+            )
+        return path
+    if source is False:
+        raise ClimdownError("border_path needs True or a shapefile path, got False")
+    path = pathlib.Path(source)
+    if not path.is_file():
+        raise ClimdownError(
+            f"no border shapefile at {str(path)!r}; pass the path of a local .shp file "
+            "(e.g. Natural Earth's ne_110m_admin_0_boundary_lines_land.shp), or borders=False"
+        )
+    return path
+
+
+def borders(ax: GeoAxes, source: bool | str | os.PathLike[str] = True, **kw: Any) -> Any:
+    """Draw country borders from a local shapefile (:func:`border_path`) on a GeoAxes.
+
+    Parameters
+    ----------
+    ax : cartopy.mpl.geoaxes.GeoAxes
+        The map to draw on.
+    source : True or path
+        Which shapefile (see :func:`border_path`).
+    **kw
+        Line style for :meth:`GeoAxes.add_feature` (defaults: dark grey, 0.4 pt).
+
+    Returns
+    -------
+    cartopy.mpl.feature_artist.FeatureArtist
+        The border artist (its gid is ``"climdown-borders"``).
+
+    Raises
+    ------
+    ClimdownError
+        If the shapefile is missing (see :func:`border_path`).
+    """
+    import cartopy.crs as ccrs
+    from cartopy.feature import ShapelyFeature
+
+    style = {"edgecolor": "0.25", "facecolor": "none", "linewidth": 0.4, **kw}
+    feature = ShapelyFeature(_read_shapes(str(border_path(source))), ccrs.PlateCarree())
+    artist = ax.add_feature(feature, **style)
+    artist.set_gid(BORDERS_GID)
+    return artist
+
+
+def _lon_ticks(ax: GeoAxes) -> np.ndarray | None:
+    """Round longitudes across the map's span, wrapped to -180..180 (None: cartopy's choice).
+
+    In a PlateCarree frame centred on the field the span is the x limits plus the centre, so a
+    region across the date line (160 E .. 160 W) gets 165 E, 170 E, ... 165 W, not just 180.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    centre = _projection_centre(ax)
+    if centre is None:
+        return None
+    lo, hi = (float(x) + centre for x in ax.get_xlim())
+    steps = [1.0, 2.0, 2.5, 3.0, 5.0, 10.0]
+    ticks = np.asarray(MaxNLocator(nbins=6, steps=steps).tick_values(lo, hi), dtype=np.float64)
+    inside = ticks[(ticks >= lo - 1e-9) & (ticks <= hi + 1e-9)]
+    return np.unique(np.asarray(wrap_lon(inside, -180.0), dtype=np.float64))
+
+
+def gridlines(ax: GeoAxes, *, left: bool = True, bottom: bool = True) -> Any:
+    """Dotted latitude/longitude gridlines labelled in degrees (left and bottom edges).
+
+    Parameters
+    ----------
+    ax : cartopy.mpl.geoaxes.GeoAxes
+        The map.
+    left, bottom : bool
+        Label the latitudes on the left edge / the longitudes on the bottom edge.
+
+    Returns
+    -------
+    cartopy.mpl.gridliner.Gridliner
+        Its gid is ``"climdown-gridlines"``; the labels exist once the figure is drawn.
+    """
+    import cartopy.crs as ccrs
+
+    gl = ax.gridlines(
+        crs=ccrs.PlateCarree(),
+        draw_labels=True,
+        xlocs=_lon_ticks(ax),
+        linewidth=0.4,
+        color="0.4",
+        alpha=0.6,
+        linestyle=":",
+        x_inline=False,
+        y_inline=False,
+    )
+    gl.top_labels = gl.right_labels = False
+    gl.left_labels, gl.bottom_labels = left, bottom
+    gl.xlabel_style = gl.ylabel_style = {"size": 7}
+    gl.set_gid(GRIDLINES_GID)
+    return gl
+
+
 # ---------------------------------------------------------------------------------------
 # Preparing a field for a map
 # ---------------------------------------------------------------------------------------
@@ -117,10 +264,19 @@ def _time_dim(da: xr.DataArray, spatial: tuple[str, ...]) -> str | None:
 
 
 def _format_time(value: Any) -> str:
+    """``2020-01-01 22:00 UTC`` for a datetime64 (ERA5 and CF times are UTC); str otherwise."""
     t = np.asarray(value)
     if np.issubdtype(t.dtype, np.datetime64):
-        return str(np.datetime_as_string(t, unit="m")).replace("T", " ")
+        return str(np.datetime_as_string(t, unit="m")).replace("T", " ") + " UTC"
     return str(value)
+
+
+def _scalar_time(da: xr.DataArray) -> str | None:
+    """The valid time of a field whose time is a scalar coordinate (after ``sel(time=...)``)."""
+    for name, coord in da.coords.items():
+        if coord.ndim == 0 and (name in _TIME_NAMES or np.issubdtype(coord.dtype, np.datetime64)):
+            return _format_time(coord.values)
+    return None
 
 
 def _map_dims(da: Any, what: str) -> tuple[str, str, tuple[str, str], str | None]:
@@ -133,7 +289,7 @@ def _map_dims(da: Any, what: str) -> tuple[str, str, tuple[str, str], str | None
             f"{type(da).__name__}; wrap arrays with xr.DataArray(values, coords=...) first"
         )
     lat_name, lon_name = find_latlon(da)
-    spatial = (da[lat_name].dims[0], da[lon_name].dims[0])
+    spatial = (str(da[lat_name].dims[0]), str(da[lon_name].dims[0]))
     return lat_name, lon_name, spatial, _time_dim(da, spatial)
 
 
@@ -216,6 +372,8 @@ def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str 
                 ) from err
         if tdim in da.coords:
             label = _format_time(da[tdim].values)
+    else:
+        label = _scalar_time(da)
     extra = [d for d in da.dims if d not in spatial]
     if extra:
         raise GridShapeError(
@@ -226,9 +384,15 @@ def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str 
     return da, Grid.from_xarray(da, lat_name, lon_name), label
 
 
+def _edges(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's cell bounds ``(lat_b, lon_b)`` in degrees (always set once it is built)."""
+    return np.asarray(grid.lat_b, dtype=np.float64), np.asarray(grid.lon_b, dtype=np.float64)
+
+
 def _centre(grid: Grid) -> float:
     """Central longitude of the grid's (unwrapped) span, in degrees."""
-    return float(0.5 * (grid.lon_b[0] + grid.lon_b[-1]))
+    lon_b = _edges(grid)[1]
+    return float(0.5 * (lon_b[0] + lon_b[-1]))
 
 
 def _x_bounds(grid: Grid, central_longitude: float) -> np.ndarray:
@@ -237,12 +401,12 @@ def _x_bounds(grid: Grid, central_longitude: float) -> np.ndarray:
     The bounds stay monotonic (one piece across the date line); the whole run is shifted by a
     multiple of 360 so that its middle lies within 180 degrees of the projection's centre.
     """
-    x = grid.lon_b - central_longitude
+    x = _edges(grid)[1] - central_longitude
     mid = 0.5 * (x[0] + x[-1])
     return x - 360.0 * np.round(mid / 360.0)
 
 
-def _projection_centre(ax: Axes) -> float | None:
+def _projection_centre(ax: GeoAxes) -> float | None:
     import cartopy.crs as ccrs
 
     proj = getattr(ax, "projection", None)
@@ -253,26 +417,28 @@ def _projection_centre(ax: Axes) -> float | None:
     return None
 
 
-def _mesh(ax: Axes, values: np.ndarray, grid: Grid, **kw: Any) -> Any:
+def _mesh(ax: GeoAxes, values: np.ndarray, grid: Grid, **kw: Any) -> Any:
     """pcolormesh of ``values`` on the cells of ``grid`` in ``ax``'s projection."""
     import cartopy.crs as ccrs
 
     centre = _projection_centre(ax)
+    lat_b, lon_b = _edges(grid)
     if centre is None:  # another projection: let cartopy transform from lon/lat
         return ax.pcolormesh(
-            grid.lon_b, grid.lat_b, values, transform=ccrs.PlateCarree(), shading="flat", **kw
+            lon_b, lat_b, values, transform=ccrs.PlateCarree(), shading="flat", **kw
         )
     x = _x_bounds(grid, centre)
-    return ax.pcolormesh(x, grid.lat_b, values, transform=ax.projection, shading="flat", **kw)
+    return ax.pcolormesh(x, lat_b, values, transform=ax.projection, shading="flat", **kw)
 
 
-def _set_extent(ax: Axes, grid: Grid) -> None:
+def _set_extent(ax: GeoAxes, grid: Grid) -> None:
     centre = _projection_centre(ax)
-    lat = (float(np.min(grid.lat_b)), float(np.max(grid.lat_b)))
+    lat_b, lon_b = _edges(grid)
+    lat = (float(np.min(lat_b)), float(np.max(lat_b)))
     if centre is None:
         import cartopy.crs as ccrs
 
-        ax.set_extent([grid.lon_b.min(), grid.lon_b.max(), *lat], crs=ccrs.PlateCarree())
+        ax.set_extent([lon_b.min(), lon_b.max(), *lat], crs=ccrs.PlateCarree())
         return
     # in a centred PlateCarree frame the map coordinates are degrees: set the limits directly
     # (set_extent would fold a full 360 degree span onto one meridian)
@@ -299,8 +465,10 @@ def _new_map_figure(n: int, grid: Grid, width_per_panel: float = 4.0) -> tuple[F
     from matplotlib.figure import Figure
 
     proj = ccrs.PlateCarree(central_longitude=_centre(grid))
-    aspect = (np.ptp(grid.lat_b) or 1.0) / (np.ptp(grid.lon_b) or 1.0)
-    height = min(max(width_per_panel * aspect, 1.6), 2.0 * width_per_panel) + 1.4
+    lat_b, lon_b = _edges(grid)
+    aspect = (np.ptp(lat_b) or 1.0) / (np.ptp(lon_b) or 1.0)
+    # + room for the title, the colour bar and the gridline labels
+    height = min(max(width_per_panel * aspect, 1.6), 2.0 * width_per_panel) + 1.9
     fig = Figure(figsize=(width_per_panel * n, height), layout="constrained")
     axes = [fig.add_subplot(1, n, i + 1, projection=proj) for i in range(n)]
     return fig, axes
@@ -331,7 +499,7 @@ def _save(fig: Figure, path: str | os.PathLike[str] | None, dpi: int = 120) -> N
 # ---------------------------------------------------------------------------------------
 def field(
     da: xr.DataArray,
-    ax: Axes | None = None,
+    ax: GeoAxes | None = None,
     *,
     time: Any = None,
     cmap: str = "viridis",
@@ -340,9 +508,11 @@ def field(
     title: str | None = None,
     colorbar: bool = True,
     coast: bool = True,
+    borders: bool | str | os.PathLike[str] = False,
+    gridlines: bool = True,
     path: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """Map one field (one time step) with coastlines.
+    """Map one field (one time step) with coastlines and labelled gridlines.
 
     Parameters
     ----------
@@ -356,18 +526,29 @@ def field(
     cmap, vmin, vmax : optional
         Colour map and scale.
     title : str, optional
-        Axes title; the field's time when omitted.
+        Axes title; the field's valid time (``2020-01-01 22:00 UTC``) when omitted.
     colorbar : bool
         Add a colour bar labelled with ``long_name [units]``.
     coast : bool
         Draw the vendored coastline.
+    borders : bool or path
+        Draw country borders from a local shapefile (see :func:`border_path`; True needs
+        Natural Earth's vendored, which climdown does not ship).
+    gridlines : bool
+        Draw latitude/longitude gridlines labelled in degrees.
     path : path, optional
         Save the figure as PNG here.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ClimdownError
+        If ``borders`` names a shapefile that is not there.
     """
+    border_file = None if borders is False else border_path(borders)  # fail before drawing
     da2, grid, tlabel = _select_map(da, time, "da")
     if ax is None:
         fig, (ax,) = _new_map_figure(1, grid, width_per_panel=6.0)
@@ -376,9 +557,7 @@ def field(
     mesh = _mesh(
         ax, np.asarray(da2.values, dtype=np.float64), grid, cmap=cmap, vmin=vmin, vmax=vmax
     )
-    _set_extent(ax, grid)
-    if coast:
-        coastlines(ax)
+    _decorate(ax, grid, coast=coast, border_file=border_file, grid_labels=gridlines)
     ax.set_title(title if title is not None else (tlabel or ""))
     if colorbar:
         fig.colorbar(
@@ -388,6 +567,62 @@ def field(
     return fig
 
 
+def _decorate(
+    ax: GeoAxes,
+    grid: Grid,
+    *,
+    coast: bool = True,
+    border_file: pathlib.Path | None = None,
+    grid_labels: bool = True,
+    left: bool = True,
+) -> None:
+    """Extent of ``grid``, coastline, optional borders and labelled gridlines on one map."""
+    _set_extent(ax, grid)
+    if coast:
+        coastlines(ax)
+    if border_file is not None:
+        borders(ax, border_file)
+    if grid_labels:
+        gridlines(ax, left=left)
+
+
+def error_limit(error: np.ndarray, percentile: float = ERROR_PERCENTILE) -> float:
+    """Half-width of a symmetric error colour scale: a percentile of ``|error|``.
+
+    A percentile, not the maximum, so that one outlier does not wash out the rest of the map;
+    the few cells beyond it are drawn in the end colours (the colour bar's arrows).
+
+    Parameters
+    ----------
+    error : numpy.ndarray
+        The error field (NaNs ignored).
+    percentile : float
+        In (0, 100]; 100 is the maximum.
+
+    Returns
+    -------
+    float
+        The limit (> 0; 1.0 for an all-zero or all-NaN error).
+
+    Raises
+    ------
+    ClimdownError
+        If ``percentile`` is outside (0, 100].
+    """
+    if not 0.0 < float(percentile) <= 100.0:
+        raise ClimdownError(
+            f"error_percentile must be in (0, 100] (100: the largest |error|), got {percentile!r}"
+        )
+    finite = np.abs(error[np.isfinite(error)])
+    if not finite.size:
+        return 1.0
+    lim = float(np.percentile(finite, percentile))
+    if lim > 0:
+        return lim
+    top = float(finite.max())  # the percentile is 0 but some cells are not: show those
+    return top if top > 0 else 1.0
+
+
 def compare(
     lr: xr.DataArray,
     hr: xr.DataArray,
@@ -395,7 +630,9 @@ def compare(
     *,
     time: Any = None,
     error: bool = True,
+    error_percentile: float = ERROR_PERCENTILE,
     cmap: str = "viridis",
+    borders: bool | str | os.PathLike[str] = False,
     path: str | os.PathLike[str] | None = None,
     title: str | None = None,
 ) -> Figure:
@@ -405,24 +642,31 @@ def compare(
     ----------
     lr : xarray.DataArray
         Coarse input with 1-D latitude/longitude (ascending or descending, 0..360 or
-        -180..180), optionally a time dimension.
+        -180..180), optionally a time dimension (or a scalar time coordinate).
     hr : xarray.DataArray
         Downscaled field on the fine grid.
     truth : xarray.DataArray, optional
         High-resolution truth on the same grid as ``hr``; adds the truth panel and, with
-        ``error=True``, the error panel ``hr - truth`` (diverging colour map, symmetric scale,
-        its own colour bar).
+        ``error=True``, the error panel ``hr - truth`` (downscaled minus truth: red where the
+        downscaling is too high; diverging colour map, symmetric scale, its own colour bar).
     time : optional
         Time to show (``sel(time=time)`` on each input); the first step when omitted.
     error : bool
         Draw the error panel (only when ``truth`` is given).
+    error_percentile : float
+        The error colour scale spans ``±`` this percentile of ``|hr - truth|`` (99: the
+        largest 1% of errors saturate; 100: the largest error), so one outlier cannot whiten
+        the map. The colour bar's label says which.
     cmap : str
         Colour map of the field panels; they share one scale and one colour bar labelled with
         the units (``attrs["units"]``, e.g. ``kg m-2``).
+    borders : bool or path
+        Country borders from a local shapefile on every panel (see :func:`border_path`).
     path : path, optional
         Save the figure as PNG here.
     title : str, optional
-        Figure title; by default the variable, the time and the factor.
+        Figure title (by default the variable and the factor); the valid time is appended
+        (``..., valid 2020-01-01 22:00 UTC``) unless the title already names it.
 
     Returns
     -------
@@ -437,14 +681,21 @@ def compare(
         If latitude/longitude cannot be found or are 2-D (curvilinear); if ``hr`` (or
         ``truth``) covers another region than ``lr`` (by more than half a coarse cell); if
         the fields share no time step (or none at ``time``).
+    ClimdownError
+        If ``borders`` names a missing shapefile, or ``error_percentile`` is not in (0, 100].
 
     Notes
     -----
     The panels show one field and its downscaling: ``hr`` must refine ``lr`` (coarsened by
     the integer factor of their sizes, :meth:`climdown.grid.Grid.coarsen`, its cells lie
     within half a coarse cell of ``lr``'s), ``truth`` lie on ``hr``'s grid, and every panel is
-    drawn at the same time step.
+    drawn at the same time step. Each panel has latitude/longitude gridlines, labelled in
+    degrees (latitudes on the first panel only: the panels share them). The valid time, the
+    same for every panel, is in the figure title (``valid 2020-01-01 22:00 UTC``), from the
+    time dimension or a scalar time coordinate.
     """
+    border_file = None if borders is False else border_path(borders)  # fail before drawing
+    error_limit(np.zeros(1), error_percentile)  # check it before drawing, too
     fields = {"lr": lr, "hr": hr} | ({} if truth is None else {"truth": truth})
     grids = {what: _grid(da, what) for what, da in fields.items()}  # geometry first
     factor = f"{_check_refines(grids['lr'], grids['hr'], 'hr', 'lr')}x"
@@ -460,25 +711,27 @@ def compare(
     lr2, g_lr, t_lr = _select_map(lr, when, "lr")
     hr2, g_hr, t_hr = _select_map(hr, when, "hr")
     panels = [(lr2, g_lr), (hr2, g_hr)]
+    t_truth = None
     if truth is not None:
-        truth2, g_truth, _ = _select_map(truth, when, "truth")
+        truth2, g_truth, t_truth = _select_map(truth, when, "truth")
         panels.append((truth2, g_truth))
     show_error = truth is not None and error
     units = _units(hr2, lr2, truth2 if truth is not None else None)
-    tlabel = t_hr or t_lr
+    tlabel = t_hr or t_truth or t_lr
 
     fig, axes = _new_map_figure(len(panels) + int(show_error), g_hr)
     values = [np.asarray(da.values, dtype=np.float64) for da, _ in panels]
     vmin, vmax = _finite_range(values)
     names = [f"LR ({g_lr.spacing[1]:.3g}°)", f"downscaled ({factor}, {g_hr.spacing[1]:.3g}°)"]
-    names += ["truth"] if truth is not None else []
-    mesh = None
-    grids = [g for _, g in panels]
-    for ax, grid, vals, name in zip(axes[: len(panels)], grids, values, names, strict=True):
+    names += [f"truth ({g_hr.spacing[1]:.3g}°)"] if truth is not None else []
+    mesh: Any = None
+    grids_drawn = [g for _, g in panels]
+    for i, (ax, grid, vals, name) in enumerate(
+        zip(axes[: len(panels)], grids_drawn, values, names, strict=True)
+    ):
         mesh = _mesh(ax, vals, grid, cmap=cmap, vmin=vmin, vmax=vmax)
-        _set_extent(ax, g_hr)
-        coastlines(ax)
-        ax.set_title(f"{name}\n{tlabel}" if tlabel else name, fontsize=9)
+        _decorate(ax, g_hr, border_file=border_file, left=i == 0)
+        ax.set_title(name, fontsize=9)
     fig.colorbar(
         mesh,
         ax=axes[: len(panels)],
@@ -490,22 +743,25 @@ def compare(
     if show_error:
         ax = axes[-1]
         err = values[1] - values[2]
-        finite = np.abs(err[np.isfinite(err)])
-        lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        lim = error_limit(err, error_percentile)
+        beyond = bool(np.any(np.abs(err[np.isfinite(err)]) > lim))
         emesh = _mesh(ax, err, g_hr, cmap=_ERROR_CMAP, vmin=-lim, vmax=lim)
-        _set_extent(ax, g_hr)
-        coastlines(ax)
-        ax.set_title(f"error (downscaled - truth)\n{tlabel}" if tlabel else "error", fontsize=9)
+        _decorate(ax, g_hr, border_file=border_file, left=False)
+        ax.set_title("error: downscaled - truth", fontsize=9)
+        scale = "max |error|" if error_percentile >= 100 else f"p{error_percentile:g} of |error|"
         fig.colorbar(
             emesh,
             ax=ax,
             orientation="horizontal",
             shrink=0.9,
-            label=f"error [{units}]" if units else "error",
+            extend="both" if beyond else "neither",
+            label=f"downscaled - truth [{units}]\n(range ±{scale})"
+            if units
+            else f"downscaled - truth (range ±{scale})",
         )
-    name = hr2.attrs.get("long_name") or hr2.name or lr2.name or "field"
-    default = f"{name}, {factor} downscaling" + (f", {tlabel}" if tlabel else "")
-    fig.suptitle(title if title is not None else default)
+    var = hr2.attrs.get("long_name") or hr2.name or lr2.name or "field"
+    head = f"{var}, {factor} downscaling" if title is None else title
+    fig.suptitle(f"{head}, valid {tlabel}" if tlabel and tlabel not in head else head)
     _save(fig, path)
     return fig
 
@@ -523,14 +779,16 @@ def _check_refines(coarse: Grid, fine: Grid, fine_name: str, coarse_name: str) -
         raise GridShapeError(f"{fine_name} does not refine {coarse_name}: {err}") from None
     back = fine.coarsen(factor)
     dlat, dlon = coarse.spacing
-    off_lat = np.abs(np.sort(back.lat_b) - np.sort(coarse.lat_b)).max()
-    off_lon = np.abs(wrap_lon(np.sort(back.lon_b) - np.sort(coarse.lon_b), -180.0)).max()
+    (back_lat, back_lon), (lat_b, lon_b) = _edges(back), _edges(coarse)
+    off_lat = np.abs(np.sort(back_lat) - np.sort(lat_b)).max()
+    off_lon = np.abs(wrap_lon(np.sort(back_lon) - np.sort(lon_b), -180.0)).max()
     if off_lat > 0.5 * dlat or off_lon > 0.5 * dlon:
 
         def box(g: Grid) -> str:
-            lon = np.sort(g.lon_b)
+            lat, lon = _edges(g)
+            lon = np.sort(lon)
             return (
-                f"lat {g.lat_b.min():.4g}..{g.lat_b.max():.4g}, lon "
+                f"lat {lat.min():.4g}..{lat.max():.4g}, lon "
                 f"{wrap_lon(lon[0], -180.0):.4g}..{wrap_lon(lon[-1], -180.0):.4g}"
             )
 
@@ -548,17 +806,39 @@ def _check_refines(coarse: Grid, fine: Grid, fine_name: str, coarse_name: str) -
 # ---------------------------------------------------------------------------------------
 # Spectra and curves
 # ---------------------------------------------------------------------------------------
-def _cell_degrees(arr: Any) -> tuple[float, float] | None:
-    """``(dlat, dlon)`` in degrees of a DataArray with latitude/longitude, else None."""
+def cell_size_km(da: Any) -> float | None:
+    """Side in km of the field's mean cell: ``sqrt(mean cell area)`` on the sphere.
+
+    Cell areas are :attr:`climdown.grid.Grid.area` (exact on a sphere of radius 6371 km), so
+    the side shrinks with the cosine of latitude: a 0.25 deg cell is 27.8 km at the equator and
+    about 19.6 km (``27.8 km x sqrt(cos 60 deg)``) at 60 deg N.
+
+    Parameters
+    ----------
+    da : any
+        A DataArray with latitude/longitude (any names :func:`climdown.grid.find_latlon` knows).
+
+    Returns
+    -------
+    float or None
+        The side in km; None for anything without latitude/longitude (a plain array).
+    """
     import xarray as xr
 
-    if not isinstance(arr, xr.DataArray):
+    if not isinstance(da, xr.DataArray):
         return None
     try:
-        lat_name, lon_name = find_latlon(arr)
+        lat_name, lon_name = find_latlon(da)
     except ClimdownError:
         return None
-    return Grid.from_xarray(arr, lat_name, lon_name).spacing
+    area = Grid.from_xarray(da, lat_name, lon_name).area  # m^2
+    return math.sqrt(float(np.mean(area))) / 1000.0
+
+
+def _inverse(x: ArrayLike) -> ArrayLike:
+    """``1 / x`` for the wavelength axis (inf at 0 without a warning)."""
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.asarray(x, dtype=np.float64)
 
 
 def spectrum(
@@ -569,16 +849,17 @@ def spectrum(
     path: str | os.PathLike[str] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Log-log radially averaged power spectra of several fields on one axes.
+    """Log-log radially averaged power spectra of several fields on one axes, in km.
 
     Parameters
     ----------
     fields : mapping of label -> array ``[..., H, W]``
         numpy, torch, dask or xarray; spectra over leading indices are averaged
         (:func:`climdown.metrics.power_spectrum`). When every field is a DataArray with
-        latitude/longitude, the wavenumber is in cycles per degree and the power is a spectral
-        density (times the cell area in deg^2), so fields on different grids (LR and HR) line
-        up; otherwise wavenumber in cycles per grid cell and power per mode.
+        latitude/longitude, the wavenumber is in cycles per km and the power a spectral
+        density in ``units^2 km^2`` (see Notes), so fields on different grids (LR and HR) line
+        up and each legend entry gives its cell size; otherwise wavenumber in cycles per grid
+        cell and power per mode.
     ax : matplotlib Axes, optional
         Where to draw; a new figure otherwise.
     window : bool
@@ -591,37 +872,54 @@ def spectrum(
     Returns
     -------
     matplotlib.figure.Figure
+        Wavenumber on the bottom axis, wavelength (km, ``1 / k``) on the top one.
+
+    Notes
+    -----
+    :func:`~climdown.metrics.power_spectrum` bins in cycles per cell. Each field's cell size
+    ``L`` is its real one, :func:`cell_size_km` (``sqrt`` of the mean cell area, so with the
+    cosine of latitude); then ``k [cycles/km] = k [cycles/cell] / L`` and
+    ``PSD = power per mode x L^2``. Cells are taken as squares of that area: on a grid whose
+    cells are not square on the ground (0.25 x 0.25 deg at 50 N is 27.8 km x 17.9 km) the
+    wavenumber is the area-equivalent one, exact for the scale of a feature but not for its
+    direction.
     """
     from climdown.metrics import power_spectrum
 
     if not fields:
         raise ClimdownError("spectrum needs at least one field, got an empty mapping")
-    cells = {label: _cell_degrees(arr) for label, arr in fields.items()}
+    cells = {label: cell_size_km(arr) for label, arr in fields.items()}
     physical = all(v is not None for v in cells.values())
     if ax is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(5.5, 4.0), layout="constrained")
+        fig = Figure(figsize=(6.0, 4.4), layout="constrained")
         ax = fig.add_subplot()
     else:
-        fig = ax.figure
+        fig = ax.figure  # type: ignore[assignment]  # a SubFigure is drawn the same way
     units = ""
     for label, arr in fields.items():
         k, p = power_spectrum(arr, window=window)
-        if physical:
-            dlat, dlon = cells[label]
-            # cycles per cell -> per degree; power per mode -> density per (cycle/deg)^2
-            k, p = k / dlon, p * dlat * dlon
+        size = cells[label]
+        if physical and size is not None:
+            # cycles per cell -> per km; power per mode -> density per (cycle/km)^2
+            k, p = k / size, p * size**2
+            label = f"{label} ({size:.3g} km cells)"
         ax.loglog(k, p, label=label)
         units = units or str(getattr(arr, "attrs", {}).get("units", ""))
-    ax.set_xlabel("wavenumber [cycles per degree]" if physical else "wavenumber [cycles per cell]")
     unit2 = f"({units})$^2$" if units else ""
     if physical:
-        ax.set_ylabel(f"power spectral density [{unit2} deg$^2$]".replace("[ ", "["))
+        ax.set_xlabel(
+            "wavenumber [cycles per km]\n(cell side: sqrt of its area, with cos latitude)"
+        )
+        ax.set_ylabel(f"power spectral density [{unit2} km$^2$]".replace("[ ", "["))
+        top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
+        top.set_xlabel("wavelength [km]")
     else:
+        ax.set_xlabel("wavenumber [cycles per cell]")
         ax.set_ylabel(f"power [{unit2}]" if units else "power")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     if title is not None:
         ax.set_title(title)
     _save(fig, path)
@@ -658,6 +956,40 @@ def _read_records(log: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> 
 # bookkeeping fields of the training log that are not curves to draw
 _NOT_METRICS = frozenset({"epoch", "step", "time_s", "train_time_s"})
 
+#: Titles of the metrics ``climdown.train`` logs, with their units (scores in kg m-2).
+CURVE_TITLES = {
+    "loss": "loss [1: MSE of fields / normalisation scale]",
+    "val_rmse": "validation RMSE [kg m-2]",
+    "val_rmse_area": "validation RMSE, area-weighted [kg m-2]",
+    "val_mae": "validation MAE [kg m-2]",
+    "val_mass_violation": "worst coarse-cell mass violation [kg m-2]",
+    "val_mass_violation_rel": "worst mass violation / mean |LR| [1]",
+    "val_neg": "negative cells (validation) [count]",
+}
+
+
+def curve_title(key: str) -> str:
+    """The panel title of a training-log metric, with its unit.
+
+    The metrics ``climdown.train`` writes have fixed titles (:data:`CURVE_TITLES`); another
+    key gets a unit from its name (``*_rel``: 1; ``*rmse*``, ``*mae*``, ``*mass*``: kg m-2;
+    ``*neg*``: count) or none when its name does not say.
+    """
+    if key in CURVE_TITLES:
+        return CURVE_TITLES[key]
+    low = key.lower()
+    if low.endswith("_rel"):
+        return f"{key} [1]"
+    if any(word in low for word in ("rmse", "mae", "mass")):
+        return f"{key} [kg m-2]"
+    if "neg" in low:
+        return f"{key} [count]"
+    return key
+
+
+def _fmt_value(value: float) -> str:
+    return f"{value:.4g}"
+
 
 def training_curves(
     log_path_or_records: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
@@ -669,8 +1001,8 @@ def training_curves(
     ----------
     log_path_or_records : path or iterable of mappings
         A JSON-lines file (one record per line) or the records themselves, e.g.
-        ``{"epoch": 1, "train_loss": 0.12, "val_rmse": 1.3, "mass_violation": 1e-7}``. Keys
-        with numeric values are plotted against ``epoch`` (the record's position when absent);
+        ``{"epoch": 1, "train_loss": 0.12, "val_rmse": 1.3, "val_neg": 0}``. Keys with
+        numeric values are plotted against ``epoch`` (the record's position when absent);
         records missing a key (metrics logged every few epochs) are skipped for that key.
     path : path, optional
         Save the figure as PNG here.
@@ -678,7 +1010,10 @@ def training_curves(
     Returns
     -------
     matplotlib.figure.Figure
-        One panel with every ``*loss*`` key, then one panel per other metric.
+        One panel with every ``*loss*`` key, then one panel per other metric, each titled
+        with its unit (:func:`curve_title`). A metric with no finite value, or with the same
+        value in every record (e.g. ``val_neg`` = 0 under a positivity constraint), gets no
+        panel: a line under the panels says so, with the value.
 
     Raises
     ------
@@ -706,25 +1041,39 @@ def training_curves(
             f"no numeric metrics in the training log (keys seen: {sorted(records[0])}); "
             'expected records like {"epoch": 1, "train_loss": 0.1, "val_rmse": 1.2}'
         )
-    losses = [k for k in series if "loss" in k]
-    others = [k for k in series if "loss" not in k]
+    flat: list[str] = []  # panels that would show nothing, said in one line instead
+    drawn: dict[str, tuple[list[float], list[float]]] = {}
+    for key, (xs, ys) in series.items():
+        finite = np.asarray(ys)[np.isfinite(ys)]
+        if not finite.size:
+            flat.append(f"{key}: no finite value")
+        elif len(ys) > 1 and finite.size == len(ys) and np.all(finite == finite[0]):
+            flat.append(f"{key} = {_fmt_value(float(finite[0]))} every epoch")
+        else:
+            drawn[key] = (xs, ys)
+    if not drawn:  # nothing moves at all: draw them anyway rather than an empty figure
+        drawn, flat = dict(series), []
+    losses = [k for k in drawn if "loss" in k]
+    others = [k for k in drawn if "loss" not in k]
     groups = ([losses] if losses else []) + [[k] for k in others]
     ncols = min(3, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows + 0.3 * bool(flat)), layout="constrained")
     for n, keys in enumerate(groups, start=1):
         ax = fig.add_subplot(nrows, ncols, n)
         for key in keys:
-            xs, ys = series[key]
+            xs, ys = drawn[key]
             ax.plot(xs, ys, marker="o", markersize=3, label=key)
-        ys_all = np.concatenate([np.asarray(series[k][1]) for k in keys])
+        ys_all = np.concatenate([np.asarray(drawn[k][1]) for k in keys])
         finite = ys_all[np.isfinite(ys_all)]
         if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 20:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_title("loss" if keys is losses else keys[0])
+        ax.set_title(curve_title("loss" if keys is losses else keys[0]), fontsize=10)
         ax.grid(True, alpha=0.3)
         if len(keys) > 1 or keys is losses:
             ax.legend(fontsize=8)
+    if flat:
+        fig.supxlabel("not drawn: " + "; ".join(flat), fontsize=9)
     _save(fig, path)
     return fig
