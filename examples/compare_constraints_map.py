@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
 
     ds = open_sample("global")
-    truth = ds["tcwv"].isel(time=0, lat=slice(0, 120)).load()  # 90N..88.5S: 120 = 4 x 30 rows
+    truth = ds["tcwv"].isel(time=0, latitude=slice(0, 120)).load()  # 90N..88.5S: 4 x 30 rows
     lr = truth.climdown.coarsen(a.factor)
     area = Grid.from_xarray(truth).area  # m^2 of each fine cell
     print(f"truth {dict(truth.sizes)} -> LR {dict(lr.sizes)}, {truth.attrs.get('units')}")

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
 
     # 1. open and crop ------------------------------------------------------------------
-    ds = open_era5(path, a.var)  # kg m-2, dims (time, lat, lon), lazily read into numpy
+    ds = open_era5(path, a.var)  # kg m-2, the file's dims (time, latitude, longitude), lazily
     name = find_variable(ds, a.var)
     ds = crop(ds, a.factor)
     if a.quick:

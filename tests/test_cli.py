@@ -263,7 +263,9 @@ def test_evaluate_other_factor_checkpoint_is_exit_2(
 @pytest.fixture(scope="module")
 def rhine_nc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two hours of the packaged ERA5 Rhine TCW sample, cropped to 40 x 40, as netCDF."""
-    crop = open_sample("rhine").isel(time=slice(20, 22), lat=slice(0, 40), lon=slice(0, 40))
+    crop = open_sample("rhine").isel(
+        time=slice(20, 22), latitude=slice(0, 40), longitude=slice(0, 40)
+    )
     path = tmp_path_factory.mktemp("rhine") / "rhine.nc"
     crop.load().to_netcdf(path)
     return path
@@ -281,14 +283,14 @@ def rhine_hr(rhine_nc: Path) -> Path:
 def test_downscale_file_conserves_the_input(rhine_nc: Path, rhine_hr: Path) -> None:
     with xr.open_dataset(rhine_nc) as src, xr.open_dataset(rhine_hr) as hr:
         lr, fine = src["tcw"].load(), hr["tcw"].load()
-    assert fine.sizes == {"time": 2, "lat": 160, "lon": 160}
+    assert fine.sizes == {"time": 2, "latitude": 160, "longitude": 160}  # the file's names
     np.testing.assert_array_equal(fine["time"].values, lr["time"].values)
     assert fine.attrs["units"] == "kg m-2"
     assert "bicubic" in fine.attrs["history"] and "softmax" in fine.attrs["history"]
     assert float(fine.min()) >= 0.0
     back = coarsen_dataarray(fine, 4)
-    np.testing.assert_allclose(back["lat"], lr["lat"], atol=1e-9)
-    np.testing.assert_allclose(back["lon"], lr["lon"], atol=1e-9)
+    np.testing.assert_allclose(back["latitude"], lr["latitude"], atol=1e-9)
+    np.testing.assert_allclose(back["longitude"], lr["longitude"], atol=1e-9)
     scale = float(np.abs(lr).max())
     assert float(np.abs(back.values - lr.values).max()) <= 1e-5 * scale
     # contrast: plain bicubic (constraint none) does not coarsen back to the input
@@ -303,7 +305,7 @@ def test_downscale_file_conserves_the_input(rhine_nc: Path, rhine_hr: Path) -> N
 def test_downscaled_longitude_is_monotonic(rhine_hr: Path) -> None:
     # the input's centres are 0, 0.25, ..., 9.75 E: the westmost fine cells lie west of 0 E
     with xr.open_dataset(rhine_hr) as hr:
-        lon = hr["lon"].values
+        lon = hr["longitude"].values
     assert np.all(np.diff(lon) > 0), lon[:4]
     np.testing.assert_allclose(lon[:3], [-0.09375, -0.03125, 0.03125])
 

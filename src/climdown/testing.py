@@ -107,7 +107,11 @@ def random_field(
     rng = np.random.default_rng(seed)
     x = rng.random(shape)
     if smooth and len(shape) >= 2:
-        x = sum(np.roll(np.roll(x, i, axis=-2), j, axis=-1) for i in (-1, 0, 1) for j in (-1, 0, 1))
+        total = np.zeros(shape)
+        for i in (-1, 0, 1):
+            for j in (-1, 0, 1):
+                total += np.roll(np.roll(x, i, axis=-2), j, axis=-1)
+        x = total
         lo, hi = x.min(), x.max()
         x = (x - lo) / (hi - lo) if hi > lo else np.full(shape, 0.5)
     return (low + (high - low) * x).astype(dtype)

@@ -78,13 +78,13 @@ def write_arco_like(path, *, packed: bool, zarr_format: int) -> xr.Dataset:
 def test_rhine_sample_normalised(rhine_ds):
     tcw = rhine_ds["tcw"]
     assert list(rhine_ds.data_vars) == ["tcw"]
-    assert tcw.dims == ("time", "lat", "lon")
+    assert tcw.dims == ("time", "latitude", "longitude")  # the file's names
     assert tcw.shape == (24, 41, 41)
     assert tcw.dtype == np.float32  # int16 packed -> float32, not float64
     assert tcw.attrs["units"] == "kg m-2"  # was "kg m**-2"
-    lat = rhine_ds["lat"].values
+    lat = rhine_ds["latitude"].values
     assert lat[0] == 55.0 and lat[-1] == 45.0  # descending kept
-    assert rhine_ds["lat"].dtype == np.float64
+    assert rhine_ds["latitude"].dtype == np.float64
     assert 0.9 < float(tcw.min()) < 1.0 and 19.0 < float(tcw.max()) < 19.5
     assert "era5_tcw_rhine" in rhine_ds.attrs["climdown_source"]
     assert "climdown" in rhine_ds.attrs["history"].splitlines()[-1]
@@ -120,6 +120,54 @@ def test_open_sample_with_chunks_is_dask():
 
 
 # ---------------------------------------------------------------------------------------
+# One naming: the file's (issue 14, item 6)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["rhine", "global"])
+def test_open_sample_lines_up_with_xarray_of_the_same_file(name):
+    with xr.open_dataset(sample_path(name)) as raw:
+        ours = open_sample(name)
+        var = find_variable(ours)
+        assert ours[var].dims == raw[var].dims == ("time", "latitude", "longitude")
+        assert set(ours[var].coords) == set(raw[var].coords)
+        diff = ours[var] - raw[var]  # a difference per cell, not an outer product
+        assert diff.dims == raw[var].dims and diff.shape == raw[var].shape
+        # the packed values are decoded to float32 here, to float64 by xarray
+        tol = raw[var].encoding.get("scale_factor", 0.0) / 2 + 1e-5 * float(abs(raw[var]).max())
+        assert float(abs(diff).max()) <= tol
+
+
+def test_renamed_coordinates_would_broadcast_to_an_outer_product():
+    """Contrast: what lat/lon from open_sample did against xarray's latitude/longitude."""
+    with xr.open_dataset(sample_path("rhine"), chunks={}) as raw:
+        renamed = open_sample("rhine", chunks={}).rename(latitude="lat", longitude="lon")
+        with raise_if_dask_computes():
+            diff = renamed["tcw"] - raw["tcw"]  # lazy: only the shape is looked at
+        assert diff.shape == (24, 41, 41, 41, 41)  # the 22 GB of issue 14, in miniature
+
+
+@pytest.mark.parametrize(("lat", "lon"), [("latitude", "longitude"), ("lat", "lon")])
+def test_every_opener_keeps_the_files_names_but_open_source(tmp_path, lat, lon):
+    da = tcw_dataarray(4, 6, 2, lat_name=lat, lon_name=lon, units="kg m**-2")
+    path = tmp_path / "f.nc"
+    da.to_dataset().to_netcdf(path)
+    want = ("time", lat, lon)
+    assert open_era5(path)["tcw"].dims == want
+    assert open_dataarray(path).dims == want
+    assert normalize_dataset(da.to_dataset())["tcw"].dims == want
+    # the recipes' opener gives the stores' names, whatever the file says
+    for source in (str(path), {"kind": "era5", "path": str(path)}, da.to_dataset()):
+        assert open_source(source)["tcw"].dims == ("time", "lat", "lon")
+
+
+def test_a_coordinate_on_another_dimension_becomes_the_dimension():
+    da = tcw_dataarray(4, 6, 2, lat_name="latitude", lon_name="longitude")
+    ds = da.to_dataset().swap_dims(latitude="y", longitude="x")
+    assert ds["tcw"].dims == ("time", "y", "x")
+    out = normalize_dataset(ds)
+    assert out["tcw"].dims == ("time", "latitude", "longitude")
+
+
+# ---------------------------------------------------------------------------------------
 # The ARCO-ERA5 cloud layout, built locally
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("packed", "zarr_format"), [(True, 2), (False, 3)])
@@ -131,14 +179,15 @@ def test_arco_layout_local_zarr(tmp_path, packed, zarr_format):
     assert list(ds.data_vars) == ["total_column_water"]  # chosen by name, 2m_temperature dropped
     tcw = ds["total_column_water"]
     assert isinstance(tcw.data, dsa.Array)  # zarr opens lazily with dask by default
-    assert tcw.dims == ("time", "lat", "lon")
+    assert tcw.dims == ("time", "latitude", "longitude")
     assert tcw.dtype == np.float32
     assert tcw.attrs["units"] == "kg m-2"
-    assert ds["lat"].values[0] == 90.0 and ds["lat"].values[-1] == -90.0
+    assert ds["latitude"].values[0] == 90.0 and ds["latitude"].values[-1] == -90.0
     tol = PACKING["scale_factor"] / 2 * 1.01 if packed else 0
     np.testing.assert_allclose(tcw.values, src["total_column_water"].values, rtol=0, atol=tol)
-    via_source = open_source({"kind": "era5", "path": str(store)})
-    xr.testing.assert_identical(via_source["total_column_water"], tcw)
+    via_source = open_source({"kind": "era5", "path": str(store)})  # the stores' lat/lon
+    renamed = tcw.rename(latitude="lat", longitude="lon")
+    xr.testing.assert_identical(via_source["total_column_water"], renamed)
 
 
 def test_zarr_explicit_variable_and_chunks(tmp_path):
@@ -157,7 +206,7 @@ def test_open_dataarray_picks_the_variable_like_open_era5(tmp_path):
     ds.to_netcdf(path)
     tcw = open_dataarray(path)
     assert isinstance(tcw, xr.DataArray) and tcw.name == "tcw"
-    assert tcw.dims == ("time", "lat", "lon") and tcw.attrs["units"] == "kg m-2"
+    assert tcw.dims == ("time", "latitude", "longitude") and tcw.attrs["units"] == "kg m-2"
     xr.testing.assert_identical(tcw, open_era5(path)["tcw"])
     tcwv = open_dataarray(path, "tcwv")  # the named one, converted from metres
     assert tcwv.name == "tcwv" and tcwv.attrs["units"] == "kg m-2"
@@ -177,8 +226,8 @@ def test_cds_netcdf_layout(tmp_path):
     path = tmp_path / "cds.nc"
     ds.to_netcdf(path, encoding={"tcw": dict(PACKING)})
     out = open_era5(path)
-    assert out["tcw"].dims == ("time", "lat", "lon")
-    assert set(out.coords) == {"time", "lat", "lon", "expver"}
+    assert out["tcw"].dims == ("time", "latitude", "longitude")
+    assert set(out.coords) == {"time", "latitude", "longitude", "expver"}
     assert "pressure_level" not in out.dims and "number" not in out.coords
     assert out["tcw"].dtype == np.float32
 
@@ -197,7 +246,7 @@ def test_single_time_scalar_coordinate_becomes_a_dim():
     ds = era5_style(ntime=1).isel(time=0)
     assert "time" not in ds["tcw"].dims
     out = normalize_dataset(ds)
-    assert out["tcw"].dims == ("time", "lat", "lon")
+    assert out["tcw"].dims == ("time", "latitude", "longitude")
 
 
 def test_in_memory_dataset_via_open_source_and_dim_order():
@@ -358,7 +407,8 @@ def test_open_source_synthetic_forms_agree():
 
 
 def test_open_source_samples(rhine_ds):
-    xr.testing.assert_identical(open_source("sample:rhine")["tcw"], rhine_ds["tcw"])
+    stores_names = rhine_ds["tcw"].rename(latitude="lat", longitude="lon")
+    xr.testing.assert_identical(open_source("sample:rhine")["tcw"], stores_names)
     assert open_source({"kind": "sample", "name": "global"})["tcwv"].shape == (1, 121, 240)
 
 
@@ -429,4 +479,4 @@ def test_arco_store_name_recognised_as_zarr(tmp_path):
     store = tmp_path / "full_37-1h-0p25deg-chunk-1.zarr-v3"
     write_arco_like(store, packed=False, zarr_format=2)
     ds = open_era5(str(store))
-    assert ds["total_column_water"].sizes == {"time": 6, "lat": 9, "lon": 16}
+    assert ds["total_column_water"].sizes == {"time": 6, "latitude": 9, "longitude": 16}

@@ -54,7 +54,8 @@ def hand_area(lat_b: np.ndarray, lon_b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def rhine(rhine_ds: xr.Dataset) -> xr.Dataset:
     """Real ERA5, 12 x 14 cells at 0.25 deg, latitude descending, two hours."""
-    return rhine_ds.isel(time=[0, 7], lat=slice(3, 15), lon=slice(5, 19))
+    ds = rhine_ds.rename(latitude="lat", longitude="lon")  # the names these tests write
+    return ds.isel(time=[0, 7], lat=slice(3, 15), lon=slice(5, 19))
 
 
 def _run(ds: xr.Dataset) -> xr.Dataset:
@@ -193,7 +194,7 @@ def test_bounds_not_laid_out_as_cf_are_refused(rhine: xr.Dataset) -> None:
 @pytest.fixture(scope="module")
 def globe(global_ds: xr.Dataset) -> xr.Dataset:
     """Real global ERA5 at 1.5 deg: 121 rows with centres on the poles, 240 columns."""
-    return global_ds
+    return global_ds.rename(latitude="lat", longitude="lon")
 
 
 def test_bounds_beyond_the_poles_are_refused(globe: xr.Dataset) -> None:

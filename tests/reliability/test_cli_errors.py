@@ -33,7 +33,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A coarse netCDF, its 4x downscaling, a text file, a small checkpoint and a tiny recipe."""
     tmp = tmp_path_factory.mktemp("cli-errors")
     lr = tmp / "lr.nc"
-    crop = open_sample("rhine").isel(time=slice(0, 2), lat=slice(0, 16), lon=slice(0, 16))
+    crop = open_sample("rhine").isel(
+        time=slice(0, 2), latitude=slice(0, 16), longitude=slice(0, 16)
+    )
     crop.load().to_netcdf(lr)
     hr = tmp / "hr.nc"
     assert main(["downscale", str(lr), str(hr), "--factor", "4", "--model", "bicubic"]) == 0

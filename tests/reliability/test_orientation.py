@@ -47,14 +47,17 @@ def busy_cnn(factor: int = 4, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def regional(rhine_ds: xr.Dataset) -> xr.Dataset:
     """Real ERA5 over the Rhine, moved 5 deg west so it crosses meridian 0 (-5..5 E)."""
-    ds = rhine_ds.isel(time=[0, 12], lat=slice(0, 24), lon=slice(0, 28))
+    ds = rhine_ds.rename(latitude="lat", longitude="lon")  # the names these tests write
+    ds = ds.isel(time=[0, 12], lat=slice(0, 24), lon=slice(0, 28))
     return ds.assign_coords(lon=ds.lon - 5.0)
 
 
 @pytest.fixture(scope="module")
 def global_band(global_ds: xr.Dataset) -> xr.Dataset:
     """Real global ERA5 from the North Pole (a pole-centred row) to 46.5 N, every 3 deg."""
-    return global_ds.isel(lat=slice(0, 30), lon=slice(None, None, 2))
+    return global_ds.isel(latitude=slice(0, 30), longitude=slice(None, None, 2)).rename(
+        latitude="lat", longitude="lon"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,8 @@ def test_contrast_the_model_given_the_stored_order_differs(
 @pytest.mark.parametrize("lazy", [False, True])
 def test_packaged_default_model_is_the_same_however_stored(rhine_ds: xr.Dataset, lazy) -> None:
     # the packaged 4x model was trained on 1 deg LR cells: the Rhine coarsened to 1 deg
-    lr = coarsen_dataarray(rhine_ds["tcw"].isel(time=[0, 5], lat=slice(0, 40), lon=slice(0, 40)), 4)
+    rhine = rhine_ds["tcw"].rename(latitude="lat", longitude="lon")  # stored_as writes these
+    lr = coarsen_dataarray(rhine.isel(time=[0, 5], lat=slice(0, 40), lon=slice(0, 40)), 4)
     ds = lr.to_dataset()
     down = Downscaler(None, factor=4, constraint="softmax")
     want = down(ds)["tcw"]

@@ -22,7 +22,9 @@ OPTIONS = {"factor": 4, "constraint": "softmax", "model": "bicubic"}
 @pytest.fixture(scope="module")
 def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One hour of the Rhine sample, 16 x 16 cells, as netCDF."""
-    crop = open_sample("rhine").isel(time=slice(0, 1), lat=slice(0, 16), lon=slice(0, 16))
+    crop = open_sample("rhine").isel(
+        time=slice(0, 1), latitude=slice(0, 16), longitude=slice(0, 16)
+    )
     path = tmp_path_factory.mktemp("overwrite") / "in.nc"
     crop.load().to_netcdf(path)
     return path

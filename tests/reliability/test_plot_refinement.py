@@ -142,7 +142,7 @@ def test_compare_draws_a_true_refinement(lr, make, kw, when):
 def test_the_cli_refuses_the_global_sample_beside_a_rhine_output(tmp_path: Path, capsys):
     rhine = tmp_path / "rhine.nc"
     open_sample("rhine").isel(
-        time=slice(0, 1), lat=slice(0, 16), lon=slice(0, 16)
+        time=slice(0, 1), latitude=slice(0, 16), longitude=slice(0, 16)
     ).load().to_netcdf(rhine)
     hr = tmp_path / "rhine_x4.nc"
     assert main(["downscale", str(rhine), str(hr), "--factor", "4", "--model", "bicubic"]) == 0

@@ -1,14 +1,20 @@
 """Open ERA5-like data (netCDF, zarr, GRIB, cloud zarr, packaged samples, reference .pt) as xarray.
 
 Every opener returns the same normalised layout, so the rest of climdown never meets ERA5's
-naming quirks:
+quirks, and keeps the file's own names, so what it returns lines up with ``xr.open_dataset``
+of the same file (``open_sample("rhine") - xr.open_dataset(path)`` is a difference per cell,
+not an outer product of two latitude axes):
 
 * one data variable (its name unchanged: ``tcw``, ``tcwv``, ``total_column_water``, ...) with
-  dims ``(..., time, lat, lon)`` in kg m-2 (converted once here with
+  dims ``(..., time, <latitude>, <longitude>)`` in kg m-2 (converted once here with
   :func:`climdown.units.to_kg_m2`; the original units are kept in ``units_original``);
-* ``latitude``/``longitude`` renamed to ``lat``/``lon`` (float64), ``valid_time`` to ``time``;
-  latitude order and longitude convention are kept as stored (:mod:`climdown.grid` handles
-  both);
+* latitude and longitude under the file's names (``latitude``/``longitude`` for ERA5, ``lat``/
+  ``lon`` elsewhere; found with :func:`climdown.grid.find_latlon`), made dimension coordinates
+  in float64; latitude order and longitude convention are kept as stored (:mod:`climdown.grid`
+  handles both); ``valid_time`` becomes ``time`` (the one axis climdown names: a CDS file's
+  ``valid_time``, or cfgrib's valid times replacing its forecast reference ``time``);
+* :func:`open_source`, the opener of recipes, alone renames latitude/longitude to the
+  ``lat``/``lon`` of the training stores it feeds (synthetic data already use those names);
 * packed integers (``scale_factor``/``add_offset``) decoded to float32, lazily, also in a
   dataset opened with ``mask_and_scale=False`` (:func:`climdown.units.decode_packed`); no
   packing attribute is kept;
@@ -64,6 +70,8 @@ SAMPLES = {
 _ZARR_MARKERS = (".zgroup", ".zarray", ".zmetadata", "zarr.json")
 _GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
 _SYNTHETIC_KEYS = ("seed", "resolution", "times", "start", "freq", "region")
+# fsspec protocol -> the package that provides it (gcsfs comes with the [cloud] extra)
+_PROTOCOL_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "az": "adlfs", "abfs": "adlfs"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,11 +124,16 @@ def _check_protocol(path: str) -> None:
 
         fsspec.get_filesystem_class(protocol)
     except ImportError as err:
-        package = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "az": "adlfs", "abfs": "adlfs"}
+        package = _PROTOCOL_PACKAGES.get(protocol)
+        install = (
+            '`pip install "climdown[cloud]"` (fsspec and gcsfs)'
+            if package == "gcsfs"
+            else f"`pip install {package or 'fsspec[full]'}`"
+        )
         raise ClimdownError(
             f"cannot open {path!r}: the {protocol}:// protocol needs "
-            f"{package.get(protocol, 'an fsspec filesystem package')} "
-            f"(`pip install {package.get(protocol, 'fsspec[full]')}`); original error: {err}"
+            f"{package or 'an fsspec filesystem package'}, which is not installed; "
+            f"install it with {install} (original error: {err})"
         ) from err
     except ValueError as err:
         raise ClimdownError(f"cannot open {path!r}: unknown URL protocol {protocol!r}") from err
@@ -213,8 +226,8 @@ def open_era5(
     Returns
     -------
     xarray.Dataset
-        The chosen variable alone in kg m-2, dims ``(..., time, lat, lon)``; see the module
-        docstring for the normalisation.
+        The chosen variable alone in kg m-2, dims ``(..., time, <latitude>, <longitude>)``
+        under the file's coordinate names; see the module docstring for the normalisation.
 
     Raises
     ------
@@ -230,7 +243,7 @@ def open_era5(
     --------
     >>> ds = open_era5(sample_path("rhine"))
     >>> ds.tcw.dims
-    ('time', 'lat', 'lon')
+    ('time', 'latitude', 'longitude')
 
     The public ARCO-ERA5 store (needs gcsfs and network)::
 
@@ -257,16 +270,17 @@ def _open_raw(
     a folder that is not a zarr store, a truncated netCDF); FileNotFoundError when it is
     missing.
     """
-    many = isinstance(path_or_url, (list, tuple)) or (
-        isinstance(path_or_url, str)
-        and any(ch in path_or_url for ch in "*?[")
-        and not _is_url(path_or_url)
-    )
-    if many:
-        paths = path_or_url if isinstance(path_or_url, (list, tuple)) else [path_or_url]
-        description = ", ".join(str(p) for p in paths)
+    many: str | list[str] | None = None  # for xr.open_mfdataset: a glob pattern or a list
+    if isinstance(path_or_url, (str, os.PathLike)):
+        path = os.fspath(path_or_url)
+        if isinstance(path_or_url, str) and not _is_url(path) and any(c in path for c in "*?["):
+            many = path
     else:
-        path = description = os.fspath(path_or_url)  # type: ignore[arg-type]
+        many = [os.fspath(p) for p in path_or_url]
+    if many is not None:
+        description = many if isinstance(many, str) else ", ".join(many)
+    else:
+        description = path
         engine = engine or _guess_engine(path)
         if engine is not None:
             _check_engine(engine, path)
@@ -276,11 +290,9 @@ def _open_raw(
         if not _is_url(path) and not os.path.exists(path):
             raise FileNotFoundError(f"no such file or store: {path!r}")
     try:
-        if many:
+        if many is not None:
             ds = xr.open_mfdataset(
-                [os.fspath(p) for p in paths]
-                if isinstance(path_or_url, (list, tuple))
-                else path_or_url,
+                many,
                 engine=engine,
                 chunks={} if chunks is None else chunks,
                 combine="by_coords",
@@ -315,8 +327,9 @@ def open_dataarray(
     Returns
     -------
     xarray.DataArray
-        The chosen variable in kg m-2, dims ``(..., time, lat, lon)`` (the dataset's
-        ``climdown_source`` and ``history`` stay with :func:`open_era5`'s Dataset).
+        The chosen variable in kg m-2, dims ``(..., time, <latitude>, <longitude>)`` under the
+        file's names (the dataset's ``climdown_source`` and ``history`` stay with
+        :func:`open_era5`'s Dataset).
 
     Raises
     ------
@@ -378,7 +391,8 @@ def normalize_dataset(
     Returns
     -------
     xarray.Dataset
-        Only ``var`` and its coordinates; dims ``(..., time, lat, lon)``; kg m-2.
+        Only ``var`` and its coordinates; dims ``(..., time, <latitude>, <longitude>)``
+        under ``ds``'s own latitude/longitude names; kg m-2.
 
     Raises
     ------
@@ -387,21 +401,13 @@ def normalize_dataset(
     """
     name = find_variable(ds, var)
     out = ds[[name]]
-    lat_name, lon_name = find_latlon(out)
-    renames = {k: v for k, v in ((lat_name, "lat"), (lon_name, "lon")) if k != v}
-    for old, new in renames.items():
-        if new in out.variables:
-            raise CoordinateError(
-                f"cannot rename {old!r} to {new!r}: the dataset already has a {new!r}; "
-                f"pass a dataset with one latitude/longitude coordinate"
-            )
-    out = out.rename(renames)
-    for coord in ("lat", "lon"):
+    lat_name, lon_name = find_latlon(out)  # kept: the file's names, not climdown's
+    for coord in (lat_name, lon_name):
         dim = out[coord].dims[0]
-        if dim != coord:
+        if dim != coord:  # e.g. lat(y): the coordinate becomes the dimension
             out = out.swap_dims({dim: coord})
     out = _normalise_time(out)
-    out = _drop_singletons(out, keep=("time", "lat", "lon"))
+    out = _drop_singletons(out, keep=("time", lat_name, lon_name))
     if "time" not in out[name].dims:
         raise CoordinateError(
             f"variable {name!r} has dims {out[name].dims} without 'time' although the dataset "
@@ -414,14 +420,16 @@ def normalize_dataset(
         da.attrs["units_original"] = units
     if da.dtype == np.float64 and np.dtype(out[name].encoding.get("dtype", "f8")).kind in "iu":
         da = da.astype(np.float32)  # packed data decoded by someone else's xarray call
-    extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
-    da = da.transpose(*extra, "time", "lat", "lon")
+    extra = [d for d in da.dims if d not in ("time", lat_name, lon_name)]
+    da = da.transpose(*extra, "time", lat_name, lon_name)
     out = da.to_dataset(name=name)
-    out = out.assign_coords(lat=out["lat"].astype(np.float64), lon=out["lon"].astype(np.float64))
+    out = out.assign_coords(
+        {c: out[c].astype(np.float64) for c in (lat_name, lon_name)}  # grid maths in float64
+    )
     # no packing attributes travel on (a dataset opened with mask_and_scale=False has them)
     lat_attrs, lon_attrs = without_packing(ds[lat_name].attrs), without_packing(ds[lon_name].attrs)
-    out["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude", **lat_attrs}
-    out["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude", **lon_attrs}
+    out[lat_name].attrs = {"units": "degrees_north", "standard_name": "latitude", **lat_attrs}
+    out[lon_name].attrs = {"units": "degrees_east", "standard_name": "longitude", **lon_attrs}
     attrs = dict(ds.attrs)
     if source is not None:
         attrs["climdown_source"] = source
@@ -470,12 +478,12 @@ def find_variable(ds: xr.Dataset, var: str | None = None) -> str:
         if name in ds.data_vars:
             return name
     candidates = []
-    for name, da in ds.data_vars.items():
+    for key, da in ds.data_vars.items():
         try:
             canonical_units(da.attrs.get("units"))
         except UnitsError:
             continue
-        candidates.append(str(name))
+        candidates.append(str(key))
     if len(candidates) == 1:
         return candidates[0]
     why = "several variables have" if candidates else "no variable has"
@@ -514,7 +522,17 @@ def open_sample(name: str, chunks: Any = None, variable: str | None = None) -> x
     """Open a packaged ERA5 sample (see :func:`sample_path`) normalised like :func:`open_era5`.
 
     ``variable`` is the one to keep (``"tcw"`` for ``rhine``, ``"tcwv"`` for ``global``);
-    found with :func:`find_variable` when omitted.
+    found with :func:`find_variable` when omitted. The coordinates keep the file's names
+    (``time``, ``latitude``, ``longitude``), so the result lines up with
+    ``xr.open_dataset(sample_path(name))`` cell by cell.
+
+    Examples
+    --------
+    >>> ds = open_sample("rhine")
+    >>> ds.tcw.dims
+    ('time', 'latitude', 'longitude')
+    >>> (ds.tcw - xr.open_dataset(sample_path("rhine")).tcw).shape
+    (24, 41, 41)
     """
     return open_era5(sample_path(name), variable, chunks=chunks)
 
@@ -526,7 +544,7 @@ def open_source(
     chunks: Any = None,
     **kw: Any,
 ) -> xr.Dataset:
-    """Open any data source climdown understands, normalised to the same layout.
+    """Open any data source a recipe can name, in the layout of the stores it feeds.
 
     Parameters
     ----------
@@ -551,7 +569,10 @@ def open_source(
     Returns
     -------
     xarray.Dataset
-        One variable in kg m-2 with dims ``(time, lat, lon)``.
+        One variable in kg m-2 with dims ``(time, lat, lon)``: unlike
+        the other openers, which keep a file's own names, this one renames latitude and
+        longitude to the ``lat``/``lon`` of the training stores (and of synthetic data), so
+        every source of a recipe looks the same to :mod:`climdown.data.store`.
 
     Raises
     ------
@@ -559,6 +580,23 @@ def open_source(
         If a mapping has an unknown ``kind`` or key, the source has no ``variable``, or it is
         not a dataset xarray can read.
     """
+    return _source_names(_open_any_source(source, variable=variable, chunks=chunks, **kw))
+
+
+def _source_names(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its latitude/longitude renamed to ``lat``/``lon``, the stores' names."""
+    lat_name, lon_name = find_latlon(ds)  # "lat" and "lon" come first when a dataset has both
+    return ds.rename({k: v for k, v in ((lat_name, "lat"), (lon_name, "lon")) if k != v})
+
+
+def _open_any_source(
+    source: str | os.PathLike[str] | Mapping[str, Any] | xr.Dataset,
+    *,
+    variable: str | None,
+    chunks: Any,
+    **kw: Any,
+) -> xr.Dataset:
+    """:func:`open_source` before the renaming: each kind of source to its opener."""
     from climdown.data.synthetic import synthetic_tcw
 
     if isinstance(source, xr.Dataset):
@@ -566,9 +604,9 @@ def open_source(
         _require_variable(source, variable, where or "the dataset")
         return normalize_dataset(source, variable, source=where)
     if isinstance(source, Mapping):
-        spec = dict(source)
+        spec: dict[str, Any] = {str(k): v for k, v in source.items()}
         kind = spec.pop("kind", None)
-        allowed = {
+        allowed: dict[str, tuple[str, ...]] = {
             "synthetic": _SYNTHETIC_KEYS + ("chunks",),
             "sample": ("name", "chunks"),
             "era5": ("path", "variable", "engine", "storage_options", "chunks"),
@@ -590,10 +628,11 @@ def open_source(
         if kind == "sample":
             if "name" not in spec:
                 raise RecipeError("sample source needs a 'name': 'rhine' or 'global'")
-            return _open_file(sample_path(spec["name"]), variable, chunks)
+            return _open_file(sample_path(str(spec["name"])), variable, chunks)
         if "path" not in spec:
             raise RecipeError("era5 source needs a 'path' (file, zarr store or URL)")
-        path, variable = spec.pop("path"), spec.pop("variable", variable)
+        path = spec.pop("path")
+        variable = spec.pop("variable", variable)
         return _open_file(path, variable, chunks, **{**spec, **kw})
     if isinstance(source, str) and source == "synthetic":
         _check_synthetic_variable(variable)

@@ -89,7 +89,8 @@ def run_demo(
 
     _say(3, f"downscaling the held-out hour {HELD_OUT_HOUR} {factor}x through ds.climdown")
     sample = open_sample("rhine")
-    truth = sample["tcw"].isel(lat=slice(0, 40), lon=slice(0, 40)).sel(time=HELD_OUT_HOUR)
+    truth = sample["tcw"].isel(latitude=slice(0, 40), longitude=slice(0, 40))  # the file's names
+    truth = truth.sel(time=HELD_OUT_HOUR)
     truth = truth.load()
     lr = truth.climdown.coarsen(factor)
     preds = {
