@@ -15,6 +15,10 @@ from climdown.units import (
     WATER_DENSITY,
     append_history,
     canonical_units,
+    cf_conventions,
+    cf_global_attrs,
+    cf_time_coordinate,
+    cf_variable_attrs,
     factor_to_kg_m2,
     to_kg_m2,
 )
@@ -144,3 +148,90 @@ def test_append_history_appends_lines():
     assert a3["history"].split("\n")[0] == "ERA5 from CDS"
     # lines start with a UTC ISO timestamp
     assert lines[0][:20].endswith("Z") and lines[0][4] == "-" and lines[0][10] == "T"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, "CF-1.8"),
+        ("", "CF-1.8"),
+        ("CF-1.6", "CF-1.8"),  # ERA5's grib_to_netcdf files
+        ("CF-1.8", "CF-1.8"),
+        ("CF-1.6 ACDD-1.3", "CF-1.8 ACDD-1.3"),  # other conventions are kept
+        ("CF-1.7, ACDD-1.3", "CF-1.8 ACDD-1.3"),
+        ("CF-1.10", "CF-1.10"),  # a later CF is not downgraded (1.10 > 1.8, not 1.1)
+        ("ACDD-1.3", "CF-1.8 ACDD-1.3"),
+    ],
+)
+def test_cf_conventions_names_cf_1_8_and_keeps_the_rest(given, expected):
+    assert cf_conventions(given) == expected
+
+
+def test_cf_global_attrs_keeps_the_input_and_adds_what_cf_wants():
+    era5 = {"Conventions": "CF-1.6", "history": "grib_to_netcdf", "Licence": "Copernicus"}
+    out = cf_global_attrs(era5, "downscaled", title="Total column water, downscaled 4x")
+    assert out["Licence"] == "Copernicus" and out["Conventions"] == "CF-1.8"
+    assert out["title"] == "Total column water, downscaled 4x"
+    assert out["history"].splitlines()[0] == "grib_to_netcdf"
+    assert out["history"].splitlines()[1].endswith("downscaled")
+    assert era5["Conventions"] == "CF-1.6"  # a copy
+    assert cf_global_attrs({"title": "mine"}, "x", title="made")["title"] == "mine"
+    assert cf_global_attrs({"title": " "}, "x", title="made")["title"] == "made"
+
+
+@pytest.mark.parametrize(
+    ("name", "units", "standard_name"),
+    [
+        ("tcw", "kg m**-2", "atmosphere_mass_content_of_water"),
+        ("TCW", "kg m-2", "atmosphere_mass_content_of_water"),
+        ("total_column_water", "kg m-2", "atmosphere_mass_content_of_water"),
+        ("tcw", "mm", None),  # CF has no lwe_ name for all of the column's water
+        ("tcwv", "kg m-2", "atmosphere_mass_content_of_water_vapor"),
+        ("prw", "kg m-2", "atmosphere_mass_content_of_water_vapor"),
+        ("tcwv", "mm", "lwe_thickness_of_atmosphere_mass_content_of_water_vapor"),
+        ("tco3", "kg m-2", None),  # not a variable climdown knows
+        ("tcw", None, None),  # no units: no standard_name to vouch for
+    ],
+)
+def test_cf_variable_attrs_names_what_it_knows(name, units, standard_name):
+    attrs = {} if units is None else {"units": units}
+    out = cf_variable_attrs(name, attrs)
+    assert out.get("standard_name") == standard_name
+    assert out["cell_methods"] == "area: mean"
+    assert "cell_methods" not in attrs  # a copy
+
+
+def test_cf_variable_attrs_never_replaces_what_the_input_says():
+    given = {
+        "units": "kg m-2",
+        "standard_name": "mine",
+        "long_name": "TCW",
+        "cell_methods": "time: mean",
+    }
+    out = cf_variable_attrs("tcw", given)
+    assert out["standard_name"] == "mine" and out["long_name"] == "TCW"
+    assert out["cell_methods"] == "time: mean area: mean"
+    assert cf_variable_attrs("tcw", out)["cell_methods"] == "time: mean area: mean"  # once
+    assert cf_variable_attrs("tcw", {})["long_name"] == "Total column water"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored"),
+    [
+        ("int32", "int32"),  # ERA5's hours since 1900 stay int32
+        (np.dtype("float64"), "float64"),
+        (np.dtype("int64"), "float64"),  # CF-1.8 has no int64 (it came with CF-1.9)
+        (None, "float64"),  # times made in memory: xarray would pick int64
+    ],
+)
+def test_cf_time_coordinate_stores_a_cf_1_8_type(dtype, stored):
+    encoding = {"units": "hours since 1900-01-01", "calendar": "gregorian", "zlib": True}
+    if dtype is not None:
+        encoding["dtype"] = dtype
+    attrs, enc = cf_time_coordinate({"long_name": "time"}, encoding, dimension=True)
+    assert attrs == {"long_name": "time", "standard_name": "time", "axis": "T"}
+    assert str(np.dtype(enc["dtype"])) == stored
+    assert enc["units"] == "hours since 1900-01-01" and enc["calendar"] == "gregorian"
+    assert enc["_FillValue"] is None and "zlib" not in enc
+    scalar, _ = cf_time_coordinate({}, {}, dimension=False)
+    assert scalar == {"standard_name": "time"}  # axis only on a dimension coordinate

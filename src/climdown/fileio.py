@@ -39,6 +39,11 @@ __all__ = ["downscale_file"]
 _NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 
 
+#: Encoding keys an output keeps from :func:`climdown.inference.downscale`'s result: CF time
+#: units, calendar and storage type, and ``_FillValue: None`` on coordinates and bounds.
+_OUTPUT_ENCODING = ("units", "calendar", "dtype", "_FillValue")
+
+
 def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr" or (path.is_dir() and (path / "zarr.json").exists())
 
@@ -163,10 +168,9 @@ def downscale_file(
         lat_name, lon_name = find_latlon(ds, lat=options.get("lat"), lon=options.get("lon"))
         ds = _rechunk(ds, lat_name, lon_name, positive_int(max_chunk, "max_chunk"))
         out = downscale(ds, **options)
-        for v in out.variables.values():
-            v.encoding = {
-                k: e for k, e in v.encoding.items() if k in ("units", "calendar", "dtype")
-            }
+        for v in out.variables.values():  # the input's chunking and compression do not fit;
+            # the CF encoding the library set (time units and type, no fill on coordinates) does
+            v.encoding = {k: e for k, e in v.encoding.items() if k in _OUTPUT_ENCODING}
         if zarr:
             out.attrs[OUTPUT_MARKER] = f"climdown {__version__} downscale_file"
         tmp = _temporary_folder(dst)

@@ -11,7 +11,8 @@ Conventions
   721 rows, or 1.5 deg with 121 rows) gets half-height polar caps. Explicit bounds can be given
   instead: CF ``bounds`` variables are read by :meth:`Grid.from_xarray` in either vertex order
   and refused when they are inconsistent (a centre outside its cell, gaps or overlaps between
-  cells, latitudes beyond the poles, non-monotonic cells); :func:`add_cf_bounds` writes them.
+  cells, latitudes beyond the poles, non-monotonic cells); :func:`add_cf_bounds` writes them,
+  and :func:`cf_coordinate_attrs` the CF attributes of the coordinates they bound.
 * Latitudes may be ascending or descending (ERA5 stores them descending); longitudes may be
   0..360 or -180..180 and may cross the date line. The order in which rows and columns are
   stored is a grid's :class:`Orientation` (:attr:`Grid.orientation`).
@@ -30,9 +31,10 @@ lazy block reduction. Nothing here imports torch or xarray at module level.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,6 +74,8 @@ __all__ = [
     "ERA5_ORIENTATION",
     "bounds_from_cf",
     "add_cf_bounds",
+    "cf_coordinate_attrs",
+    "NO_FILL",
 ]
 
 #: Mean Earth radius in metres (the sphere climdown's areas are computed on).
@@ -994,6 +998,49 @@ def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
     return Grid.from_xarray(obj, lat=lat, lon=lon)
 
 
+#: CF attributes of latitude and longitude coordinate variables (CF-1.8 sections 4.1 and 4.2).
+_CF_COORDINATES: dict[str, dict[str, str]] = {
+    "lat": {
+        "standard_name": "latitude",
+        "long_name": "latitude",
+        "units": "degrees_north",
+        "axis": "Y",
+    },
+    "lon": {
+        "standard_name": "longitude",
+        "long_name": "longitude",
+        "units": "degrees_east",
+        "axis": "X",
+    },
+}
+_CF_DEGREES = {"lat": ("degreesnorth", "degreesn"), "lon": ("degreeseast", "degreese")}
+
+#: The encoding of coordinates and bounds climdown writes: no ``_FillValue`` (CF-1.8 2.5.1: a
+#: coordinate variable has no missing values; 7.1: bounds carry no such attributes), which
+#: xarray would otherwise add to every float variable.
+NO_FILL: Mapping[str, Any] = MappingProxyType({"_FillValue": None})
+
+
+def cf_coordinate_attrs(attrs: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A copy of a latitude (``kind="lat"``) or longitude (``"lon"``) coordinate's attributes
+    with CF's ``standard_name``, ``long_name``, ``units`` and ``axis`` where missing.
+
+    ``units`` that are not a CF spelling of degrees north (east) are replaced by
+    ``degrees_north`` (``degrees_east``): climdown reads every latitude and longitude in degrees.
+    A ``bounds`` pointer is dropped: the caller writes the bounds of the cells it returns
+    (:func:`add_cf_bounds`), or none.
+    """
+    if kind not in _CF_COORDINATES:
+        raise ValueError(f"kind must be 'lat' or 'lon', got {kind!r}")
+    out = {k: v for k, v in attrs.items() if k != "bounds"}
+    cf = _CF_COORDINATES[kind]
+    if _cf_degrees(out.get("units")) not in _CF_DEGREES[kind]:
+        out["units"] = cf["units"]
+    for key in ("standard_name", "long_name", "axis"):
+        out.setdefault(key, cf[key])
+    return out
+
+
 def add_cf_bounds(
     ds: xr.Dataset,
     grid: Grid,
@@ -1002,6 +1049,10 @@ def add_cf_bounds(
     names: tuple[str | None, str | None] = (None, None),
 ) -> xr.Dataset:
     """``ds`` with CF bounds variables of ``grid``'s cells and ``bounds`` attributes pointing at them.
+
+    Neither the coordinates nor the bounds get a ``_FillValue`` (:data:`NO_FILL`); the
+    coordinates' other attributes are ``ds``'s (downscaling gives them CF's with
+    :func:`cf_coordinate_attrs` first).
 
     Parameters
     ----------
@@ -1033,9 +1084,10 @@ def add_cf_bounds(
         bname = bname or f"{coord}_bnds"
         units = ds[coord].attrs.get("units", f"degrees_{'north' if coord == lat_name else 'east'}")
         # a coordinate, as cf_xarray's add_bounds makes it: data_vars stay the fields
-        bounds = xr.Variable((ds[coord].dims[0], "bnds"), values, {"units": units})
+        bounds = xr.Variable((ds[coord].dims[0], "bnds"), values, {"units": units}, dict(NO_FILL))
         out = out.assign_coords({bname: bounds})
         out[coord].attrs = {**ds[coord].attrs, "bounds": bname}
+        out[coord].encoding = {**out[coord].encoding, **NO_FILL}
     return out
 
 
@@ -1113,6 +1165,7 @@ def coarsen_dataarray(
     for name in (lat_name, lon_name):
         # a CF bounds pointer would name the fine cells' bounds: add_cf_bounds writes coarse ones
         out[name].attrs = {k: v for k, v in da[name].attrs.items() if k != "bounds"}
+        out[name].encoding = dict(NO_FILL)  # CF: a coordinate variable has no missing values
     out.attrs = dict(da.attrs)
     out.name = da.name
     return out

@@ -60,9 +60,24 @@ import xarray as xr
 
 from climdown import validate
 from climdown.errors import CheckpointError, ConfigError, CoordinateError, DataValueError
-from climdown.grid import FineAreas, Grid, Orientation, add_cf_bounds, find_latlon
+from climdown.grid import (
+    NO_FILL,
+    FineAreas,
+    Grid,
+    Orientation,
+    add_cf_bounds,
+    cf_coordinate_attrs,
+    find_latlon,
+)
 from climdown.tiling import ChunkAxis, TilePlan
-from climdown.units import append_history, water_column, without_packing
+from climdown.units import (
+    append_history,
+    cf_global_attrs,
+    cf_time_coordinate,
+    cf_variable_attrs,
+    water_column,
+    without_packing,
+)
 
 __all__ = ["BASELINES", "MAX_INPUT_SCALES", "DownscaleOptions", "Downscaler", "downscale"]
 
@@ -599,20 +614,17 @@ class Downscaler:
         locate = _locator(x, {lat_dim: (lat_name, fine.lat), lon_dim: (lon_name, fine.lon)})
         data = x.data if _is_dask(x.data) else np.asarray(x.values)
         y = self._run(data, grid, timed=time is not None, to_kg=to_kg, locate=locate)
-        coords: dict[Hashable, Any] = {
-            k: c for k, c in x.coords.items() if lat_dim not in c.dims and lon_dim not in c.dims
-        }
-        for name, values in ((lat_name, fine.lat), (lon_name, fine.lon)):
-            attrs = {k: v for k, v in da[name].attrs.items() if k != "bounds"}
-            dim = da[name].dims[0]
-            coords[name] = xr.Variable(dim, values, attrs)
-        for name, c in coords.items():  # no packing of the input travels to the output
-            v = c.variable if isinstance(c, xr.DataArray) else c
-            coords[name] = xr.Variable(
-                v.dims, v.data, without_packing(v.attrs), without_packing(v.encoding)
-            )
-        # in the input's units (and its units_original, if any); never its packing
-        attrs = append_history(without_packing(da.attrs), self.description)
+        coords = _output_coords(x, lat_dim, lon_dim)
+        for name, values, kind in ((lat_name, fine.lat, "lat"), (lon_name, fine.lon, "lon")):
+            attrs = cf_coordinate_attrs(da[name].attrs, kind)
+            coords[name] = xr.Variable(da[name].dims[0], values, attrs, dict(NO_FILL))
+        # in the input's units (and its units_original, if any), never its packing, with CF's
+        # names where known (climdown.units.cf_variable_attrs); a history line that says so
+        # where the values come back in another type than they came in
+        line = self.description
+        if da.dtype != np.float32:
+            line += f"; {da.dtype} values returned as float32 (the model computes in float32)"
+        attrs = append_history(cf_variable_attrs(da.name, without_packing(da.attrs)), line)
         out = xr.DataArray(y, dims=x.dims, coords=coords, name=da.name, attrs=attrs)
         return out.transpose(*da.dims)
 
@@ -640,7 +652,12 @@ class Downscaler:
         keep = {
             k: v for k, v in ds.data_vars.items() if k not in out and not (spatial & set(v.dims))
         }
-        hr = xr.Dataset({**keep, **out}, attrs=append_history(ds.attrs, self.description))
+        # the input's global attributes (licence, source, ...) with CF-1.8 Conventions, a title
+        # and a history line (climdown.units.cf_global_attrs)
+        subject = ", ".join(str(out[n].attrs.get("long_name") or n) for n in names)
+        title = f"{subject}, downscaled {self.factor}x by climdown"
+        attrs = cf_global_attrs(ds.attrs, self.description, title=title)
+        hr = xr.Dataset({**keep, **out}, attrs=attrs)
         # the fine cells' CF bounds, under the input's bounds names where it had them
         names_b = tuple(ds[n].attrs.get("bounds") for n in (lat_name, lon_name))
         return add_cf_bounds(hr, grid.refine(self.factor), lat_name, lon_name, names=names_b)
@@ -709,6 +726,35 @@ class Downscaler:
             check_spacing(self.meta, grid.spacing, self.name)
 
 
+def _output_coords(x: xr.DataArray, lat_dim: Hashable, lon_dim: Hashable) -> dict[Hashable, Any]:
+    """The coordinates of ``x`` off the lat/lon dimensions, as they go to an output.
+
+    No packing of the input travels (:func:`climdown.units.without_packing`), no coordinate has
+    a ``_FillValue`` (CF: coordinate variables have no missing values), and a time coordinate
+    gets CF's ``standard_name``/``axis`` and a CF-1.8 storage type
+    (:func:`climdown.units.cf_time_coordinate`).
+    """
+    coords: dict[Hashable, Any] = {}
+    for name, c in x.coords.items():
+        if lat_dim in c.dims or lon_dim in c.dims:
+            continue
+        v = c.variable
+        attrs, encoding = without_packing(v.attrs), without_packing(v.encoding)
+        if _is_dated(c):  # the input's storage type where CF-1.8 allows it (dtype is packing)
+            attrs, encoding = cf_time_coordinate(attrs, v.encoding, dimension=v.dims == (name,))
+        else:
+            encoding.update(NO_FILL)
+        coords[name] = xr.Variable(v.dims, v.data, attrs, encoding)
+    return coords
+
+
+def _is_dated(coord: xr.DataArray) -> bool:
+    """Whether a coordinate holds dates: numpy datetimes or cftime dates (objects with a calendar)."""
+    return np.issubdtype(coord.dtype, np.datetime64) or (
+        coord.dtype == object and coord.size > 0 and hasattr(coord.values.flat[0], "calendar")
+    )
+
+
 def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
     """The time dimension among ``dims`` (datetime values, CF ``axis: T`` or the name), if any.
 
@@ -721,16 +767,8 @@ def _time_dim(da: xr.DataArray, dims: Sequence[Hashable]) -> Hashable | None:
     for dim in dims:
         coord = da.coords.get(dim)
         attrs = coord.attrs if coord is not None else {}
-        dated = coord is not None and (
-            np.issubdtype(coord.dtype, np.datetime64)
-            or (
-                coord.dtype == object
-                and coord.size > 0
-                and hasattr(coord.values.flat[0], "calendar")
-            )
-        )  # numpy datetimes or cftime dates (objects with a calendar), not any object labels
         if not (
-            dated
+            (coord is not None and _is_dated(coord))
             or attrs.get("axis") == "T"
             or attrs.get("standard_name") == "time"
             or str(dim) in ("time", "valid_time", "t")

@@ -17,6 +17,12 @@ Packed data (integers with ``scale_factor``/``add_offset``/``_FillValue``, as a 
 ``mask_and_scale=False`` gives them) is decoded with xarray's CF decoding before any unit is
 read (:func:`decode_packed`); :func:`without_packing` drops the packing attributes that must
 never travel to an output.
+
+Outputs are CF-1.8 (:data:`CF_VERSION`): :func:`cf_variable_attrs` names the variables climdown
+knows (``standard_name``, ``long_name``) and says that each value is a cell mean
+(``cell_methods``), :func:`cf_time_coordinate` gives a time coordinate its ``standard_name``,
+``axis`` and a CF-1.8 storage type, and :func:`cf_global_attrs` keeps a Dataset's global
+attributes (licence lines included) while updating ``Conventions``, ``title`` and ``history``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ __all__ = [
     "water_column",
     "to_kg_m2",
     "append_history",
+    "CF_VERSION",
+    "CELL_METHOD",
+    "cf_conventions",
+    "cf_global_attrs",
+    "cf_variable_attrs",
+    "cf_time_coordinate",
 ]
 
 #: The unit climdown computes in.
@@ -309,4 +321,142 @@ def append_history(attrs: dict[str, Any], message: str) -> dict[str, Any]:
     out = dict(attrs)
     prev = out.get("history")
     out["history"] = f"{prev}\n{line}" if prev else line
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# CF metadata of outputs
+# ---------------------------------------------------------------------------------------
+#: The CF version every output follows; the test suite checks outputs against it with the
+#: IOOS compliance checker (``compliance-checker --test=cf:1.8``).
+CF_VERSION = "CF-1.8"
+
+# variable name (lower case) -> (standard_name of a column mass, standard_name of the same as a
+# depth of liquid water or None where CF has none, long_name); CF standard-name table entries
+_TCW = ("atmosphere_mass_content_of_water", None, "Total column water")
+_TCWV = (
+    "atmosphere_mass_content_of_water_vapor",
+    "lwe_thickness_of_atmosphere_mass_content_of_water_vapor",
+    "Total column water vapour",
+)
+_KNOWN_VARIABLES: dict[str, tuple[str, str | None, str]] = {
+    "tcw": _TCW,
+    "total_column_water": _TCW,
+    "tcwv": _TCWV,
+    "total_column_water_vapour": _TCWV,
+    "prw": _TCWV,
+}
+#: What a climdown output value is: the mean over its cell (a conserving constraint makes the
+#: area-weighted mean of each block of fine cells equal its coarse cell's value).
+CELL_METHOD = "area: mean"
+# netCDF types CF-1.8 allows for numbers (int64 and the unsigned types came with CF-1.9)
+_CF18_NUMBER_TYPES = ("int8", "int16", "int32", "float32", "float64")
+
+
+def cf_variable_attrs(name: Any, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a downscaled (or coarsened) variable's attributes with CF's names where known.
+
+    For the variables climdown knows (``tcw``/``total_column_water``: CF
+    ``atmosphere_mass_content_of_water``; ``tcwv``/``total_column_water_vapour``/``prw``:
+    ``atmosphere_mass_content_of_water_vapor``, or its ``lwe_thickness_of_...`` form when the
+    units are a depth of water) a missing ``standard_name`` and ``long_name`` are set; a
+    ``standard_name`` is only set where its units fit it (a mass per area, or a length for the
+    ``lwe_`` form). Every variable gets :data:`CELL_METHOD` appended to its ``cell_methods``
+    unless they already say how its area was reduced. Nothing the input says is replaced.
+
+    Parameters
+    ----------
+    name : hashable or None
+        The variable's name.
+    attrs : mapping
+        Its attributes (the input's, packing already dropped).
+    """
+    out = dict(attrs)
+    known = _KNOWN_VARIABLES.get(str(name).strip().lower())
+    if known is not None:
+        mass_name, depth_name, long_name = known
+        out.setdefault("long_name", long_name)
+        units = out.get("units")
+        parsed = _parse(str(units)) if units is not None else None
+        if parsed is not None and "standard_name" not in out:
+            std = depth_name if parsed[0] in _LENGTHS else mass_name
+            if std is not None:
+                out["standard_name"] = std
+    methods = str(out.get("cell_methods") or "").strip()
+    if not re.search(r"\barea\s*:", methods):
+        out["cell_methods"] = f"{methods} {CELL_METHOD}".strip()
+    return out
+
+
+def cf_time_coordinate(
+    attrs: Mapping[str, Any], encoding: Mapping[str, Any], *, dimension: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """CF attributes and a CF-1.8 encoding of a time coordinate (datetime or cftime values).
+
+    ``standard_name: time`` is set where missing, and ``axis: T`` on a dimension coordinate.
+    The encoding keeps the input's ``units``, ``calendar`` and storage type where CF-1.8 allows
+    that type; otherwise (none recorded, or int64, which xarray picks for times made in memory
+    and CF allows only from 1.9 on) the times are stored as float64, exact for whole numbers of
+    the units up to 2**53. No ``_FillValue`` (CF: coordinate variables have no missing values).
+
+    Parameters
+    ----------
+    attrs, encoding : mapping
+        The coordinate's attributes and encoding (packing already dropped).
+    dimension : bool
+        Whether the coordinate is a dimension coordinate (``time(time)``), not a scalar or
+        auxiliary one.
+
+    Returns
+    -------
+    attrs, encoding : dict
+    """
+    out = dict(attrs)
+    out.setdefault("standard_name", "time")
+    if dimension:
+        out.setdefault("axis", "T")
+    enc = {k: v for k, v in encoding.items() if k in ("units", "calendar", "dtype")}
+    dtype = enc.get("dtype")
+    if dtype is None or str(getattr(dtype, "name", dtype)) not in _CF18_NUMBER_TYPES:
+        enc["dtype"] = "float64"
+    enc["_FillValue"] = None
+    return out, enc
+
+
+def cf_conventions(value: Any) -> str:
+    """A ``Conventions`` attribute that names :data:`CF_VERSION` (or a later CF version).
+
+    Other conventions in it (``ACDD-1.3``, ...) are kept; a CF version before 1.8 is replaced,
+    a later one kept. ``None`` or ``""`` gives ``"CF-1.8"``.
+    """
+    tokens = [t for t in re.split(r"[,\s]+", str(value or "").strip()) if t]
+    others = [t for t in tokens if not t.upper().startswith("CF-")]
+    cf = CF_VERSION
+    for token in tokens:
+        m = re.fullmatch(r"CF-(\d+)\.(\d+)", token, flags=re.IGNORECASE)
+        if m and (int(m.group(1)), int(m.group(2))) > (1, 8):
+            cf = f"CF-{m.group(1)}.{m.group(2)}"
+    return " ".join([cf, *others])
+
+
+def cf_global_attrs(attrs: Mapping[str, Any], message: str, *, title: str) -> dict[str, Any]:
+    """A Dataset's global attributes for an output made from it.
+
+    Everything the input says is kept (licence and source lines, institution, its title, ...),
+    except that ``Conventions`` names CF-1.8 (:func:`cf_conventions`), ``title`` is set where
+    the input has none (or an empty one), and ``history`` gains a line (:func:`append_history`).
+
+    Parameters
+    ----------
+    attrs : mapping
+        The input's global attributes.
+    message : str
+        The ``history`` line (a timestamp and climdown's version are prepended).
+    title : str
+        A title for an input without one (``"Total column water, downscaled 4x by climdown"``).
+    """
+    out = append_history(dict(attrs), message)
+    out["Conventions"] = cf_conventions(out.get("Conventions"))
+    if not str(out.get("title") or "").strip():
+        out["title"] = title
     return out
