@@ -69,6 +69,7 @@ def _check_output(dst: Path, zarr: bool, overwrite: bool) -> None:
             )
         return
     kind = "a zarr store" if zarr else "a netCDF file"
+    why: str | None  # why it may not be replaced; None: it may
     if dst.is_symlink():
         why = "is a symbolic link"
     elif zarr:

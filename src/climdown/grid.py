@@ -458,7 +458,7 @@ ERA5_ORIENTATION = Orientation()
 # ---------------------------------------------------------------------------------------
 # Grid description
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Grid:
     """A rectilinear latitude/longitude grid on the sphere.
 
@@ -472,21 +472,30 @@ class Grid:
         Sphere radius in metres.
     """
 
+    # the constructor takes array-likes and optional bounds; the attributes are always arrays
     lat: np.ndarray
     lon: np.ndarray
-    lat_b: np.ndarray | None = None
-    lon_b: np.ndarray | None = None
+    lat_b: np.ndarray
+    lon_b: np.ndarray
     radius: float = EARTH_RADIUS
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lat", _as_1d(self.lat, "latitude"))
-        object.__setattr__(self, "lon", _as_1d(self.lon, "longitude"))
+    def __init__(
+        self,
+        lat: Any,
+        lon: Any,
+        lat_b: Any | None = None,
+        lon_b: Any | None = None,
+        radius: float = EARTH_RADIUS,
+    ) -> None:
+        object.__setattr__(self, "lat", _as_1d(lat, "latitude"))
+        object.__setattr__(self, "lon", _as_1d(lon, "longitude"))
+        object.__setattr__(self, "radius", radius)
         explicit = []
-        for name, kind, infer in (
-            ("lat_b", "latitude", lat_bounds),
-            ("lon_b", "longitude", lon_bounds),
+        for name, given, kind, infer in (
+            ("lat_b", lat_b, "latitude", lat_bounds),
+            ("lon_b", lon_b, "longitude", lon_bounds),
         ):
-            centres, edges = getattr(self, name[:3]), getattr(self, name)
+            centres, edges = getattr(self, name[:3]), given
             if edges is None:
                 object.__setattr__(self, name, infer(centres))
                 continue
@@ -1091,14 +1100,16 @@ def add_cf_bounds(
     return out
 
 
-def area_dataarray(grid: Grid, lat_dim: str, lon_dim: str) -> xr.DataArray:
+def area_dataarray(grid: Grid, lat_dim: Hashable, lon_dim: Hashable) -> xr.DataArray:
     """The grid's cell areas (m^2) as a DataArray on ``(lat_dim, lon_dim)``."""
     import xarray as xr
 
     return xr.DataArray(grid.area, dims=(lat_dim, lon_dim), attrs={"units": "m2"})
 
 
-def mass_over(da: xr.DataArray, area: xr.DataArray, dims: tuple[str, str]) -> xr.DataArray:
+def mass_over(
+    da: xr.DataArray, area: xr.DataArray, dims: tuple[Hashable, Hashable]
+) -> xr.DataArray:
     """:func:`total_mass` over the two ``dims`` of an xarray field (lazy on dask input).
 
     NaN is not skipped: a NaN anywhere in a field makes its mass NaN, never a silent

@@ -510,8 +510,8 @@ class Downscaler:
                     if all(s is stack[0] for s in stack):
                         stack = stack[:1]  # one [H, W] for the batch: weights computed once
                     a = torch.from_numpy(np.stack(stack)).to(self.device)
-                lr = torch.from_numpy(lr[:, :, None]).to(self.device)  # [B, frames, 1, h, w]
-                y = self.model(lr, area=a)[:, -1, 0].float().cpu().numpy()  # last frame
+                lr_t = torch.from_numpy(lr[:, :, None]).to(self.device)  # [B, frames, 1, h, w]
+                y = self.model(lr_t, area=a)[:, -1, 0].float().cpu().numpy()  # last frame
                 for (t, n, k), yb in zip(batch, y, strict=True):
                     rows, cols = t.fine_core(f)
                     out[n, k, rows, cols] = yb[t.fine_crop(f)]
@@ -561,7 +561,7 @@ class Downscaler:
         rows, cols = axes[ax_r], axes[ax_c]
         scale = {ax: 1 if ax == ax_t else f for ax in axes}
 
-        def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        def run(block: np.ndarray, block_info: dict[Any, Any]) -> np.ndarray:  # dask fills it
             loc = block_info[0]["chunk-location"]
             i, j = loc[ax_r], loc[ax_c]
             offset = (rows.starts[i] - rows.pad(i)[0], cols.starts[j] - cols.pad(j)[0])
@@ -637,7 +637,7 @@ class Downscaler:
             names = [k for k, v in ds.data_vars.items() if spatial <= set(v.dims)]
             if not names:
                 raise CoordinateError(
-                    f"no data variable of the dataset lies on the {sorted(spatial)} grid "
+                    f"no data variable of the dataset lies on the {sorted(map(str, spatial))} grid "
                     f"(variables: {list(ds.data_vars)}); pass var='name'"
                 )
         else:
@@ -659,7 +659,7 @@ class Downscaler:
         attrs = cf_global_attrs(ds.attrs, self.description, title=title)
         hr = xr.Dataset({**keep, **out}, attrs=attrs)
         # the fine cells' CF bounds, under the input's bounds names where it had them
-        names_b = tuple(ds[n].attrs.get("bounds") for n in (lat_name, lon_name))
+        names_b = (ds[lat_name].attrs.get("bounds"), ds[lon_name].attrs.get("bounds"))
         return add_cf_bounds(hr, grid.refine(self.factor), lat_name, lon_name, names=names_b)
 
     def _check_variable(self, da: xr.DataArray) -> None:
