@@ -5,7 +5,8 @@ Nothing here is used by the library itself; everything is small, deterministic a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,13 @@ __all__ = [
     "tiny_grid",
     "random_field",
     "tcw_dataarray",
+    "write_arco_like",
+    "ARCO_ERA5",
     "raise_if_dask_computes",
 ]
+
+#: The public ARCO-ERA5 store that :func:`write_arco_like` imitates.
+ARCO_ERA5 = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
 
 _LON_CONVENTIONS = ("0..360", "-180..180")
 
@@ -183,6 +189,80 @@ def tcw_dataarray(
         attrs={"units": units, "long_name": "Total column water", "short_name": "tcw"},
     )
     return da.chunk(chunks) if chunks is not None else da
+
+
+def write_arco_like(
+    path: str | os.PathLike[str],
+    times: Any,
+    *,
+    spacing: float = 0.25,
+    seed: int = 0,
+    packing: Mapping[str, Any] | None = None,
+    zarr_format: int = 2,
+) -> xr.Dataset:
+    """Write a small local zarr store laid out like ARCO-ERA5, and return what it holds.
+
+    The layout of :data:`ARCO_ERA5`: ``total_column_water`` (``kg m**-2``, with the
+    ``long_name`` and ``short_name`` of ARCO's) beside another variable (``2m_temperature``
+    in K, as ARCO holds hundreds), both with dims ``(time, latitude, longitude)``; latitude
+    from 90 down to -90 (descending, poles included), longitude from 0 to ``360 - spacing``;
+    one time step per chunk, consolidated metadata in zarr format 2. A recipe or
+    :func:`climdown.data.sources.open_era5` pointed at it meets what it would meet in the
+    cloud, offline.
+
+    Parameters
+    ----------
+    path : str or path
+        The store to write (replaced if present).
+    times : sequence of datetime-likes
+        The time steps, e.g. ``pd.date_range("2020-01-01", periods=6, freq="1h")``.
+    spacing : float
+        Grid spacing in degrees (ARCO's is 0.25; must divide 90).
+    seed : int
+        Seed of the :func:`random_field` values (1 to 60 kg m-2, float32).
+    packing : mapping, optional
+        zarr encoding of ``total_column_water``, e.g. ``{"dtype": "int16", "scale_factor":
+        0.002, "add_offset": 35.0, "_FillValue": -32767}`` for ERA5's packed integers.
+    zarr_format : {2, 3}
+        The zarr format written.
+
+    Returns
+    -------
+    xarray.Dataset
+        The dataset written (in memory, before any packing).
+    """
+    import pandas as pd
+    import xarray as xr
+
+    lat = np.linspace(90.0, -90.0, round(180.0 / spacing) + 1)
+    lon = np.arange(round(360.0 / spacing)) * spacing
+    time = pd.DatetimeIndex(times)
+    shape = (time.size, lat.size, lon.size)
+    dims = ("time", "latitude", "longitude")
+    ds = xr.Dataset(
+        {
+            "total_column_water": (
+                dims,
+                random_field(shape, seed=seed),
+                {"units": "kg m**-2", "long_name": "Total column water", "short_name": "tcw"},
+            ),
+            "2m_temperature": (dims, np.full(shape, 280.0, np.float32), {"units": "K"}),
+        },
+        coords={"time": time, "latitude": lat, "longitude": lon},
+    )
+    encoding: dict[str, dict[str, Any]] = {
+        name: {"chunks": (1, lat.size, lon.size)}
+        for name in ("total_column_water", "2m_temperature")
+    }
+    encoding["total_column_water"].update(packing or {})
+    ds.to_zarr(
+        os.fspath(path),
+        zarr_format=zarr_format,
+        consolidated=zarr_format == 2,
+        encoding=encoding,
+        mode="w",
+    )
+    return ds
 
 
 class _CountingScheduler:

@@ -28,6 +28,7 @@ from climdown.errors import (
 )
 from climdown.grid import Grid
 from climdown.testing import raise_if_dask_computes, tcw_dataarray
+from climdown.testing import write_arco_like as arco_like
 
 
 def era5_style(units: str = "kg m**-2", name: str = "tcw", ntime: int = 3) -> xr.Dataset:
@@ -40,36 +41,10 @@ PACKING = {"dtype": "int16", "scale_factor": 0.002, "add_offset": 35.0, "_FillVa
 
 
 def write_arco_like(path, *, packed: bool, zarr_format: int) -> xr.Dataset:
-    """A local zarr store laid out like ARCO-ERA5: total_column_water(time, latitude, longitude)."""
-    lat = np.arange(90.0, -90.1, -22.5)  # descending, poles included, like ERA5's 721 rows
-    lon = np.arange(0.0, 360.0, 22.5)
-    time = pd.date_range("2020-01-01", periods=6, freq="1h")
-    rng = np.random.default_rng(0)
-    values = rng.uniform(0.5, 60.0, (time.size, lat.size, lon.size)).astype(np.float32)
-    ds = xr.Dataset(
-        {
-            "total_column_water": (
-                ("time", "latitude", "longitude"),
-                values,
-                {"units": "kg m**-2", "long_name": "Total column water", "short_name": "tcw"},
-            ),
-            # the ARCO store holds hundreds of variables; one more is enough to test selection
-            "2m_temperature": (("time", "latitude", "longitude"), values + 250, {"units": "K"}),
-        },
-        coords={"time": time, "latitude": lat, "longitude": lon},
-    )
-    # ARCO-ERA5 stores one hour per chunk
-    encoding = {v: {"chunks": (1, lat.size, lon.size)} for v in ds.data_vars}
-    if packed:
-        encoding["total_column_water"].update(PACKING)
-    ds.to_zarr(
-        path,
-        zarr_format=zarr_format,
-        consolidated=zarr_format == 2,
-        encoding=encoding,
-        mode="w",
-    )
-    return ds
+    """A local zarr store laid out like ARCO-ERA5, 9 x 16 cells, six hours."""
+    times = pd.date_range("2020-01-01", periods=6, freq="1h")
+    packing = PACKING if packed else None
+    return arco_like(path, times, spacing=22.5, packing=packing, zarr_format=zarr_format)
 
 
 # ---------------------------------------------------------------------------------------
@@ -386,8 +361,15 @@ def test_cloud_url_without_gcsfs():
         pass
     else:
         pytest.skip("gcsfs is installed; the error path needs it absent")
-    with pytest.raises(ClimdownError, match="gcsfs"):
+    with pytest.raises(ClimdownError, match=r'needs gcsfs.*pip install "climdown\[cloud\]"'):
         open_era5("gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3")
+
+
+def test_storage_options_are_for_zarr_urls():
+    with pytest.raises(ClimdownError, match="storage_options are only used for zarr stores"):
+        open_era5("https://example.invalid/era5.nc", storage_options={"token": "anon"})
+    with pytest.raises(ClimdownError, match="not to the local path"):
+        open_era5(sample_path("rhine"), storage_options={"token": "anon"})
 
 
 def test_missing_file(tmp_path):

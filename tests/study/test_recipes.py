@@ -18,16 +18,17 @@ from climdown.study.realdata import real_recipe
 
 STUDY = {"tcw2", "tcw4", "tcw8", "t1", "tiny"}
 REAL = {f"era5-{s}-x{f}" for s in ("global", "rhine") for f in (2, 4, 8)}
+CLOUD = {"era5-arco-tcw4"}  # ARCO-ERA5 on Google Cloud; built offline in test_arco_recipe.py
 
 
 def test_recipes_are_package_data() -> None:
     folder = recipes_dir()
     package = Path(climdown.__file__).resolve().parent
     assert folder.resolve() == package / "study" / "recipes"
-    assert set(packaged_recipes()) == STUDY | REAL | {"experiments"}
+    assert set(packaged_recipes()) == STUDY | REAL | CLOUD | {"experiments"}
 
 
-@pytest.mark.parametrize("name", sorted(STUDY | REAL))
+@pytest.mark.parametrize("name", sorted(STUDY | REAL | CLOUD))
 def test_every_packaged_recipe_is_valid(name: str) -> None:
     r = load_recipe(recipe_path(name))
     assert r.name == name

@@ -183,6 +183,12 @@ def _open_one(
         )
     kwargs: dict[str, Any] = {}
     if storage_options:
+        if not _is_url(path):  # zarr would raise a TypeError that names neither
+            raise ClimdownError(
+                f"storage_options {dict(storage_options)} apply to URLs (gs://, s3://, "
+                f"file://, ...), not to the local path {path!r}: drop them, or write the path "
+                f"as a URL (file://{os.path.abspath(path)})"
+            )
         if engine != "zarr":
             raise ClimdownError(
                 f"storage_options are only used for zarr stores, got engine={engine!r} for "
