@@ -143,6 +143,28 @@ def test_downscale_factor_help_names_the_packaged_factors(
     assert build_parser().parse_args(["downscale", "a", "b", "--factor", "3"]).factor == 3
 
 
+def test_evaluate_report_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--report PATH`` is listed with its default; a path that is neither .md nor .html is
+    refused in one line before anything is opened or scored."""
+    text = " ".join(_help(capsys, monkeypatch, "evaluate").split())
+    assert "--report PATH also write a one-page report" in text
+    assert (
+        "PATH.md with PNG files beside it, or PATH.html, one file (default: none, no report)"
+        in text
+    )
+    args = build_parser().parse_args([*(["evaluate"] + REQUIRED["evaluate"]), "--report", "r.md"])
+    assert args.report == "r.md"
+    assert build_parser().parse_args(["evaluate", *REQUIRED["evaluate"]]).report is None
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--store", str(tmp_path)]
+    assert main([*argv, "--report", str(tmp_path / "r.pdf")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("climdown evaluate: error: a report is Markdown or HTML: the path must")
+    assert "r.pdf" in err and not (tmp_path / "r.pdf").exists()
+
+
 def test_help_loads_no_torch() -> None:
     code = (
         "import sys\nfrom climdown.cli import build_parser\nbuild_parser()\n"

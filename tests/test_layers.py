@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("climdown.evaluate", "climdown.inference", "climdown.conservation"),
     ("climdown.train", "climdown.fileio"),
     ("climdown.plot",),
+    ("climdown.report",),
     ("climdown.accessor",),
     ("climdown.study",),
     ("climdown.cli",),

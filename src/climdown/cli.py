@@ -97,10 +97,21 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from climdown.evaluate import evaluate_checkpoint
+    if a.report is None:
+        from climdown.evaluate import evaluate_checkpoint
 
-    table = evaluate_checkpoint(a.checkpoint, a.store, split=a.split, out=a.out, device=a.device)
+        table = evaluate_checkpoint(
+            a.checkpoint, a.store, split=a.split, out=a.out, device=a.device
+        )
+    else:
+        from climdown.report import evaluation_report
+
+        table = evaluation_report(
+            a.checkpoint, a.store, a.report, split=a.split, out=a.out, device=a.device
+        )
     print(table)
+    if a.report is not None:
+        print(f"wrote {a.report}")
     return 0
 
 
@@ -274,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for metrics.csv / metrics.md (default: none, the table is only printed)",
     )
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
+    sp.add_argument(
+        "--report",
+        default=None,
+        metavar="PATH",
+        help="also write a one-page report (scores, maps, spectra, mass budget): PATH.md with "
+        "PNG files beside it, or PATH.html, one file (default: none, no report)",
+    )
     sp.set_defaults(func=_cmd_evaluate, parser=sp)
 
     sp = command("experiments", "run the study's experiment table")

@@ -52,6 +52,7 @@ __all__ = [
     "cell_size_km",
     "training_curves",
     "curve_title",
+    "format_time",
 ]
 
 #: Where the vendored Natural Earth 110m coastline lives inside the package.
@@ -263,8 +264,19 @@ def _time_dim(da: xr.DataArray, spatial: tuple[str, ...]) -> str | None:
     return None
 
 
-def _format_time(value: Any) -> str:
-    """``2020-01-01 22:00 UTC`` for a datetime64 (ERA5 and CF times are UTC); str otherwise."""
+def format_time(value: Any) -> str:
+    """A time as maps and reports print it: ``2020-01-01 22:00 UTC``.
+
+    Parameters
+    ----------
+    value : datetime64 or any
+        A time (naive datetime64 values are UTC, as in ERA5 and CF files); anything else is
+        printed with ``str``.
+
+    Returns
+    -------
+    str
+    """
     t = np.asarray(value)
     if np.issubdtype(t.dtype, np.datetime64):
         return str(np.datetime_as_string(t, unit="m")).replace("T", " ") + " UTC"
@@ -275,7 +287,7 @@ def _scalar_time(da: xr.DataArray) -> str | None:
     """The valid time of a field whose time is a scalar coordinate (after ``sel(time=...)``)."""
     for name, coord in da.coords.items():
         if coord.ndim == 0 and (name in _TIME_NAMES or np.issubdtype(coord.dtype, np.datetime64)):
-            return _format_time(coord.values)
+            return format_time(coord.values)
     return None
 
 
@@ -301,7 +313,7 @@ def _time_steps(da: xr.DataArray, tdim: str | None) -> np.ndarray | None:
 
 
 def _span(steps: np.ndarray) -> str:
-    first, last = _format_time(steps[0]), _format_time(steps[-1])
+    first, last = format_time(steps[0]), format_time(steps[-1])
     return first if steps.size == 1 else f"{first} .. {last} ({steps.size} steps)"
 
 
@@ -371,7 +383,7 @@ def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str 
                     f"{time!r}"
                 ) from err
         if tdim in da.coords:
-            label = _format_time(da[tdim].values)
+            label = format_time(da[tdim].values)
     else:
         label = _scalar_time(da)
     extra = [d for d in da.dims if d not in spatial]
