@@ -212,6 +212,10 @@ def test_gridlines_labelled_in_degrees(rhine_like):
     da = tcw(np.arange(-10.5, -30.0, -1.0), lon, nt=1)
     (labels,) = gridline_labels(plot.field(da, colorbar=False))
     assert {"170°E", "180°", "170°W", "20°S"} <= set(labels)
+    # a global map: every 60 deg
+    world = tcw(np.arange(88.0, -90.0, -4.0), np.arange(0.0, 360.0, 4.0), nt=1)
+    (labels,) = gridline_labels(plot.field(world, colorbar=False))
+    assert {"60°E", "120°E", "180°", "120°W", "60°W"} <= set(labels)
     # contrast: without gridlines there is nothing to find
     fig = plot.field(da, gridlines=False)
     assert not [a for a in geo_axes(fig)[0].get_children() if a.get_gid() == plot.GRIDLINES_GID]

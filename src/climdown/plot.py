@@ -211,7 +211,7 @@ def _lon_ticks(ax: GeoAxes) -> np.ndarray | None:
     if centre is None:
         return None
     lo, hi = (float(x) + centre for x in ax.get_xlim())
-    steps = [1.0, 2.0, 2.5, 3.0, 5.0, 10.0]
+    steps = [1.0, 2.0, 2.5, 3.0, 5.0, 6.0, 10.0]  # 6: 60 deg on a global map
     ticks = np.asarray(MaxNLocator(nbins=6, steps=steps).tick_values(lo, hi), dtype=np.float64)
     inside = ticks[(ticks >= lo - 1e-9) & (ticks <= hi + 1e-9)]
     return np.unique(np.asarray(wrap_lon(inside, -180.0), dtype=np.float64))
