@@ -38,7 +38,7 @@ def test_downscale_era5_file(tmp_path: Path) -> None:
     assert_png(tmp_path / "downscaled.png")
     assert_png(tmp_path / "check.png")
     with xr.open_dataset(tmp_path / "tcw_x4.nc") as hr:
-        assert dict(hr["tcw"].sizes) == {"time": 2, "lat": 160, "lon": 160}
+        assert dict(hr["tcw"].sizes) == {"time": 2, "latitude": 160, "longitude": 160}
         assert "downscaled 4x" in hr["tcw"].attrs["history"]
     # the mass budget is printed and conserving; the lazy path computes nothing until asked
     worst = float(re.search(r"largest relative mass difference over 2 steps: (\S+)", out)[1])
