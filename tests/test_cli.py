@@ -218,7 +218,8 @@ def test_evaluate_prints_table_and_writes_csv_md(
     assert head[:4] == ["name", "data", "model", "constraint"] and "RMSE" in head
     rows = {c[0]: c for c in ([x.strip() for x in t.strip("|").split("|")] for t in table[2:])}
     # bicubic + softmax: the model's own constraint on the baseline, the fair bar
-    assert set(rows) == {"best.pt", "bicubic", "nearest", "bicubic + softmax"}
+    assert set(rows) == {"best.pt", "bicubic", "nearest", "pycnophylactic", "bicubic + softmax"}
+    assert float(rows["pycnophylactic"][head.index("mass viol. (rel)")]) <= 1e-5
     assert float(rows["bicubic + softmax"][head.index("mass viol. (rel)")]) <= 1e-5
     assert rows["best.pt"][2:4] == ["cnn", "softmax"]
     assert rows["best.pt"][head.index("neg num")] == "0"
@@ -233,6 +234,7 @@ def test_evaluate_prints_table_and_writes_csv_md(
         "best.pt",
         "bicubic",
         "nearest",
+        "pycnophylactic",
         "bicubic + softmax",
     ]
     rmse = [float(line.split(",")[header.index("RMSE")]) for line in csv[1:]]

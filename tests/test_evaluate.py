@@ -50,10 +50,15 @@ def test_evaluate_checkpoint_beside_the_baselines(store, tmp_path):
     table = evaluate_checkpoint(summary["best"], store, split="test", out=tmp_path / "eval")
     lines = table.splitlines()
     names = [line.split("|")[1].strip() for line in lines[2:]]
-    assert names == ["best.pt", "bicubic", "nearest", "bicubic + softmax"]
+    assert names == ["best.pt", "bicubic", "nearest", "pycnophylactic", "bicubic + softmax"]
+    head = [c.strip() for c in lines[0].split("|")[1:-1]]
+    rows = {line.split("|")[1].strip(): line.split("|")[1:-1] for line in lines[2:]}
+    block = head.index("blockiness")
+    assert rows["nearest"][block].strip() == "inf"  # block-constant: no change inside blocks
+    assert float(rows["pycnophylactic"][block]) < float(rows["bicubic + softmax"][block])
     assert (tmp_path / "eval" / "metrics.md").read_text() == table + "\n"
     csv = (tmp_path / "eval" / "metrics.csv").read_text().splitlines()
-    assert csv[0].startswith("name,model,constraint,") and len(csv) == 5
+    assert csv[0].startswith("name,model,constraint,") and len(csv) == 6
     # contrast: a checkpoint of another factor is refused before any scoring
     with pytest.raises(Exception, match="factor"):
         evaluate_checkpoint(summary["best"], _store_at_factor(store, tmp_path, 2), split="test")

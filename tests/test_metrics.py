@@ -382,7 +382,7 @@ def test_score_table_keys_and_values(pair, ensemble):
     assert set(row) == {
         "MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg_num", "CRPS",
         "mass_violation_max", "mass_violation_mean", "mass_violation_rel",
-        "RMSE_area_weighted", "MAE_area_weighted",
+        "RMSE_area_weighted", "MAE_area_weighted", "blockiness",
     }  # fmt: skip
     assert row["RMSE"] == pytest.approx(metrics.rmse(pred, truth))
     assert row["CRPS"] == pytest.approx(metrics.crps_ensemble(members, truth))
@@ -404,3 +404,43 @@ def test_score_table_derives_areas_from_an_xarray_lr():
     assert row["mass_violation_rel"] == pytest.approx(0.01 * float(lr.max() / lr.mean()), rel=1e-9)
     with pytest.raises(CoordinateError, match="area="):
         metrics.score_table(hr_values, hr_values, lr=lr.values)
+
+
+# ---------------------------------------------------------------------------------------
+# Blockiness
+# ---------------------------------------------------------------------------------------
+def test_blockiness_by_hand():
+    # one row of 8 cells, factor 4: steps 0-1, 1-2, 2-3 inside, 3-4 across, 4-5, 5-6, 6-7 inside
+    row = np.array([[0.0, 1.0, 2.0, 3.0, 7.0, 8.0, 9.0, 10.0]])
+    field = np.repeat(row, 4, axis=0)  # 4 identical rows: vertical steps are all 0
+    # across: |7-3| = 4 on 4 rows; within: 6 steps of 1 on 4 rows + vertical zeros
+    within = (6 * 4 * 1.0) / (6 * 4 + 3 * 8)  # 3 vertical inside-block steps x 8 columns
+    assert metrics.blockiness(field, 4) == pytest.approx(4.0 / within)
+
+
+def test_blockiness_near_one_for_smooth_and_infinite_for_nearest(pair):
+    y, x = np.mgrid[0:32, 0:48]
+    smooth = np.sin(y / 5.0) + np.cos(x / 7.0)
+    assert metrics.blockiness(smooth, 4) == pytest.approx(1.0, abs=0.1)
+    coarse = block_sum(smooth, 4) / 16
+    assert metrics.blockiness(block_expand(coarse, 4), 4) == math.inf
+    assert math.isnan(metrics.blockiness(np.ones((8, 8)), 4))
+    # tiles with their own offsets: a smooth field plus a block pattern scores well above 1
+    tiled = smooth + block_expand(np.random.default_rng(1).normal(0, 0.3, coarse.shape), 4)
+    assert metrics.blockiness(tiled, 4) > 2.0
+
+
+def test_blockiness_numpy_torch_xarray_dask_agree(pair):
+    pred, _ = pair
+    want = metrics.blockiness(pred, 4)
+    assert metrics.blockiness(torch.tensor(pred), 4) == pytest.approx(want)
+    da = xr.DataArray(pred, dims=("time", "lat", "lon"))
+    assert metrics.blockiness(da, 4) == pytest.approx(want)
+    assert metrics.blockiness(da.chunk({"time": 1}), 4) == pytest.approx(want)
+
+
+def test_blockiness_needs_whole_blocks():
+    with pytest.raises(GridShapeError, match="multiple of the factor"):
+        metrics.blockiness(np.zeros((10, 12)), 4)
+    with pytest.raises(GridShapeError, match="factor >= 2"):
+        metrics.blockiness(np.zeros((8, 8)), 1)

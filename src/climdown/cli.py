@@ -164,11 +164,20 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 # The registries' names, listed here so that ``climdown --help`` loads no torch (importing the
 # registries takes seconds); tests/test_cli_help.py checks they equal the registries' keys.
-MODEL_NAMES = ("cnn", "gan", "convgru", "flowconvgru", "nearest", "bilinear", "bicubic")
+MODEL_NAMES = (
+    "cnn",
+    "gan",
+    "convgru",
+    "flowconvgru",
+    "nearest",
+    "bilinear",
+    "bicubic",
+    "pycnophylactic",
+)
 """``climdown.nn.models.MODELS``' names: the ``--model`` choices of ``climdown train``."""
 CONSTRAINT_NAMES = ("none", "softmax", "add", "mult", "scadd", "clip", "soft")
 """``climdown.nn.constraints.CONSTRAINTS``' names: the ``--constraint`` choices."""
-BASELINE_NAMES = ("nearest", "bilinear", "bicubic")
+BASELINE_NAMES = ("nearest", "bilinear", "bicubic", "pycnophylactic")
 """``climdown.inference.BASELINES``: models ``climdown downscale`` builds without a checkpoint."""
 DOWNSCALE_DEFAULTS = {"factor": 4, "constraint": "softmax", "device": "auto"}
 """``climdown.inference.DownscaleOptions``' defaults, shown in ``climdown downscale --help``."""
@@ -324,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=unset,
         help=f"downscaling factor; packaged models for {', '.join(map(str, packaged))}, "
-        f"baselines (--model {BASELINE_NAMES[-1]}) for any (default: {d['factor']})",
+        f"baselines (--model bicubic, ...) for any (default: {d['factor']})",
     )
     sp.add_argument(
         "--constraint",

@@ -3,8 +3,8 @@
 * :func:`validate`: the per-epoch validation scores the trainer logs;
 * :func:`evaluate_model`: every score of :func:`climdown.metrics.score_table` on one split of a
   store, with an ensemble (CRPS) for models that sample (the GAN);
-* :func:`evaluate_checkpoint`: a checkpoint beside the bicubic and nearest baselines (and bicubic
-  with the model's own constraint), as ``climdown evaluate`` prints it;
+* :func:`evaluate_checkpoint`: a checkpoint beside the bicubic, nearest and pycnophylactic
+  baselines (and bicubic with the model's own constraint), as ``climdown evaluate`` prints it;
 * :func:`markdown_table`: the one Markdown table writer (here and in the study), and
   :func:`format_table`: scored rows through it.
 
@@ -36,8 +36,30 @@ __all__ = [
 ]
 
 #: Score keys of a table row, in column order, and their headers.
-COLUMNS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg_num", "CRPS", "mass_violation_rel")
-HEADERS = ("MSE", "RMSE", "PSNR", "MAE", "SSIM", "neg num", "CRPS", "mass viol. (rel)")
+COLUMNS = (
+    "MSE",
+    "RMSE",
+    "RMSE_area_weighted",
+    "PSNR",
+    "MAE",
+    "SSIM",
+    "neg_num",
+    "CRPS",
+    "mass_violation_rel",
+    "blockiness",
+)
+HEADERS = (
+    "MSE",
+    "RMSE",
+    "RMSE (area)",
+    "PSNR",
+    "MAE",
+    "SSIM",
+    "neg num",
+    "CRPS",
+    "mass viol. (rel)",
+    "blockiness",
+)
 
 
 def _per_sample(area: torch.Tensor) -> torch.Tensor:
@@ -194,6 +216,8 @@ def _fmt(value: Any, key: str) -> str:
         return f"{int(value)}"
     if key == "mass_violation_rel":
         return f"{value:.1e}"
+    if key == "blockiness":
+        return f"{value:.2f}"
     if key in ("MSE",) and abs(value) < 1e-2:
         return f"{value:.2e}"
     return f"{value:.4g}" if key != "PSNR" else f"{value:.2f}"
@@ -236,7 +260,10 @@ def evaluate_checkpoint(
     device: str = "auto",
     members: int = 10,
 ) -> str:
-    """Score a checkpoint on a store split beside the bicubic and nearest baselines.
+    """Score a checkpoint on a store split beside the baselines.
+
+    The baselines are bicubic, nearest and pycnophylactic (smooth, conserving, non-negative),
+    and bicubic with the checkpoint's own constraint when it has one.
 
     Writes ``metrics.csv`` and ``metrics.md`` to ``out`` when given; returns the Markdown.
 
@@ -269,7 +296,7 @@ def evaluate_checkpoint(
     ]
     # plain baselines, and bicubic with the model's own constraint (the fair bar for a
     # conserving model: the constraint alone already improves on plain bicubic)
-    baselines = [("bicubic", "none"), ("nearest", "none")]
+    baselines = [("bicubic", "none"), ("nearest", "none"), ("pycnophylactic", "none")]
     if model.config["constraint"] != "none":
         baselines.append(("bicubic", model.config["constraint"]))
     for name, constraint in baselines:

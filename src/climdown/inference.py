@@ -82,7 +82,7 @@ from climdown.units import (
 __all__ = ["BASELINES", "MAX_INPUT_SCALES", "DownscaleOptions", "Downscaler", "downscale"]
 
 #: Parameter-free models that need no checkpoint; any constraint applies to them.
-BASELINES = ("nearest", "bilinear", "bicubic")
+BASELINES = ("nearest", "bilinear", "bicubic", "pycnophylactic")
 
 #: Inputs beyond this many normalisation scales (``|x| > MAX_INPUT_SCALES * scale`` in
 #: kg m-2) are refused before the model runs: a network sees ``x / scale`` of order one in
@@ -616,7 +616,7 @@ class Downscaler:
         y = self._run(data, grid, timed=time is not None, to_kg=to_kg, locate=locate)
         coords = _output_coords(x, lat_dim, lon_dim)
         for name, values, kind in ((lat_name, fine.lat, "lat"), (lon_name, fine.lon, "lon")):
-            attrs = cf_coordinate_attrs(da[name].attrs, kind)
+            attrs = cf_coordinate_attrs(without_packing(da[name].attrs), kind)
             coords[name] = xr.Variable(da[name].dims[0], values, attrs, dict(NO_FILL))
         # in the input's units (and its units_original, if any), never its packing, with CF's
         # names where known (climdown.units.cf_variable_attrs); a history line that says so

@@ -38,6 +38,7 @@ __all__ = [
     "ssim",
     "neg_count",
     "mass_violation",
+    "blockiness",
     "crps_ensemble",
     "power_spectrum",
     "score_table",
@@ -352,6 +353,67 @@ def mass_violation(pred: Any, lr: Any, area: Any, factor: int | None = None) -> 
     return {"max_abs": max_abs, "mean_abs": float(_mean(diff)), "max_rel": max_rel}
 
 
+def blockiness(pred: Any, factor: int) -> float:
+    """How much more the field jumps across coarse-block edges than within blocks.
+
+    ``mean |y[i+1] - y[i]|`` over neighbouring fine cells on either side of a coarse-block
+    edge, divided by the same mean over neighbours inside one block, both axes pooled. A smooth
+    field (and the truth of a real one) is near 1; a field made of ``factor x factor`` tiles
+    scores above 1 (the checkerboard of a sub-pixel head, or a constraint that rescales each
+    block on its own); block-constant ``nearest`` output is ``inf`` (no change inside blocks).
+
+    Parameters
+    ----------
+    pred : array_like ``[..., H, W]``
+        Fine field; H and W multiples of ``factor`` (whole blocks).
+    factor : int
+        Block size f (>= 2: with f = 1 there are no cells inside a block to compare).
+
+    Returns
+    -------
+    float
+        The ratio; ``nan`` for a constant field (no differences at all), ``inf`` when only the
+        within-block differences are all zero.
+    """
+    (p,) = _as_arrays(pred)
+    f = int(factor)
+    if f < 2:
+        raise GridShapeError(f"blockiness needs factor >= 2 (cells inside a block), got {factor}")
+    h, w = int(p.shape[-2]), int(p.shape[-1])
+    if h % f or w % f:
+        raise GridShapeError(
+            f"blockiness needs whole {f} x {f} blocks, but the field is {h} x {w}; "
+            "crop it to a multiple of the factor"
+        )
+    rows = _block_steps(h, f, p)
+    cols = _block_steps(w, f, p)
+    dy = abs(p[..., 1:, :] - p[..., :-1, :])
+    dx = abs(p[..., :, 1:] - p[..., :, :-1])
+    parts = (dy[..., rows[0], :], dx[..., cols[0]], dy[..., rows[1], :], dx[..., cols[1]])
+    across = float(parts[0].sum()) + float(parts[1].sum())
+    within = float(parts[2].sum()) + float(parts[3].sum())
+    n_across = _size(parts[0]) + _size(parts[1])
+    n_within = _size(parts[2]) + _size(parts[3])
+    a, b = across / max(n_across, 1), within / max(n_within, 1)
+    if b == 0.0:
+        return math.nan if a == 0.0 else math.inf
+    return a / b
+
+
+def _block_steps(n: int, f: int, like: Any) -> tuple[Any, Any]:
+    """Indices of the steps i -> i+1 (i < n - 1) that cross a block edge, and of those inside one.
+
+    Index arrays of ``like``'s kind (a torch tensor on its device, else numpy).
+    """
+    edge = (np.arange(1, n) % f) == 0
+    idx = np.flatnonzero(edge), np.flatnonzero(~edge)
+    if _is_torch(like):
+        import torch
+
+        return tuple(torch.as_tensor(i, device=like.device) for i in idx)  # type: ignore[return-value]
+    return idx
+
+
 # ---------------------------------------------------------------------------------------
 # Ensembles
 # ---------------------------------------------------------------------------------------
@@ -516,7 +578,8 @@ def score_table(
     dict[str, float]
         ``MSE, RMSE, PSNR, MAE, SSIM, neg_num``; with ``members``: ``CRPS``; with ``lr``:
         ``mass_violation_max, mass_violation_mean`` (kg m-2) and ``mass_violation_rel``; with
-        ``area``: ``RMSE_area_weighted, MAE_area_weighted``.
+        ``area``: ``RMSE_area_weighted, MAE_area_weighted``; with ``factor`` (given, or
+        inferred from ``lr``) of 2 or more: ``blockiness`` (:func:`blockiness`).
     """
     r = default_data_range(truth) if data_range is None else float(data_range)
     row: dict[str, float] = {}
@@ -546,4 +609,8 @@ def score_table(
     if area is not None:
         row["RMSE_area_weighted"] = rmse(pred, truth, area=area)
         row["MAE_area_weighted"] = mae(pred, truth, area=area)
+    if factor is None and lr is not None:
+        factor = _grid.infer_factor(tuple(_unwrap(pred).shape), tuple(_unwrap(lr).shape), None)
+    if factor is not None and int(factor) >= 2:
+        row["blockiness"] = blockiness(pred, int(factor))
     return row

@@ -26,7 +26,7 @@ from climdown.nn.models import (
 from climdown.nn.models.registry import CONFIG_KEYS
 
 LEARNED = ("cnn", "gan", "convgru", "flowconvgru")
-BASELINES = ("nearest", "bilinear", "bicubic")
+BASELINES = ("nearest", "bilinear", "bicubic", "pycnophylactic")
 TINY = {
     "cnn": {"width": 8, "blocks": 2},
     "gan": {"width": 8, "blocks": 2},
@@ -100,7 +100,8 @@ def test_every_model_and_constraint(name, constraint, frames):
     layer = CONSTRAINTS[constraint]
     if layer.conserving:
         assert err <= 1e-5
-    if constraint == "none" and name != "nearest":  # contrast: nothing enforces the budget
+    if constraint == "none" and name not in ("nearest", "pycnophylactic"):
+        # contrast: nothing enforces the budget (these two baselines conserve by themselves)
         assert err > 1e-2
     if layer.positive:
         assert (y >= 0).all()
@@ -421,6 +422,67 @@ def test_bilinear_matches_torch_interpolate():
         lr.reshape(6, 1, 8, 8), size=(32, 32), mode="bilinear", align_corners=False
     ).reshape(2, 3, 1, 32, 32)
     torch.testing.assert_close(y, ref)
+
+
+def test_pycnophylactic_conserves_on_the_sphere_with_no_constraint_and_stays_positive():
+    lr, area = tcw_like(dtype=torch.float64), polar_area(32, 32)
+    lr[1, 0, 0, 4:, :] = 0.0  # a dry region beside wet cells: bicubic would undershoot
+    y = get_model("pycnophylactic", 4)(lr, area)
+    assert conservation_error(y, lr, area, 4) <= 1e-12
+    assert (y >= 0).all()
+    assert (y[1, 0, 0, 16:, :] == 0).all()  # dry blocks stay exactly dry
+    # contrast: without the areas it conserves the plain block mean, not the mass on the sphere
+    flat = get_model("pycnophylactic", 4)(lr)
+    assert conservation_error(flat, lr, area, 4) > 1e-4
+
+
+def test_pycnophylactic_is_the_smoothest_conserving_field():
+    from climdown.grid import block_sum
+    from climdown.metrics import blockiness
+    from climdown.nn.models.baselines import Pycnophylactic, _graph_laplacian
+
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    wave = 30.0 + 10.0 * torch.sin(yy / 2.0) * torch.cos(xx / 3.0) + 4.0 * torch.rand(8, 8)
+    lr = wave.to(torch.float64).reshape(1, 1, 1, 8, 8)  # moist everywhere: nothing is clipped
+    area = polar_area(32, 32)
+    y = get_model("pycnophylactic", 4)(lr, area)[:, 0]
+    w = block_weights(area, 4)
+    # optimality (Lagrange): the thin-plate gradient L(L y) is, in each block, a multiple of
+    # the weights (the constraint's normal), so its projection on the constraint set is ~0
+    g = _graph_laplacian(_graph_laplacian(y))
+    projected = g - w * block_expand(block_sum(w * g, 4), 4) / block_expand(block_sum(w * w, 4), 4)
+    assert float(projected.abs().max()) < 1e-4 * float(g.abs().max())
+    # contrast: the bicubic + softmax field is far from that optimum
+    b = get_model("bicubic", 4, "softmax").double()(lr, area)[:, 0]
+    gb = _graph_laplacian(_graph_laplacian(b))
+    pb = gb - w * block_expand(block_sum(w * gb, 4), 4) / block_expand(block_sum(w * w, 4), 4)
+    assert float(pb.abs().max()) > 0.1 * float(gb.abs().max())
+    # smoother across block edges than bicubic + softmax, and than Tobler's membrane
+    bic = get_model("bicubic", 4, "softmax")(lr, area)[:, 0]
+    assert blockiness(y, 4) < blockiness(bic, 4)
+    membrane = Pycnophylactic(4, target="values")
+    membrane.order = 1
+    m = get_model("pycnophylactic", 4)
+    m.backbone = membrane
+    ym = m(lr, area)[:, 0]
+    assert conservation_error(ym[:, None], lr, area, 4) <= 1e-12
+    assert blockiness(ym, 4) > blockiness(y, 4)
+
+
+@pytest.mark.parametrize("constraint", ["softmax", "mult", "add"])
+def test_pycnophylactic_passes_conserving_layers_unchanged(constraint):
+    lr, area = tcw_like(dtype=torch.float64), polar_area(32, 32)
+    base = get_model("pycnophylactic", 4)(lr, area)
+    y = get_model("pycnophylactic", 4, constraint, scale=25.0).double()(lr, area)
+    torch.testing.assert_close(y, base, rtol=1e-6, atol=1e-6)
+
+
+def test_pycnophylactic_keeps_negative_blocks_of_a_signed_field():
+    lr = tcw_like(dtype=torch.float64) - 25.0  # an anomaly field: signed, nothing to clip
+    area = polar_area(32, 32)
+    y = get_model("pycnophylactic", 4)(lr, area)
+    assert conservation_error(y, lr, area, 4) <= 1e-12
+    assert (y < 0).any()
 
 
 # --------------------------------------------------------------------------------------------

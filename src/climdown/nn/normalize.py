@@ -92,9 +92,12 @@ class ConstrainedModel(nn.Module):
         ``area`` holds fine-cell areas ``[B, H, W]`` (or ``[H, W]``); None = equal weights.
         The constraint runs in at least float32 even under autocast, so conservation holds.
         """
+        dtype = torch.promote_types(lr.dtype, torch.float32)
+        if getattr(self.backbone, "uses_weights", False) and area is not None:
+            # baselines that conserve by themselves (pycnophylactic) need the area shares
+            kwargs["weights"] = area_weights(area, self.factor, lr.to(dtype))
         z = self.raw(lr, **kwargs)
         self._check_shapes(lr, z, area)
-        dtype = torch.promote_types(lr.dtype, torch.float32)
         with torch.autocast(device_type=z.device.type, enabled=False):
             z, x = z.to(dtype), lr.to(dtype)
             return self.constraint(z, x, area_weights(area, self.factor, z))

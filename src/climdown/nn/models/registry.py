@@ -17,7 +17,7 @@ from torch import nn
 
 from climdown.errors import ConfigError
 from climdown.nn.constraints import Constraint, get_constraint
-from climdown.nn.models.baselines import Bicubic, Bilinear, Nearest
+from climdown.nn.models.baselines import Bicubic, Bilinear, Nearest, Pycnophylactic
 from climdown.nn.models.cnn import CNN
 from climdown.nn.models.convgru import ConvGRU
 from climdown.nn.models.flow import FlowConvGRU
@@ -36,6 +36,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "nearest": Nearest,
     "bilinear": Bilinear,
     "bicubic": Bicubic,
+    "pycnophylactic": Pycnophylactic,
 }
 """Backbone class of each model name; ``cls.options`` lists its options and their defaults."""
 
@@ -111,7 +112,7 @@ def get_model(
     ----------
     name : str
         One of :data:`MODELS`: ``cnn``, ``gan``, ``convgru``, ``flowconvgru``, ``nearest``,
-        ``bilinear``, ``bicubic``.
+        ``bilinear``, ``bicubic``, ``pycnophylactic``.
     factor : int
         Downscaling factor f (fine grid = f x coarse grid on both axes).
     constraint : str or Constraint
@@ -126,7 +127,7 @@ def get_model(
         Number of physical channels C.
     constraint_options : dict, optional
         Constructor arguments of the constraint (e.g. ``{"lam": 0.1}`` for ``soft``).
-    skip : {"nearest", "bilinear", "bicubic"}, optional
+    skip : {"nearest", "bilinear", "bicubic", "pycnophylactic"}, optional
         Learn a correction to this interpolation (:class:`~climdown.nn.models.residual.Residual`):
         the untrained model equals the baseline with the same constraint.
     **options
@@ -178,7 +179,7 @@ def get_model(
         if not getattr(base_cls, "parameter_free", False) or getattr(cls, "parameter_free", False):
             raise ConfigError(
                 f"skip={skip!r}: a trainable model can skip to one of nearest, bilinear, "
-                f"bicubic; {key!r} with skip={skip!r} is not such a pair"
+                f"bicubic, pycnophylactic; {key!r} with skip={skip!r} is not such a pair"
             )
         base = base_cls(factor, channels, target=layer.expects, scale=float(scale))
         backbone = Residual(backbone, base)

@@ -27,6 +27,14 @@ class Residual(nn.Module):
         self.base = base
         self.gate = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    @property
+    def uses_weights(self) -> bool:
+        """Whether the baseline takes the fine cells' block weights (pycnophylactic does)."""
+        return bool(getattr(self.base, "uses_weights", False))
+
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
         """``[B, T, C, h, w]`` (normalised) -> z ``[B, T, C, H, W]``."""
-        return self.base(x) + self.gate * self.net(x, **kwargs)
+        base = self.base(x, weights=weights) if self.uses_weights else self.base(x)
+        return base + self.gate * self.net(x, **kwargs)
