@@ -36,9 +36,10 @@ def _assert_no_packing(obj: xr.Dataset | xr.DataArray) -> None:
             assert key not in var.attrs, (name, key)
             # _FillValue=None is the one allowed key: it keeps xarray from writing a fill value
             # on coordinates and bounds (CF: they must have none), it packs nothing
-            assert key not in var.encoding or (
-                key == "_FillValue" and var.encoding[key] is None
-            ), (name, key)
+            assert key not in var.encoding or (key == "_FillValue" and var.encoding[key] is None), (
+                name,
+                key,
+            )
 
 
 def test_the_sample_is_packed_when_opened_raw() -> None:
