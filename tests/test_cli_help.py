@@ -222,6 +222,24 @@ def test_progress_bars_only_on_a_terminal(
         assert "\r" not in err and "it/s" not in err and "chunk/s" not in err, err
 
 
+def test_train_says_when_an_epoch_is_too_short_to_learn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default batch (64) on a 32-sample store: one step per epoch, said in CLI words."""
+    assert main(["build", str(_recipe(tmp_path)), "--quiet"]) == 0
+    capsys.readouterr()
+    argv = ["train", "--store", str(tmp_path / "tiny.zarr"), "--epochs", "1", "--quiet"]
+    assert main(argv + ["--out", str(tmp_path / "run"), "--option", "width=8"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    warning = [line for line in err if "optimiser step" in line]
+    assert len(warning) == 1 and warning[0].startswith("climdown train: warning: each epoch")
+    assert "--batch-size 3" in warning[0] and "batch_size" not in warning[0]
+    # contrast: a batch that makes 8 steps an epoch says nothing of the kind
+    argv += ["--batch-size", "4", "--out", str(tmp_path / "run4"), "--option", "width=8"]
+    assert main(argv) == 0
+    assert "optimiser step" not in capsys.readouterr().err
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

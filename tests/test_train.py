@@ -56,9 +56,9 @@ def test_cnn_softmax_loss_falls_and_conserves(softmax_run):
         assert rec["val_mass_violation_rel"] < 1e-5
         assert {"val_rmse_area", "val_mass_violation", "time_s", "train_time_s"} <= set(rec)
     assert summary["epochs"] == 3 and summary["steps"] == 3 * 4  # 32 samples / batch 8
-    best = min(log, key=lambda r: r["val_rmse"])
-    assert summary["best_epoch"] == best["epoch"]
-    assert summary["best_val_rmse"] == pytest.approx(best["val_rmse"])
+    best = min(log, key=lambda r: r["val_rmse_area"])  # selection on the sphere by default
+    assert summary["best_epoch"] == best["epoch"] and summary["select"] == "val_rmse_area"
+    assert summary["best_val_rmse"] == pytest.approx(best["val_rmse_area"])
     assert read_checkpoint(out / "best.pt")["extra"]["epoch"] == best["epoch"]
 
 
@@ -312,3 +312,84 @@ def test_bf16_precision_still_conserves(store, tmp_path):
     assert read_meta(tmp_path / "best.pt")["training"]["precision"] == "bf16"
     with pytest.raises(ConfigError, match="unknown precision"):
         train(store, out=tmp_path / "x", precision="fp8", **FAST)
+
+
+# ---------------------------------------------------------------------------------------
+# Making the most of little data: augmentation, selection, early stopping, epoch files
+# ---------------------------------------------------------------------------------------
+def test_augment_moves_field_input_and_areas_together():
+    from climdown.grid import Grid, coarsen
+    from climdown.train import augment
+
+    g = torch.Generator().manual_seed(0)
+    area = torch.as_tensor(Grid(torch.linspace(80.0, 50.0, 8).numpy(), range(8)).area)
+    y = torch.rand(16, 1, 1, 8, 8, dtype=torch.float64, generator=g) * 30
+    areas = area.expand(16, 8, 8)
+    x = coarsen(y, areas[:, None, None], 4)
+    xa, ya, aa = augment(x, y, areas, torch.Generator().manual_seed(3))
+    # still a coarse input and its fine field on the same (transformed) cells
+    torch.testing.assert_close(coarsen(ya, aa[:, None, None], 4), xa)
+    # the samples were transformed, and in more than one way
+    kinds = {next(k for k in range(8) if torch.equal(aa[i], _sym(area, k))) for i in range(16)}
+    assert len(kinds) > 2 and kinds != {0}
+    # non-square patches: flips only, shapes kept
+    xr_, yr_, ar_ = augment(x[..., :1], y[..., :4], areas[..., :4], torch.Generator())
+    assert yr_.shape == y[..., :4].shape and ar_.shape == (16, 8, 4)
+
+
+def _sym(a: torch.Tensor, op: int) -> torch.Tensor:
+    t = torch.rot90(a, 1, dims=(-2, -1)) if op >= 4 else a
+    flip = [d for d, bit in ((-2, 1), (-1, 2)) if op & bit]
+    return torch.flip(t, flip) if flip else t
+
+
+def test_augmented_run_learns_conserves_and_resumes_exactly(store, tmp_path):
+    opts = dict(model="cnn", constraint="softmax", augment=True, seed=1, **FAST)
+    full = train(store, epochs=3, out=tmp_path / "full", **opts)
+    plain = train(store, epochs=3, out=tmp_path / "plain", **{**opts, "augment": False})
+    log = _log(tmp_path / "full")
+    assert all(r["val_mass_violation_rel"] < 1e-5 and r["val_neg"] == 0 for r in log)
+    assert log[-1]["train_loss"] != _log(tmp_path / "plain")[-1]["train_loss"]  # contrast
+    train(store, epochs=2, out=tmp_path / "cut", **opts)
+    resumed = train(store, epochs=3, out=tmp_path / "cut", **opts)
+    assert resumed["best_val_rmse"] == full["best_val_rmse"]
+    assert plain["best_val_rmse"] != full["best_val_rmse"]
+    with pytest.raises(ConfigError, match="augment"):  # a resumed run keeps its augmentation
+        train(store, epochs=4, out=tmp_path / "cut", **{**opts, "augment": False})
+
+
+def test_select_patience_and_epoch_files(store, tmp_path):
+    summary = train(
+        store,
+        epochs=6,
+        out=tmp_path / "run",
+        select="val_rmse",
+        patience=1,
+        keep_epochs=True,
+        lr=0.5,  # far too large: validation stops improving at once
+        **FAST,
+    )
+    log = _log(tmp_path / "run")
+    best = min(log, key=lambda r: r["val_rmse"])
+    assert summary["select"] == "val_rmse" and summary["best_epoch"] == best["epoch"]
+    assert summary["stopped_early"] and summary["epochs"] == best["epoch"] + 1 < 6
+    assert sorted(p.name for p in (tmp_path / "run").glob("epoch-*.pt")) == [
+        f"epoch-{e:03d}.pt" for e in range(1, summary["epochs"] + 1)
+    ]
+    assert read_checkpoint(tmp_path / "run" / "epoch-001.pt")["extra"]["epoch"] == 1
+    with pytest.raises(ConfigError, match="select"):
+        TrainConfig(select="val_loss")
+    with pytest.raises(ConfigError, match="patience"):
+        TrainConfig(patience=0)
+
+
+def test_an_epoch_of_too_few_steps_is_a_warning(store, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="climdown"):
+        train(store, epochs=1, max_steps=1, out=tmp_path / "a", **{**FAST, "batch_size": 64})
+    assert "only 1 optimiser step(s) (32 training samples, batch_size=64)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="climdown"):  # contrast: 8 steps per epoch
+        train(store, epochs=1, out=tmp_path / "b", **{**FAST, "batch_size": 4})
+    assert "optimiser step" not in caplog.text

@@ -59,6 +59,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         model_options=_options(a.option),
         soft_lambda=a.soft_lambda,
         precision=a.precision,
+        augment=a.augment,
+        select=a.select,
+        patience=a.patience,
+        keep_epochs=a.keep_epochs,
     )
     summary = train(
         a.store,
@@ -280,6 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="model option, e.g. --option width=32 --option skip=bicubic "
         "(default: none, the model's defaults)",
     )
+    sp.add_argument(
+        "--augment",
+        action="store_true",
+        help="train on random flips and quarter turns of each patch (little data)",
+    )
+    sp.add_argument(
+        "--select",
+        default="val_rmse_area",
+        choices=("val_rmse_area", "val_rmse"),
+        help="validation score that picks best.pt (area-weighted RMSE, or per cell)",
+    )
+    sp.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop after this many epochs without a better --select score "
+        "(default: none, every epoch)",
+    )
+    sp.add_argument(
+        "--keep-epochs", action="store_true", help="also write each epoch as epoch-NNN.pt"
+    )
     sp.add_argument("--no-resume", action="store_true", help="start afresh even if out/ has a run")
     sp.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     sp.set_defaults(func=_cmd_train, parser=sp)
@@ -405,16 +430,39 @@ def _warning_lines(args: argparse.Namespace) -> Iterator[None]:
 
     No source line and no file name: the message in the command's words (:func:`_cli_words`)
     on stderr. The previous ``warnings.showwarning`` (and filters) come back afterwards.
+
+    The library's ``climdown`` logger is shown the same way while the command runs: its
+    WARNINGs as such lines, its INFO lines (e.g. a line per training epoch) on stdout as they
+    are, unless ``--quiet``.
     """
+    import logging
     import warnings
 
     def show(message: Warning | str, *_: object, **__: object) -> None:
         text = _cli_words(" ".join(str(message).split()), args.parser)
         print(f"climdown {args.command}: warning: {text}", file=sys.stderr)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                show(record.getMessage())
+            else:
+                print(record.getMessage(), flush=True)
+
+    logger = logging.getLogger("climdown")
+    handler = Lines(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the command shows them once, as lines
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _os_error(exc: OSError) -> str:

@@ -8,7 +8,18 @@ generator steps; the ``soft`` constraint adds its penalty to the loss) and write
   val RMSE, mass violation, negative count, time);
 * ``last.pt``: the latest epoch, with optimiser and RNG states, so an interrupted run resumes
   to exactly the result of an uninterrupted one with the same seed;
-* ``best.pt``: the epoch with the lowest val RMSE (picked on ``val``, never on ``test``).
+* ``best.pt``: the epoch with the lowest area-weighted val RMSE (``select``; picked on
+  ``val``, never on ``test``);
+* ``epoch-NNN.pt``: every epoch's weights, when asked for (``keep_epochs``).
+
+Little data (a day of ERA5 is a few hundred patches) is what most users have, so the loop
+can make the most of it: ``augment`` trains on the eight flips and quarter turns of each
+patch (the fields, their coarse inputs and their cell areas alike), ``patience`` stops when
+the selection score has not improved for that many epochs.
+
+Messages go to the ``climdown`` logger (:mod:`logging`): a line per epoch at INFO, and a
+WARNING when an epoch holds too few optimiser steps to learn anything (``climdown train``
+shows both; in a notebook, ``logging.basicConfig(level=logging.INFO)``).
 
 What to train is a :class:`TrainConfig` (validated on construction; checkpoints store it as a
 dict and a resumed run must have the same one). ``climdown train`` also draws the log as
@@ -29,6 +40,7 @@ on a split after training).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -55,11 +67,17 @@ from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
 from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
 from climdown.nn.normalize import ConstrainedModel
 
-__all__ = ["train", "TrainConfig", "pick_device", "ADV_WEIGHT"]
+__all__ = ["train", "TrainConfig", "pick_device", "ADV_WEIGHT", "MIN_STEPS", "SELECT"]
 
 #: Weight of the adversarial term in the GAN generator's loss (the study's 0.01).
 ADV_WEIGHT = 0.01
 LOG_NAME, LAST_NAME, BEST_NAME = "metrics.jsonl", "last.pt", "best.pt"
+#: Fewer optimiser steps per epoch than this draws a warning (the model barely moves).
+MIN_STEPS = 5
+#: Validation scores ``best.pt`` can be chosen by (lower is better).
+SELECT = ("val_rmse_area", "val_rmse")
+
+log = logging.getLogger("climdown")
 
 
 # ---------------------------------------------------------------------------------------
@@ -100,6 +118,20 @@ class TrainConfig:
         autocast (CPU with AVX-512/AMX and CUDA; about twice as fast on a recent Xeon). The
         constraint layer, the loss and the weights stay float32 either way, so conservation
         holds to float32 round-off; validation always runs in float32.
+    augment : bool
+        Train on a random one of the eight flips and quarter turns of each patch (the same
+        one for its fine field, coarse input and cell areas; quarter turns only for square
+        patches). Water columns have no preferred orientation at patch scale, and the
+        constraint still sees each cell's true area.
+    select : str
+        The validation score that picks ``best.pt``: ``"val_rmse_area"`` (default: RMSE
+        weighted by cell area, the error on the sphere) or ``"val_rmse"`` (per grid cell, the
+        study's).
+    patience : int, optional
+        Stop when ``select`` has not improved for this many epochs (early stopping); None
+        trains every epoch.
+    keep_epochs : bool
+        Also write every epoch's weights as ``epoch-NNN.pt``.
     """
 
     model: str = "cnn"
@@ -112,6 +144,10 @@ class TrainConfig:
     model_options: Mapping[str, Any] = field(default_factory=dict)
     soft_lambda: float = 1.0
     precision: str = "fp32"
+    augment: bool = False
+    select: str = "val_rmse_area"
+    patience: int | None = None
+    keep_epochs: bool = False
 
     #: Fields that must match for a run to resume (epochs and max_steps may change).
     RESUME_KEYS: ClassVar[tuple[str, ...]] = (
@@ -123,6 +159,8 @@ class TrainConfig:
         "seed",
         "soft_lambda",
         "precision",
+        "augment",
+        "select",
     )
 
     def __post_init__(self) -> None:
@@ -152,6 +190,12 @@ class TrainConfig:
             "model_options": options,
             "soft_lambda": validate.number(self.soft_lambda, "soft_lambda"),
             "precision": precision,
+            "augment": _flag(self.augment, "augment"),
+            "select": _choice(self.select, SELECT, "select"),
+            "patience": None
+            if self.patience is None
+            else validate.integer(self.patience, "patience", minimum=1, example="patience 5"),
+            "keep_epochs": _flag(self.keep_epochs, "keep_epochs"),
         }
         if fixed["soft_lambda"] < 0:
             raise ConfigError(f"soft_lambda must be >= 0, got {self.soft_lambda!r}")
@@ -175,6 +219,19 @@ class TrainConfig:
         """The settings a run must share with ``last.pt`` to resume from it."""
         d = self.to_dict()
         return {k: d[k] for k in self.RESUME_KEYS}
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    text = str(value).lower()
+    if text not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return text
 
 
 def train(
@@ -219,8 +276,10 @@ def train(
     Returns
     -------
     dict
-        ``best_val_rmse`` (kg m-2), ``best_epoch``, ``epochs`` (completed), ``steps``,
-        ``device``, ``n_parameters`` and the paths ``out``, ``best``, ``last``, ``log``.
+        ``best_val_rmse`` (kg m-2: the ``select`` score of the best epoch, area-weighted by
+        default), ``select``, ``best_epoch``, ``epochs`` (completed), ``stopped_early``,
+        ``steps``, ``device``, ``n_parameters`` and the paths ``out``, ``best``, ``last``,
+        ``log``.
         :func:`climdown.plot.training_curves` draws the log (``climdown train`` does).
 
     Raises
@@ -268,7 +327,13 @@ def train(
     opts = {"model": torch.optim.Adam(net.parameters(), lr=cfg.lr)}
     if disc is not None:
         opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
-    state = {"epoch": 0, "step": 0, "best_val_rmse": math.inf, "best_epoch": None}
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "best_val_rmse": math.inf,
+        "best_epoch": None,
+        "stopped_early": False,
+    }
     meta = _meta(train_set, store, cfg)
     if resume and last_path.is_file():
         state = _restore(last_path, net, disc, opts, cfg, dev, meta["store_fingerprint"])
@@ -277,13 +342,20 @@ def train(
     elif main:
         log_path.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
+        for old in out.glob("epoch-*.pt"):
+            old.unlink()
+    if main:
+        _warn_few_steps(len(train_set), cfg)
     owns_group = cdist.init_process_group(env, dev)
     forward: torch.nn.Module | None = None
     try:
         forward = _wrap_ddp(net, dev) if env.distributed else net
         show = progress and main
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            if state.get("stopped_early"):
+                break
             t0 = time.perf_counter()
+            flips = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             loader, weights = _epoch_loader(
                 train_set, cfg.batch_size, cfg.seed + epoch, num_workers, env, cfg.max_steps
             )
@@ -299,7 +371,10 @@ def train(
             for i, batch in enumerate(bar):
                 if i >= n_batches:
                     break
-                x, y, area = (batch[k].to(dev) for k in ("lr", "hr", "area"))
+                x, y, area = (batch[k] for k in ("lr", "hr", "area"))
+                if cfg.augment:
+                    x, y, area = augment(x, y, area, flips)
+                x, y, area = x.to(dev), y.to(dev), area.to(dev)
                 pred, loss, d_loss = _step(
                     net, disc, opts, x, y, area, amp, forward=forward, weight=weights[i], env=env
                 )
@@ -325,12 +400,22 @@ def train(
                 record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
             record = cdist.broadcast_object(record)
             state["epoch"] = epoch
-            if record["val_rmse"] < state["best_val_rmse"]:
-                state.update(best_val_rmse=record["val_rmse"], best_epoch=epoch)
+            score = record[cfg.select]
+            if score < state["best_val_rmse"]:
+                state.update(best_val_rmse=score, best_epoch=epoch)
                 if main:
                     save_checkpoint(
                         best_path, net, meta=meta, extra={"epoch": epoch, "val": record}
                     )
+            elif cfg.patience is not None and epoch - (state["best_epoch"] or 0) >= cfg.patience:
+                state["stopped_early"] = True
+            if main and cfg.keep_epochs:
+                save_checkpoint(
+                    out / f"epoch-{epoch:03d}.pt",
+                    net,
+                    meta=meta,
+                    extra={"epoch": epoch, "val": record},
+                )
             if main:
                 with log_path.open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
@@ -341,8 +426,14 @@ def train(
                     "discriminator": None if disc is None else disc.state_dict(),
                 }
                 save_checkpoint(last_path, net, meta=meta, optimizer=opts, extra=extra)
-            if show:
-                tqdm.write(_epoch_line(record))
+            if main:
+                log.info(_epoch_line(record))
+                if state["stopped_early"]:
+                    log.info(
+                        f"early stop after epoch {epoch}: {cfg.select} has not improved for "
+                        f"{cfg.patience} epochs (best {state['best_val_rmse']:.4g} kg m-2 at "
+                        f"epoch {state['best_epoch']})"
+                    )
         cdist.barrier()  # every rank returns after rank 0 has written its files
     finally:
         # the DDP wrapper goes before its process group: a reducer outliving the group can
@@ -355,8 +446,10 @@ def train(
 
     return {
         "best_val_rmse": state["best_val_rmse"],
+        "select": cfg.select,
         "best_epoch": state["best_epoch"],
         "epochs": state["epoch"],
+        "stopped_early": bool(state.get("stopped_early")),
         "steps": state["step"],
         "device": str(dev),
         "n_parameters": net.n_parameters,
@@ -365,6 +458,43 @@ def train(
         "last": str(last_path) if last_path.is_file() else None,
         "log": str(log_path) if log_path.is_file() else None,
     }
+
+
+def augment(
+    x: torch.Tensor, y: torch.Tensor, area: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each sample of a batch flipped and turned by one of the eight symmetries of a square.
+
+    ``x`` ``[B, T, C, h, w]``, ``y`` ``[B, T, C, H, W]`` and ``area`` ``[B, H, W]`` of one
+    sample get the same transform (drawn from ``generator``), so the coarse input is still
+    the area-weighted coarsening of the fine field and the constraint conserves what it
+    did. Non-square patches get the four flips only (a quarter turn would change the shape).
+    """
+    square = x.shape[-1] == x.shape[-2]
+    ops = torch.randint(0, 8 if square else 4, (len(x),), generator=generator).tolist()
+    out: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] = ([], [], [])
+    for i, op in enumerate(ops):
+        for parts, t in zip(out, (x[i], y[i], area[i]), strict=True):
+            t = torch.rot90(t, op // 4, dims=(-2, -1)) if op >= 4 else t
+            flip = [d for d, bit in ((-2, 1), (-1, 2)) if op & bit]
+            parts.append(torch.flip(t, flip) if flip else t)
+    return torch.stack(out[0]), torch.stack(out[1]), torch.stack(out[2])
+
+
+def _warn_few_steps(n_samples: int, cfg: TrainConfig) -> None:
+    """A WARNING when an epoch holds fewer than :data:`MIN_STEPS` optimiser steps."""
+    steps = math.ceil(n_samples / cfg.batch_size)
+    if cfg.max_steps is not None:
+        steps = min(steps, cfg.max_steps)
+    if cfg.epochs == 0 or steps >= MIN_STEPS:
+        return
+    suggest = max(1, n_samples // (2 * MIN_STEPS))
+    log.warning(
+        f"each epoch is only {steps} optimiser step(s) ({n_samples} training samples, "
+        f"batch_size={cfg.batch_size}): {cfg.epochs} epochs make {steps * cfg.epochs} steps, "
+        f"too few for the model to learn much; use a smaller batch (e.g. batch_size={suggest}) "
+        "or more training samples"
+    )
 
 
 def _step(
