@@ -314,28 +314,72 @@ def test_grid_spacing_far_from_training_warns(ckpt, regional: xr.DataArray) -> N
     downscale(regional, model=ckpt)  # 0.25 deg, as trained: no warning (warnings are errors)
 
 
-def test_no_default_model_names_bicubic_and_takes_it_explicitly(
-    monkeypatch, regional: xr.DataArray
-) -> None:
-    # no silent fallback any more (issue 12): an error naming model='bicubic', which runs
-    # when asked for (tests/reliability/test_args.py)
+def _packaged(monkeypatch, folder, entries: dict) -> None:
+    """Point climdown.pretrained at ``folder`` holding ``entries`` as its index.json."""
+    import json
+
     import climdown.pretrained
 
-    def missing(factor: int, constraint: str):
-        raise CheckpointError("none packaged")
+    folder.mkdir(exist_ok=True)
+    (folder / "index.json").write_text(json.dumps(entries))
+    monkeypatch.setattr(climdown.pretrained, "_HERE", folder)
 
-    monkeypatch.setattr(climdown.pretrained, "default_checkpoint", missing)
+
+def test_no_default_model_names_bicubic_and_takes_it_explicitly(
+    monkeypatch, tmp_path, regional: xr.DataArray
+) -> None:
+    # no silent fallback (issue 12): an error naming model='bicubic', which runs when asked for
+    _packaged(monkeypatch, tmp_path / "none", {})
     with pytest.raises(ConfigError, match="model='bicubic'"):
         Downscaler(None, factor=2)
     down = Downscaler("bicubic", factor=2)
     assert down.name == "bicubic"
 
 
-def test_default_model_is_used_when_packaged(monkeypatch, ckpt) -> None:
-    import climdown.pretrained
+def test_default_is_the_regime_nearest_the_input_spacing_or_its_fallback(
+    monkeypatch, tmp_path, ckpt, caplog
+) -> None:
+    import logging
+    import shutil
 
-    monkeypatch.setattr(climdown.pretrained, "default_checkpoint", lambda f, c: ckpt)
-    assert Downscaler(None, factor=4).name == "tiny.pt"
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    shutil.copyfile(ckpt, folder / "fine.pt")
+    entry = {"factor": 4, "constraint": "softmax"}
+    why = "the trained model's validation RMSE 3.3 does not beat pycnophylactic + none's 3.2"
+    _packaged(
+        monkeypatch,
+        folder,
+        {
+            "4-softmax-fine": {**entry, "file": "fine.pt", "lr_spacing_deg": [1.0, 1.0]},
+            "4-softmax-coarse": {
+                **entry,
+                "fallback": "pycnophylactic",
+                "fallback_constraint": "none",
+                "why": why,
+                "lr_spacing_deg": [6.0, 6.0],
+            },
+        },
+    )
+    down = Downscaler(None, factor=4)
+    assert down.name == "fine.pt"  # before any input: the finest regime
+    fine = tcw_dataarray(6, 8, 1, spacing=1.0)
+    coarse = tcw_dataarray(6, 8, 1, spacing=6.0)
+    with caplog.at_level(logging.INFO, logger="climdown"):
+        out = down(fine)
+        assert down.name == "fine.pt" and "fine.pt" in out.attrs["history"]
+        assert not caplog.records
+        out = down(coarse)  # 6 deg: the coarse regime, whose baseline ships
+        assert down.name == "pycnophylactic" and "pycnophylactic" in out.attrs["history"]
+        down(coarse)  # the notice comes once
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1 and "4-softmax-coarse" in notices[0] and why in notices[0]
+    assert down(fine).attrs["history"].count("fine.pt") == 1  # back to the trained model
+    # spacing covered by no regime (0.25 deg: 4x finer than the finest): the usual warning
+    with pytest.warns(UserWarning, match="spacing"):
+        down(tcw_dataarray(6, 8, 1, spacing=0.25))
+    # 2 deg is within 2x of the 1-deg regime: no warning (warnings are errors here)
+    down(tcw_dataarray(6, 8, 1, spacing=2.0))
 
 
 # --------------------------------------------------------------------------- files

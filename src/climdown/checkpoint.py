@@ -37,7 +37,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -471,7 +471,12 @@ def trained_spacing(meta: Mapping[str, Any]) -> tuple[float, float] | None:
     return (float(v[0]), float(v[-1]))
 
 
-def check_spacing(meta: Mapping[str, Any], spacing: tuple[float, float], what: str) -> None:
+def check_spacing(
+    meta: Mapping[str, Any],
+    spacing: tuple[float, float],
+    what: str,
+    covered: Sequence[tuple[float, float]] | None = None,
+) -> None:
     """Warn when the input grid is far finer or coarser than the grid the model was trained on.
 
     Parameters
@@ -482,6 +487,9 @@ def check_spacing(meta: Mapping[str, Any], spacing: tuple[float, float], what: s
         :attr:`climdown.grid.Grid.spacing` of the input, ``(dlat, dlon)`` in degrees.
     what : str
         The model's name in the message.
+    covered : sequence of (dlat, dlon), optional
+        All the spacings a set of models covers (the packaged defaults' regimes): no warning
+        when the input is within :data:`SPACING_RATIO` of any of them.
 
     Warns
     -----
@@ -492,8 +500,12 @@ def check_spacing(meta: Mapping[str, Any], spacing: tuple[float, float], what: s
     trained = trained_spacing(meta)
     if trained is None:
         return
-    ratios = [s / t for s, t in zip(spacing, trained, strict=True) if t > 0]
-    if any(r > SPACING_RATIO or r < 1.0 / SPACING_RATIO for r in ratios):
+
+    def far(reference: Sequence[float]) -> bool:
+        ratios = [s / t for s, t in zip(spacing, reference, strict=True) if t > 0]
+        return any(r > SPACING_RATIO or r < 1.0 / SPACING_RATIO for r in ratios)
+
+    if far(trained) and all(far(c) for c in covered or ()):
         warnings.warn(
             f"the input grid spacing ({spacing[0]:.4g} x {spacing[1]:.4g} deg) is more than "
             f"{SPACING_RATIO:g}x from the spacing model {what!r} was trained on "

@@ -491,11 +491,11 @@ def _cli_words(message: str, parser: argparse.ArgumentParser) -> str:
                 message = re.sub(rf"(?<![\w.]){dest[3:]}=False\b", flag, message)
             continue
         value = r"""(?:'([^']*)'|"([^"]*)"|([^\s,;)'"]+))"""
-        message = re.sub(
-            rf"(?<![\w.]){dest}={value}",
-            lambda m, flag=flag: f"{flag} {next(g for g in m.groups() if g is not None)}",
-            message,
-        )
+
+        def as_option(m: re.Match[str], flag: str = flag) -> str:
+            return f"{flag} {next(g for g in m.groups() if g is not None)}"
+
+        message = re.sub(rf"(?<![\w.]){dest}={value}", as_option, message)
     return message
 
 

@@ -47,6 +47,7 @@ torch is imported when a model is built, not when this module is imported.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 import warnings
@@ -83,6 +84,8 @@ __all__ = ["BASELINES", "MAX_INPUT_SCALES", "DownscaleOptions", "Downscaler", "d
 
 #: Parameter-free models that need no checkpoint; any constraint applies to them.
 BASELINES = ("nearest", "bilinear", "bicubic", "pycnophylactic")
+
+log = logging.getLogger("climdown")
 
 #: Inputs beyond this many normalisation scales (``|x| > MAX_INPUT_SCALES * scale`` in
 #: kg m-2) are refused before the model runs: a network sees ``x / scale`` of order one in
@@ -160,8 +163,10 @@ class DownscaleOptions:
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
-def _default_model(factor: int, constraint: str) -> str | Path:
-    """The packaged checkpoint for ``factor`` and ``constraint``; never a silent substitute.
+def _default_model(factor: int, constraint: str) -> Any:
+    """The packaged default for ``factor`` and ``constraint`` (its finest regime; a call picks
+    the one nearest its input's spacing): a checkpoint, or the baseline that ships in its
+    place, said in a notice; never a silent substitute.
 
     Raises
     ------
@@ -169,10 +174,10 @@ def _default_model(factor: int, constraint: str) -> str | Path:
         Where none is packaged, naming the packaged combinations and the explicit choices
         (a baseline such as ``model="bicubic"``, or a checkpoint).
     """
-    from climdown.pretrained import available, default_checkpoint
+    from climdown.pretrained import available, select
 
     try:
-        return default_checkpoint(factor, constraint)
+        return select(factor, constraint)
     except CheckpointError as err:
         have = ", ".join(f"factor={f} constraint={c!r}" for f, c in available()) or "none"
         raise ConfigError(
@@ -238,8 +243,16 @@ class Downscaler:
 
         self.device = pick_device(self.options.device)
         self.meta: dict = {}
+        self._default: Any = None  # the packaged choice in use when model is None
+        self._noticed: set[str] = set()
         if model is None:
-            model = _default_model(self.factor, self.constraint)
+            self._use_default(_default_model(self.factor, self.constraint))
+        else:
+            self._adopt(model)
+
+    def _adopt(self, model: Any) -> None:
+        """Load or build ``model`` and take the settings it brings (frames, orientation, ...)."""
+        self.meta = {}
         if isinstance(model, str) and model.lower() in BASELINES:
             from climdown.nn.models import get_model
 
@@ -278,6 +291,31 @@ class Downscaler:
         scale = getattr(self.model, "scale", None)
         self.max_input = MAX_INPUT_SCALES * (1.0 if scale is None else float(scale))
         self._token = uuid.uuid4().hex
+
+    def _use_default(self, pick: Any) -> None:
+        """Adopt a packaged default (:class:`climdown.pretrained.Default`): its checkpoint, or
+        the baseline that ships in its place, with a one-line notice saying why."""
+        if self._default is not None and pick.key == self._default.key:
+            return
+        self._default = pick
+        if pick.path is not None:
+            self._adopt(pick.path)
+            return
+        self._adopt(pick.fallback)
+        if pick.key not in self._noticed:
+            self._noticed.add(pick.key)
+            log.warning(
+                f"packaged default for factor={self.factor}, constraint={self.constraint!r} "
+                f"({pick.key}): using the {pick.fallback!r} baseline, because {pick.why}"
+            )
+
+    def _pick_default(self, grid: Grid) -> None:
+        """With no ``model`` given: the packaged default nearest this input's spacing."""
+        if self._default is None:
+            return
+        from climdown.pretrained import select
+
+        self._use_default(select(self.factor, self.constraint, grid.spacing))
 
     def _load(self, path: Path) -> tuple[Any, dict]:
         """The checkpoint at ``path``, loaded once per process, of this factor and constraint."""
@@ -603,6 +641,7 @@ class Downscaler:
         self._check_variable(da)
         if grid is None:
             grid = Grid.from_xarray(da, lat_name, lon_name)
+        self._pick_default(grid)
         self._warn_spacing(grid)
         other = [d for d in da.dims if d not in (lat_dim, lon_dim)]
         time = _time_dim(da, other) if self.frames > 1 else None
@@ -720,9 +759,17 @@ class Downscaler:
             )
 
     def _warn_spacing(self, grid: Grid) -> None:
-        if self.meta:  # a checkpoint: it records the grid spacing it was trained on
-            from climdown.checkpoint import check_spacing
+        from climdown.checkpoint import check_spacing
 
+        if self._default is not None:  # the packaged defaults: warn outside all they cover
+            from climdown.pretrained import covered_spacing
+
+            near = self._default.lr_spacing_deg
+            if near is not None and self._default.path is not None:
+                covered = covered_spacing(self.factor, self.constraint)
+                check_spacing({"lr_spacing_deg": list(near)}, grid.spacing, self.name, covered)
+            return
+        if self.meta:  # a checkpoint: it records the grid spacing it was trained on
             check_spacing(self.meta, grid.spacing, self.name)
 
 

@@ -103,7 +103,7 @@ def _as_arrays(*xs: Any) -> list[Any]:
             )
             for r in raw
         ]
-    out = []
+    out: list[Any] = []
     for r in raw:
         if r is None:
             out.append(None)

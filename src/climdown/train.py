@@ -177,7 +177,7 @@ class TrainConfig:
                 f"model_options must be a mapping such as {{'width': 32}}, got {self.model_options!r}"
             )
         options = dict(self.model_options or {})
-        fixed = {
+        fixed: dict[str, Any] = {
             "model": model,
             "constraint": constraint,
             "epochs": validate.integer(self.epochs, "epochs", minimum=0, example="epochs 20"),
@@ -324,10 +324,12 @@ def train(
             "(climdown evaluate) instead of training it"
         )
     disc = to_device(make_discriminator(net), dev) if isinstance(net, GANModel) else None
-    opts = {"model": torch.optim.Adam(net.parameters(), lr=cfg.lr)}
+    opts: dict[str, torch.optim.Optimizer] = {
+        "model": torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    }
     if disc is not None:
         opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
-    state = {
+    state: dict[str, Any] = {
         "epoch": 0,
         "step": 0,
         "best_val_rmse": math.inf,
@@ -569,7 +571,8 @@ def _epoch_loader(
     1. The loader gets its own generator, so iterating it never draws from torch's global
     RNG (which the GAN's noise uses).
     """
-    order = make_loader(range(len(dataset)), batch_size=batch_size, shuffle=True, seed=seed)
+    indices: Any = range(len(dataset))  # a sequence is all a DataLoader needs of a dataset
+    order = make_loader(indices, batch_size=batch_size, shuffle=True, seed=seed)
     global_batches = [b.tolist() for b in order][:max_steps]
     mine = cdist.rank_batches(global_batches, env.rank, env.world_size)
     loader = torch.utils.data.DataLoader(
@@ -668,6 +671,7 @@ def _restore(
             "logs; pass resume=False to start afresh there, or "
             "choose another out folder"
         )
+    saved: Any
     try:
         saved = TrainConfig.from_mapping(extra.get("config") or {}).resume_key()
     except ConfigError:

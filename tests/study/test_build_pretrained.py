@@ -11,7 +11,14 @@ import pytest
 
 from climdown.checkpoint import load_checkpoint
 from climdown.pretrained import index as packaged_index
-from climdown.study.build_pretrained import build_defaults, format_index, main
+from climdown.study.build_pretrained import (
+    BLOCKINESS_RANGE,
+    SEEDS,
+    build_defaults,
+    choose,
+    format_index,
+    main,
+)
 
 PACKAGE = Path(str(resources.files("climdown.pretrained")))
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
@@ -25,11 +32,63 @@ def test_docs_table_is_the_packaged_index() -> None:
     """docs/models.md shows what index.json says, in the build's own table format."""
     if not DOCS.is_file():
         pytest.skip("no docs/ beside the tests (installed tests)")
-    table = format_index(packaged_index())
-    assert len(table.splitlines()) == 2 + 6
+    index = packaged_index()
+    table = format_index(index)
+    assert len(table.splitlines()) == 2 + len(index) == 2 + 12  # 3 factors x 2 x 2 regimes
     docs = DOCS.read_text()
     for line in table.splitlines():
         assert line in docs, line
+
+
+def test_packaged_defaults_are_never_knowingly_worse_than_a_baseline() -> None:
+    """Every shipped entry: a model that beat the best baseline on validation, or that baseline;
+    positive, conserving and not blocky on the held-out data."""
+    for key, e in packaged_index().items():
+        low, high = BLOCKINESS_RANGE
+        assert low <= e["blockiness"] <= high, key
+        if e["constraint"] != "none":
+            assert e["neg_num"] == 0 and e["mass_violation_rel"] < 1e-5, key
+        val = {k: b["val_rmse_area_weighted"] for k, b in e["baselines"].items()}
+        if e["fallback"] is None:
+            assert (PACKAGE / e["file"]).is_file()
+            bar = (
+                ["bicubic+none"]
+                if e["constraint"] == "none"
+                else ["pycnophylactic+none", f"bicubic+{e['constraint']}"]
+            )
+            assert e["val_rmse_area_weighted"] < min(val[k] for k in bar), key
+        else:
+            assert e["why"] and "file" not in e, key
+    size = sum(p.stat().st_size for p in PACKAGE.glob("*.pt"))
+    assert size < 5e6  # all packaged weights together
+
+
+def test_choose_falls_back_on_validation_never_on_test() -> None:
+    def row(val: float, test: float, blk: float = 1.0, seed: int = 0) -> dict:
+        scores = {"RMSE_area_weighted": test, "blockiness": blk, "neg_num": 0}
+        return {
+            "val_scores": {"RMSE_area_weighted": val, "blockiness": blk},
+            "scores": {**scores, "mass_violation_rel": 1e-7},
+            "settings": {"seed": seed},
+            "checkpoint": f"seed{seed}.pt",
+        }
+
+    base = {
+        "bicubic+none": row(1.0, 1.0, 0.9),
+        "bicubic+softmax": row(0.95, 0.95, 1.6),
+        "pycnophylactic+none": row(0.9, 0.9, 1.1),
+    }
+    seeds = [row(0.85, 2.0, seed=0), row(0.8, 0.99, seed=1)]
+    won = choose(seeds, base, "softmax")
+    assert won["fallback"] is None and won["seed"] == 1 and won["checkpoint"] == "seed1.pt"
+    assert won["model_rmse_area_weighted_seeds"] == [2.0, 0.99]  # test reported, not used
+    lost = choose([row(0.92, 0.5)], base, "softmax")  # better on test, worse on val
+    assert lost["fallback"] == "pycnophylactic" and "0.92" in lost["why"]
+    assert lost["rmse_area_weighted"] == 0.9  # the fallback's held-out score is the entry's
+    blocky = choose([row(0.5, 0.5, blk=1.7)], base, "softmax")
+    assert blocky["fallback"] == "pycnophylactic" and "blockiness" in blocky["why"]
+    plain = choose([row(0.97, 0.97)], base, "none")  # none: bicubic is the bar
+    assert plain["fallback"] is None
 
 
 @pytest.mark.integration
@@ -39,29 +98,30 @@ def test_build_writes_to_out_and_merges_the_index(
     package_before = _digest(PACKAGE)
     out = tmp_path / "models"
     out.mkdir()
-    (out / "index.json").write_text(json.dumps({"2-softmax": packaged_index()["2-softmax"]}))
-    index = build_defaults(tmp_path / "work", out=out, epochs=1, factors=(4,))
-    assert set(index) == {"2-softmax", "4-softmax", "4-none"}  # the x2 entry is kept
+    kept = {k: v for k, v in packaged_index().items() if k.startswith("2-softmax")}
+    (out / "index.json").write_text(json.dumps(kept))
+    index = build_defaults(tmp_path / "work", out=out, epochs=1, factors=(4,), regimes=("global",))
+    assert set(index) == set(kept) | {"4-softmax-global", "4-none-global"}
     assert json.loads((out / "index.json").read_text()) == index
     for constraint in ("softmax", "none"):
-        entry = index[f"4-{constraint}"]
-        assert entry["recipe"] == "era5-rhine-x4" and entry["epochs"] == 1
-        model, meta = load_checkpoint(out / entry["file"])
-        assert model.factor == 4 and model.config["constraint"] == constraint
-    assert index["4-softmax"]["neg_num"] == 0 and index["4-softmax"]["mass_violation_rel"] < 1e-5
+        entry = index[f"4-{constraint}-global"]
+        assert entry["recipe"] == "era5-global-x4" and entry["epochs"] == 1
+        assert entry["lr_spacing_deg"] == [6.0, 6.0]
+        assert len(entry["model_rmse_area_weighted_seeds"]) == len(SEEDS[constraint])
+        if entry["fallback"] is None:
+            model, meta = load_checkpoint(out / entry["file"])
+            assert model.factor == 4 and model.config["constraint"] == constraint
+    assert index["4-softmax-global"]["neg_num"] == 0
+    assert index["4-softmax-global"]["mass_violation_rel"] < 1e-5
     assert (out / "models.md").read_text().strip() == format_index(index)
     assert _digest(PACKAGE) == package_before  # the installed package is untouched
 
     # the default output is under the work folder, not the package; finished rows are reused
     monkeypatch.chdir(tmp_path)
-    main(["--work", "work", "--epochs", "1", "--factors", "4"])
+    main(["--work", "work", "--epochs", "1", "--factors", "4", "--regimes", "global"])
     default = tmp_path / "work" / "models"
-    assert {p.name for p in default.iterdir()} == {
-        "cnn-x4-softmax.pt",
-        "cnn-x4-none.pt",
-        "index.json",
-        "models.md",
-    }
+    assert {"index.json", "models.md"} <= {p.name for p in default.iterdir()}
     again = json.loads((default / "index.json").read_text())
-    assert again["4-softmax"]["rmse_area_weighted"] == index["4-softmax"]["rmse_area_weighted"]
+    for key in ("4-softmax-global", "4-none-global"):
+        assert again[key]["rmse_area_weighted"] == index[key]["rmse_area_weighted"]
     assert _digest(PACKAGE) == package_before

@@ -1,22 +1,42 @@
 """Train the packaged default models: ``python -m climdown.study.build_pretrained --out DIR``.
 
-For factors 2, 4 and 8 and constraints ``softmax`` and ``none``: a CNN (fast layout, width 32,
-residual to bicubic) trained 20 epochs on the real ERA5 Rhine store of the packaged recipe
-``era5-rhine-x<factor>`` (0.25 deg hourly TCW, hours 0-15 train, 16-19 val), scored on the
-held-out hours 20-23 beside bicubic. Each model is copied to ``DIR/cnn-x<f>-<constraint>.pt``
-with its scores in ``DIR/index.json`` (merged into an index already there) and the table of
-docs/models.md in ``DIR/models.md``.
+The defaults cover two grid-spacing regimes, each trained on the real ERA5 sample packaged for
+it, and :mod:`climdown.inference` picks the regime nearest the input's spacing:
 
-``DIR`` defaults to ``pretrained-work/models``, never the installed package: a maintainer
-refreshing the shipped files passes ``--out src/climdown/pretrained`` in a source checkout.
+* ``rhine``: 0.25 deg hourly TCW over the Rhine (recipes ``era5-rhine-x<f>``; hours 0-15
+  train, 16-19 choose the epoch, 20-23 held out), LR 0.5/1/2 deg at 2x/4x/8x;
+* ``global``: the 1.5 deg global TCWV day (recipes ``era5-global-x<f>``; longitudes 0-192E
+  train, 192-276E choose, 276-360E held out), LR 3/6/12 deg.
+
+For each factor (2, 4, 8), regime and constraint (``softmax``, ``none``): a CNN (fast layout,
+width 32, residual to bicubic) trained up to 120 epochs with flips/quarter-turn augmentation, the
+checkpoint chosen by area-weighted validation RMSE, early stopping after 20 epochs without
+gain; ``softmax`` with seeds 0, 1, 2 (the one with the best validation score ships),
+``none`` with seed 0. Every model is scored on the held-out part beside bicubic, bicubic with
+the same constraint and the pycnophylactic baseline.
+
+Never knowingly worse than a baseline: a trained model ships for its factor, constraint and
+regime only if, on the validation part (never the held-out one), it beats the best baseline
+of its kind (for a conserving constraint: the better of pycnophylactic and bicubic + the
+constraint; for ``none``: bicubic) and its blockiness is within
+:data:`BLOCKINESS_RANGE`. Otherwise that baseline ships there instead, and the index says
+why; :mod:`climdown.inference` then uses it with a one-line notice.
+
+``DIR`` receives the checkpoints, ``index.json`` (merged into one already there) and
+``models.md`` (the table of docs/models.md). It defaults to ``pretrained-work/models``,
+never the installed package: a maintainer refreshing the shipped files passes
+``--out src/climdown/pretrained`` in a source checkout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
+import statistics
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,14 +46,47 @@ from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
 from climdown.study.runner import run_row, write_markdown
 
-__all__ = ["build_defaults", "format_index", "FACTORS", "CONSTRAINTS", "OPTIONS"]
+__all__ = [
+    "build_defaults",
+    "format_index",
+    "choose",
+    "FACTORS",
+    "CONSTRAINTS",
+    "REGIMES",
+    "OPTIONS",
+    "SEEDS",
+    "BLOCKINESS_RANGE",
+]
 
 FACTORS = (2, 4, 8)
 CONSTRAINTS = ("softmax", "none")
 OPTIONS = {"width": 32, "blocks": 4, "skip": "bicubic"}
-EPOCHS = 20
+EPOCHS = 120
 BATCH = 16
+PATIENCE = 20
+#: Seeds trained per constraint (the held-out scores are reported over all of them).
+SEEDS = {"softmax": (0, 1, 2), "none": (0,)}
+#: A shipped model's (or fallback's) blockiness must lie in this range (truth: near 1).
+BLOCKINESS_RANGE = (0.67, 1.5)
 WORK = "pretrained-work"
+
+#: Regime -> (recipe pattern, training data, held-out part).
+REGIMES: dict[str, tuple[str, str, str]] = {
+    "rhine": (
+        "era5-rhine-x{factor}",
+        "ERA5 total column water, Rhine 55-45.25N 0-9.75E, 0.25 deg, 2020-01-01 00-15 UTC "
+        "(packaged sample); epoch chosen on 16-19 UTC",
+        "held-out hours 2020-01-01 20-23 UTC",
+    ),
+    "global": (
+        "era5-global-x{factor}",
+        "ERA5 total column water vapour, global 1.5 deg, 2020-06-01 (packaged sample), "
+        "longitudes 0-192E; epoch chosen on 192-276E",
+        "held-out longitudes 276-360E",
+    ),
+}
+
+log = logging.getLogger("climdown")
 
 
 def build_defaults(
@@ -42,9 +95,10 @@ def build_defaults(
     out: str | os.PathLike[str] | None = None,
     epochs: int = EPOCHS,
     factors: Sequence[int] = FACTORS,
+    regimes: Sequence[str] = tuple(REGIMES),
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train, score and copy the defaults to ``out``; return the index written there.
+    """Train, score, choose and copy the defaults to ``out``; return the index written there.
 
     Parameters
     ----------
@@ -53,12 +107,11 @@ def build_defaults(
         the same settings (:func:`climdown.study.runner.run_row`).
     out : path, optional
         Folder for the checkpoints, ``index.json`` and ``models.md``; default
-        ``work/models``. Pass the package folder (``src/climdown/pretrained``) to refresh the
-        shipped models.
+        ``work/models``.
     epochs : int
-        Training epochs of each model.
-    factors : sequence of int
-        The factors to (re)build; entries of other factors already in the index are kept.
+        Training epochs of each model (at most: early stopping may end a run sooner).
+    factors, regimes : sequences
+        What to (re)build; index entries of others already in ``out`` are kept.
     device : str
         Torch device (``cpu`` by default: the shipped models were trained on CPU).
     """
@@ -72,99 +125,232 @@ def build_defaults(
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     command = f"python -m climdown.study.build_pretrained --epochs {epochs} --out {out}"
     for factor in factors:
-        recipe = f"era5-rhine-x{factor}"
-        store = build_store(load_recipe(read_recipe(recipe, stores=work / "stores")))
-        head = {"factor": factor}
-        bicubic = run_row(
-            work / f"x{factor}-bicubic",
-            {**head, "model": "bicubic", "constraint": "none"},
-            store,
-            "bicubic",
-            "none",
-            device=device,
-        )
-        ref = bicubic["scores"]["RMSE_area_weighted"]
-        for constraint in CONSTRAINTS:
-            row = run_row(
-                work / f"x{factor}-{constraint}",
-                {**head, "model": "cnn", "constraint": constraint},
-                store,
-                "cnn",
-                constraint,
-                epochs=epochs,
-                batch_size=BATCH,
-                options=OPTIONS,
-                device=device,
-                progress=False,
-                resume=False,
-            )
-            name = f"cnn-x{factor}-{constraint}.pt"
-            shutil.copyfile(row["checkpoint"], out / name)
-            scores = row["scores"]
-            rmse = scores["RMSE_area_weighted"]
-            index[f"{factor}-{constraint}"] = {
-                "file": name,
-                "model": "cnn",
-                "options": OPTIONS,
-                "factor": factor,
-                "constraint": constraint,
-                "n_parameters": row["n_parameters"],
-                "recipe": recipe,
-                "training_data": "ERA5 total column water, Rhine 55-45.25N 0-9.75E, 0.25 deg, "
-                "2020-01-01 00-15 UTC (packaged sample); val 16-19 UTC",
-                "epochs": epochs,
-                "best_epoch": row["best_epoch"],
-                "test": "held-out hours 2020-01-01 20-23 UTC (never seen in training)",
-                "rmse_area_weighted": rmse,
-                "rmse_area_weighted_bicubic": ref,
-                "change_vs_bicubic_percent": 100.0 * (rmse - ref) / ref,
-                "neg_num": scores["neg_num"],
-                "mass_violation_rel": scores["mass_violation_rel"],
-                "train_seconds": row["seconds"],
-                "climdown_version": __version__,
-                "command": command,
-            }
-            print(f"x{factor} {constraint}: RMSE {rmse:.4f} vs bicubic {ref:.4f} kg m-2")
-            tmp = index_path.with_name(f".{index_path.name}.tmp")
-            tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-            os.replace(tmp, index_path)
+        for regime in regimes:
+            recipe_name, training_data, held_out = REGIMES[regime]
+            recipe = recipe_name.format(factor=factor)
+            store = build_store(load_recipe(read_recipe(recipe, stores=work / "stores")))
+            head = {"factor": factor, "regime": regime}
+            base = {}
+            for model, constraint in (
+                ("bicubic", "none"),
+                ("bicubic", "softmax"),
+                ("pycnophylactic", "none"),
+            ):
+                base[f"{model}+{constraint}"] = run_row(
+                    work / f"x{factor}-{regime}-{model}-{constraint}",
+                    {**head, "model": model, "constraint": constraint},
+                    store,
+                    model,
+                    constraint,
+                    val=True,
+                    device=device,
+                )
+            for constraint in CONSTRAINTS:
+                t0 = time.perf_counter()
+                rows = [
+                    run_row(
+                        work / f"x{factor}-{regime}-{constraint}-seed{seed}",
+                        {**head, "model": "cnn", "constraint": constraint, "seed": seed},
+                        store,
+                        "cnn",
+                        constraint,
+                        epochs=epochs,
+                        batch_size=BATCH,
+                        options=OPTIONS,
+                        seed=seed,
+                        augment=True,
+                        patience=PATIENCE,
+                        val=True,
+                        device=device,
+                        progress=False,
+                        resume=False,
+                    )
+                    for seed in SEEDS[constraint]
+                ]
+                entry = choose(rows, base, constraint)
+                key = f"{factor}-{constraint}-{regime}"
+                if entry["fallback"] is None:
+                    name = f"cnn-x{factor}-{constraint}-{regime}.pt"
+                    shutil.copyfile(entry.pop("checkpoint"), out / name)
+                    entry["file"] = name
+                else:
+                    entry.pop("checkpoint")
+                    (out / f"cnn-x{factor}-{constraint}-{regime}.pt").unlink(missing_ok=True)
+                index[key] = {
+                    **entry,
+                    **_spacings(store),
+                    "factor": factor,
+                    "constraint": constraint,
+                    "regime": regime,
+                    "recipe": recipe,
+                    "model": "cnn",
+                    "options": OPTIONS,
+                    "training_data": training_data,
+                    "test": f"{held_out} (never seen in training or selection)",
+                    "epochs": epochs,
+                    "augment": True,
+                    "patience": PATIENCE,
+                    "train_seconds": time.perf_counter() - t0,
+                    "climdown_version": __version__,
+                    "command": command,
+                }
+                log.info(_summary_line(key, index[key]))
+                tmp = index_path.with_name(f".{index_path.name}.tmp")
+                tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+                os.replace(tmp, index_path)
     write_markdown(out / "models.md", format_index(index) + "\n")
     return index
 
 
+def choose(
+    rows: Sequence[Mapping[str, Any]], base: Mapping[str, Mapping[str, Any]], constraint: str
+) -> dict[str, Any]:
+    """The index entry of one factor, constraint and regime: a trained model, or a fallback.
+
+    ``rows`` are the seeds' rows (``scores`` on test, ``val_scores`` on val), ``base`` the
+    baselines' rows by ``"model+constraint"``. The seed with the best validation score is
+    the candidate; it ships if, on validation, it beats the best baseline of its kind and its
+    blockiness is in :data:`BLOCKINESS_RANGE`; otherwise that baseline ships. Only
+    validation scores decide; the held-out (test) scores are reported.
+    """
+    rmse = "RMSE_area_weighted"
+    best = min(rows, key=lambda r: r["val_scores"][rmse])
+    if constraint == "none":
+        kinds = ["bicubic+none"]
+    else:
+        kinds = ["pycnophylactic+none", f"bicubic+{constraint}"]
+    kinds = [k for k in kinds if k in base]
+    bar = min(kinds, key=lambda k: base[k]["val_scores"][rmse])
+    fallback_model, fallback_constraint = bar.split("+")
+    low, high = BLOCKINESS_RANGE
+    blocky = best["val_scores"].get("blockiness", 1.0)
+    why = None
+    if best["val_scores"][rmse] >= base[bar]["val_scores"][rmse]:
+        why = (
+            f"the trained model's validation RMSE {best['val_scores'][rmse]:.4g} does not beat "
+            f"{bar.replace('+', ' + ')}'s {base[bar]['val_scores'][rmse]:.4g} kg m-2"
+        )
+    elif not low <= blocky <= high:
+        why = f"the trained model's validation blockiness {blocky:.2f} is outside {low}-{high}"
+    test = [r["scores"][rmse] for r in rows]
+    shipped = base[bar] if why else best
+    return {
+        "fallback": f"{fallback_model}" if why else None,
+        "fallback_constraint": fallback_constraint if why else None,
+        "why": why,
+        "checkpoint": best.get("checkpoint"),
+        "seed": best["settings"].get("seed", 0),
+        "seeds": [r["settings"].get("seed", 0) for r in rows],
+        "n_parameters": best.get("n_parameters"),
+        "best_epoch": best.get("best_epoch"),
+        "rmse_area_weighted": shipped["scores"][rmse],
+        "model_rmse_area_weighted": best["scores"][rmse],
+        "model_rmse_area_weighted_seeds": test,
+        "model_rmse_area_weighted_mean": statistics.fmean(test),
+        "val_rmse_area_weighted": best["val_scores"][rmse],
+        "baselines": {
+            k: {
+                "rmse_area_weighted": v["scores"][rmse],
+                "val_rmse_area_weighted": v["val_scores"][rmse],
+                "blockiness": v["scores"].get("blockiness"),
+            }
+            for k, v in base.items()
+        },
+        "blockiness": shipped["scores"].get("blockiness"),
+        "neg_num": shipped["scores"]["neg_num"],
+        "mass_violation_rel": shipped["scores"]["mass_violation_rel"],
+    }
+
+
+def _summary_line(key: str, e: Mapping[str, Any]) -> str:
+    bic = e["baselines"]["bicubic+none"]["rmse_area_weighted"]
+    what = f"fallback {e['fallback']} ({e['why']})" if e["fallback"] else "cnn"
+    return (
+        f"{key}: ships {what}; held-out RMSE {e['rmse_area_weighted']:.4f} vs bicubic "
+        f"{bic:.4f} kg m-2"
+    )
+
+
+def _pct(value: float, ref: float) -> str:
+    return f"{100.0 * (value - ref) / ref:+.1f}%"
+
+
 def format_index(index: Mapping[str, Mapping[str, Any]]) -> str:
-    """The table of docs/models.md from an index: one row per factor and constraint."""
+    """The table of docs/models.md from an index: one row per factor, constraint and regime."""
+    order = list(REGIMES)
     entries = sorted(
-        index.values(), key=lambda e: (e["factor"], CONSTRAINTS.index(e["constraint"]))
+        index.values(),
+        key=lambda e: (
+            e["factor"],
+            CONSTRAINTS.index(e["constraint"]),
+            order.index(e.get("regime", order[0])),
+        ),
     )
     headers = (
         "factor",
         "constraint",
-        "parameters",
+        "regime (LR spacing)",
+        "ships",
         "RMSE (kg m-2)",
-        "bicubic RMSE",
+        "cnn, seeds",
+        "bicubic",
+        "bicubic + softmax",
+        "pycnophylactic",
         "vs bicubic",
+        "vs best conserving",
+        "blockiness",
         "negatives",
         "mass violation (rel.)",
-        "best epoch",
     )
-    return markdown_table(
-        headers,
-        (
+    rows = []
+    for e in entries:
+        b = e["baselines"]
+        bic = b["bicubic+none"]["rmse_area_weighted"]
+        cons = min(
+            b["bicubic+softmax"]["rmse_area_weighted"],
+            b["pycnophylactic+none"]["rmse_area_weighted"],
+        )
+        seeds = e["model_rmse_area_weighted_seeds"]
+        spread = f"{min(seeds):.4f}-{max(seeds):.4f}" if len(seeds) > 1 else f"{seeds[0]:.4f}"
+        ships = "cnn" if e["fallback"] is None else f"{e['fallback']} (fallback)"
+        rows.append(
             (
                 f"{e['factor']}x",
                 e["constraint"],
-                f"{e['n_parameters']:,}",
+                f"{e.get('regime', 'rhine')} ({_lr_spacing(e)})",
+                ships,
                 f"{e['rmse_area_weighted']:.4f}",
-                f"{e['rmse_area_weighted_bicubic']:.4f}",
-                f"{e['change_vs_bicubic_percent']:+.1f}%",
+                spread,
+                f"{bic:.4f}",
+                f"{b['bicubic+softmax']['rmse_area_weighted']:.4f}",
+                f"{b['pycnophylactic+none']['rmse_area_weighted']:.4f}",
+                _pct(e["rmse_area_weighted"], bic),
+                _pct(e["rmse_area_weighted"], cons) if e["constraint"] != "none" else "–",
+                f"{e['blockiness']:.2f}",
                 int(e["neg_num"]),
                 f"{e['mass_violation_rel']:.1e}",
-                e["best_epoch"],
             )
-            for e in entries
-        ),
-    )
+        )
+    return markdown_table(headers, rows)
+
+
+def _lr_spacing(entry: Mapping[str, Any]) -> str:
+    return f"{entry['lr_spacing_deg'][0]:g} deg"
+
+
+def _spacings(store: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """``hr_spacing_deg`` and ``lr_spacing_deg`` ``[dlat, dlon]`` of a store's patches."""
+    import numpy as np
+
+    from climdown.data.dataset import PatchDataset
+    from climdown.grid import Grid
+
+    data = PatchDataset(store, "train")
+    fine = Grid(np.asarray(data.lat)[0], np.asarray(data.lon)[0])
+    return {
+        "hr_spacing_deg": [round(float(v), 6) for v in fine.spacing],
+        "lr_spacing_deg": [round(float(v), 6) for v in fine.coarsen(data.factor).spacing],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -179,9 +365,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--factors", type=int, nargs="*", default=list(FACTORS))
+    p.add_argument("--regimes", nargs="*", default=list(REGIMES), choices=list(REGIMES))
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    build_defaults(a.work, out=a.out, epochs=a.epochs, factors=a.factors, device=a.device)
+    if not logging.getLogger("climdown").handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    build_defaults(
+        a.work,
+        out=a.out,
+        epochs=a.epochs,
+        factors=a.factors,
+        regimes=a.regimes,
+        device=a.device,
+    )
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ def train_and_score(
     batch_size: int = 64,
     lr: float = 1e-3,
     options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    augment: bool = False,
+    patience: int | None = None,
+    val: bool = False,
     members: int = 10,
     quick: bool = False,
     device: str = "auto",
@@ -90,6 +94,12 @@ def train_and_score(
         Training settings (Adam).
     options : mapping, optional
         Model options (``{"width": 32, "skip": "bicubic"}``).
+    seed, augment, patience : int, bool, int or None
+        :class:`climdown.train.TrainConfig`'s (the checkpoint is chosen on ``val`` by the
+        area-weighted RMSE).
+    val : bool
+        Also score the chosen model on ``val`` (``val_scores``): for choices that must not
+        look at ``test``.
     members : int
         Ensemble size for CRPS of models that sample (the GAN).
     quick : bool
@@ -129,6 +139,9 @@ def train_and_score(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            seed=seed,
+            augment=augment,
+            patience=patience,
             max_steps=QUICK_STEPS if quick else None,
             model_options=opts,
             out=run,
@@ -143,6 +156,8 @@ def train_and_score(
             checkpoint=str(summary["best"]),
         )
     row["scores"] = evaluate_model(net, store, "test", members=members, device=device)
+    if val:
+        row["val_scores"] = evaluate_model(net, store, "val", members=members, device=device)
     row["seconds"] = time.perf_counter() - t0
     return row
 
@@ -168,12 +183,18 @@ def run_row(
     given = call.arguments
     trained = {k: given[k] for k in ("epochs", "batch_size", "lr", "quick")}
     trained["options"] = dict(given["options"] or {})
+    # the newer settings count only where they differ from the defaults, so rows cached
+    # before they existed are read back
+    for key in ("seed", "augment", "patience"):
+        if given[key] != call.signature.parameters[key].default:
+            trained[key] = given[key]
     settings = {
         "store": str(store),
         "model": model,
         "constraint": constraint,
         "members": given["members"],
         **(trained if _has_weights(model) else {}),
+        **({"val": True} if given["val"] else {}),
     }
     return cached_row(
         Path(run), settings, lambda: {**head, **train_and_score(*call.args, **call.kwargs)}

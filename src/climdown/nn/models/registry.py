@@ -13,8 +13,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from torch import nn
-
 from climdown.errors import ConfigError
 from climdown.nn.constraints import Constraint, get_constraint
 from climdown.nn.models.baselines import Bicubic, Bilinear, Nearest, Pycnophylactic
@@ -28,7 +26,7 @@ from climdown.validate import positive_int
 
 __all__ = ["MODELS", "RECURRENT", "get_model", "build_model", "CONFIG_KEYS", "SIZE_LIMITS"]
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, Any] = {
     "cnn": CNN,
     "gan": GANGenerator,
     "convgru": ConvGRU,
@@ -153,7 +151,7 @@ def get_model(
     key = str(name).lower()
     if key not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    cls = MODELS[key]
+    cls: Any = MODELS[key]  # a backbone class with ``options`` (and parameter_free)
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         known = ", ".join(cls.options) or "none"
@@ -175,7 +173,7 @@ def get_model(
     else:
         backbone = cls(factor, channels, **resolved)
     if skip is not None:
-        base_cls = MODELS.get(str(skip).lower())
+        base_cls: Any = MODELS.get(str(skip).lower())
         if not getattr(base_cls, "parameter_free", False) or getattr(cls, "parameter_free", False):
             raise ConfigError(
                 f"skip={skip!r}: a trainable model can skip to one of nearest, bilinear, "
