@@ -9,15 +9,17 @@ A block that cannot run here is marked in the Markdown on the line just before i
 
     <!-- doc-test: skip (needs network: the ARCO-ERA5 zarr on Google Cloud) -->
 
-The reason in parentheses is required. A page with python blocks must run at least one of
-them, unless every skip reason names network, GPU, torchrun or a cluster (the things a test
-machine cannot have).
+The reason in parentheses is required and says what is missing: ``needs ...`` (network, a
+GPU, torchrun, a cluster) or ``slow: ...`` (few of those: make the snippet cheap instead). A
+page with python blocks must run at least one of them, unless every skip reason names network,
+GPU, torchrun or a cluster (the things a test machine cannot have).
 """
 
 from __future__ import annotations
 
 import re
 import textwrap
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 #: skip reasons that excuse a page from running any block: what no test machine has
 UNAVAILABLE = ("network", "gpu", "torchrun", "cluster")
+#: at most this many blocks in all the pages may be skipped for being slow
+MAX_SLOW = 3
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
 MARKER = re.compile(r"^\s*<!--\s*doc-test:(?P<body>.*?)-->\s*$")
@@ -119,6 +123,7 @@ def run_page(text: str, name: str = "<page>") -> tuple[int, list[Block]]:
             continue
         # pad so that tracebacks give the page's own line numbers
         source = "\n" * block.line + block.code
+        start = time.perf_counter()
         try:
             exec(compile(source, f"{name}:{block.line}", "exec"), namespace)
         except Exception as exc:
@@ -128,8 +133,9 @@ def run_page(text: str, name: str = "<page>") -> tuple[int, list[Block]]:
                 f"{textwrap.indent(block.code, '    ')}\n{tb}"
             ) from exc
         ran += 1
+        print(f"{name}:{block.line}: ran in {time.perf_counter() - start:.1f} s")
     if blocks and not ran:
-        excused = all(any(w in b.skip.lower() for w in UNAVAILABLE) for b in skipped if b.skip)
+        excused = all(any(w in str(b.skip).lower() for w in UNAVAILABLE) for b in skipped)
         if not excused:
             raise DocTestError(
                 f"{name}: every ```python block is skipped; run at least one, or say in each "
@@ -159,6 +165,21 @@ def test_page_snippets_run(page: Path, docs_env: Path) -> None:
     for block in skipped:
         print(f"{name}:{block.line}: skipped ({block.skip})")
     print(f"{name}: {ran} blocks run, {len(skipped)} skipped")
+
+
+def test_skips_say_what_is_missing_and_few_are_slow() -> None:
+    skips = [
+        (page.relative_to(ROOT).as_posix(), block)
+        for page in PAGES
+        for block in python_blocks(page.read_text(), page.name)
+        if block.skip is not None
+    ]
+    vague = [
+        f"{n}:{b.line}: {b.skip!r}" for n, b in skips if not re.match(r"needs |slow: ", b.skip)
+    ]
+    assert not vague, "skip reasons must start 'needs ...' or 'slow: ...':\n" + "\n".join(vague)
+    slow = [f"{n}:{b.line}" for n, b in skips if b.skip.startswith("slow")]
+    assert len(slow) <= MAX_SLOW, f"{len(slow)} blocks skipped as slow ({slow}): make them cheap"
 
 
 # --- the extractor itself: it must be able to fail -------------------------------------------
@@ -220,6 +241,7 @@ def test_a_warning_is_an_error() -> None:
         "<!-- doc-test: skip (  ) -->",
         "<!-- doc-test: ignore (because) -->",
     ],
+    ids=["no-reason", "empty", "blank", "not-skip"],
 )
 def test_a_skip_needs_a_reason(marker: str) -> None:
     with pytest.raises(DocTestError, match="expected 'skip \\(reason\\)'"):
@@ -229,11 +251,12 @@ def test_a_skip_needs_a_reason(marker: str) -> None:
 @pytest.mark.parametrize(
     "page",
     [
-        "<!-- doc-test: skip (slow) -->\n\n```python\nx = 1\n```\n",  # not the line before
-        "<!-- doc-test: skip (slow) -->\n```bash\nls\n```\n",  # not a python block
-        "<!-- doc-test: skip (slow) -->\n",  # nothing after it
-        "```python\nx = 1\n",  # never closed
+        "<!-- doc-test: skip (slow: x) -->\n\n```python\nx = 1\n```\n",
+        "<!-- doc-test: skip (slow: x) -->\n```bash\nls\n```\n",
+        "<!-- doc-test: skip (slow: x) -->\n",
+        "```python\nx = 1\n",
     ],
+    ids=["not-the-line-before", "not-python", "nothing-after", "never-closed"],
 )
 def test_misplaced_markers_and_open_fences_are_errors(page: str) -> None:
     with pytest.raises(DocTestError):
