@@ -59,6 +59,10 @@ def test_demo_netcdf_conserves(demo: tuple[Path, str]) -> None:
         hr, truth = ds["hr"].load(), ds["truth"].load()
     assert hr.shape == truth.shape == (40, 40)
     assert hr.attrs["units"] == "kg m-2" and "softmax" in hr.attrs["history"]
+    with xr.open_dataset(out / "downscaled.nc") as ds:  # the sample's global attributes kept
+        attrs = dict(ds.attrs)
+    assert "Copernicus" in attrs["Licence"] and attrs["Conventions"].startswith("CF-1.8")
+    assert "climdown demo" in attrs["history"] and attrs["title"]
     lr = coarsen_dataarray(truth, 4)
     back = coarsen_dataarray(hr, 4)
     scale = float(np.abs(lr).max())
