@@ -493,7 +493,7 @@ def _warn_few_steps(n_samples: int, cfg: TrainConfig) -> None:
     suggest = max(1, n_samples // (2 * MIN_STEPS))
     log.warning(
         f"each epoch is only {steps} optimiser step(s) ({n_samples} training samples, "
-        f"batch_size={cfg.batch_size}): {cfg.epochs} epochs make {steps * cfg.epochs} steps, "
+        f"batch_size={cfg.batch_size}): {cfg.epochs} epoch(s) make {steps * cfg.epochs} steps, "
         f"too few for the model to learn much; use a smaller batch (e.g. batch_size={suggest}) "
         "or more training samples"
     )

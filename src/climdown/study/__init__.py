@@ -5,14 +5,17 @@ the accessor) the way a user would; nothing in ``climdown`` imports ``climdown.s
 command line, lazily, in the ``build``, ``experiments`` and ``demo`` commands.
 
 * ``recipes/`` (package data): the study's YAML recipes (``tcw2``, ``tcw4``, ``tcw8``, ``t1``,
-  ``tiny``, the real-ERA5 ``era5-global-x*`` and ``era5-rhine-x*``) and ``experiments.yaml``;
+  ``tiny``, the real-ERA5 ``era5-global-x*``, ``era5-rhine-x*`` and ``era5-arco-tcw4`` (the
+  cloud ARCO-ERA5 zarr, needs ``climdown[cloud]``)) and ``experiments.yaml``;
   :func:`recipe_path` finds one by name, :func:`read_recipe` reads it;
 * :mod:`climdown.study.runner`: train and score one row (cached in its run folder), Markdown;
 * :mod:`climdown.study.realdata`: the real-ERA5 rows;
 * :mod:`climdown.study.experiments`: the table E1-E12, T1 (+ real rows), ``climdown experiments``;
 * :mod:`climdown.study.demo`: ``climdown demo``;
 * :mod:`climdown.study.build_pretrained`: trains the packaged default models
-  (``python -m climdown.study.build_pretrained --out DIR``).
+  (``python -m climdown.study.build_pretrained --out DIR``);
+* :mod:`climdown.study.little_data`: what augmentation, area-weighted selection and early
+  stopping buy on a packaged real store (``python -m climdown.study.little_data``).
 """
 
 from __future__ import annotations
