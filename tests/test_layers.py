@@ -217,3 +217,26 @@ def test_import_climdown_registers_the_accessor(first: str, second: str) -> None
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["ClimdownDataArrayAccessor", "ClimdownDatasetAccessor"]
+
+
+def _print_calls(source: str) -> list[int]:
+    """Line numbers of ``print(...)`` calls in a module's source."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+    ]
+
+
+def test_library_modules_report_through_logging_not_print() -> None:
+    """Only the command line and the study (its runs are commands) print; the library logs to
+    ``logging.getLogger("climdown")`` and the caller decides what to show."""
+    offenders = {
+        str(path.relative_to(SRC)): lines
+        for path in sorted(SRC.rglob("*.py"))
+        if path.name != "cli.py" and "study" not in path.relative_to(SRC).parts
+        for lines in [_print_calls(path.read_text())]
+        if lines
+    }
+    assert offenders == {}
+    assert _print_calls("import sys\nprint('x', file=sys.stderr)\n") == [2]  # contrast
