@@ -192,16 +192,18 @@ def test_build_twice_says_nothing_to_do(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_warning_is_one_line_without_source(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A 5-degree input to the packaged 4x model (trained on 1-degree inputs) warns."""
-    src = tmp_path / "coarse.nc"
-    tcw_dataarray(8, 8, 1, spacing=5.0, origin=(60.0, 0.0)).to_dataset().to_netcdf(src)
+    """A 0.05-degree input to the packaged 4x models (trained on 1 and 6 degree inputs) warns."""
+    src = tmp_path / "fine_input.nc"
+    tcw_dataarray(8, 8, 1, spacing=0.05, origin=(60.0, 0.0)).to_dataset().to_netcdf(src)
     before = warnings.showwarning
     assert main(["downscale", str(src), str(tmp_path / "fine.nc"), "--device", "cpu"]) == 0
     assert warnings.showwarning is before  # restored for the code after main()
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("climdown downscale: warning: the input grid spacing (5 x 5 deg)")
+    assert lines[0].startswith(
+        "climdown downscale: warning: the input grid spacing (0.05 x 0.05 deg)"
+    )
     assert "model='bicubic'" not in lines[0] and "--model bicubic" in lines[0]  # CLI words
     assert "warnings.warn" not in err and ".py:" not in err
 

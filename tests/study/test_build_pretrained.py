@@ -43,11 +43,11 @@ def test_docs_table_is_the_packaged_index() -> None:
 def test_packaged_defaults_are_never_knowingly_worse_than_a_baseline() -> None:
     """Every shipped entry: a model that beat the best baseline on validation, or that baseline;
     positive, conserving and not blocky on the held-out data."""
+    low, high = BLOCKINESS_RANGE
     for key, e in packaged_index().items():
-        low, high = BLOCKINESS_RANGE
-        assert low <= e["blockiness"] <= high, key
-        if e["constraint"] != "none":
+        if e["constraint"] != "none":  # the conserving defaults, on the held-out data too
             assert e["neg_num"] == 0 and e["mass_violation_rel"] < 1e-5, key
+            assert low <= e["blockiness"] <= high, key
         val = {k: b["val_rmse_area_weighted"] for k, b in e["baselines"].items()}
         if e["fallback"] is None:
             assert (PACKAGE / e["file"]).is_file()
@@ -57,6 +57,7 @@ def test_packaged_defaults_are_never_knowingly_worse_than_a_baseline() -> None:
                 else ["pycnophylactic+none", f"bicubic+{e['constraint']}"]
             )
             assert e["val_rmse_area_weighted"] < min(val[k] for k in bar), key
+            assert low <= e["val_blockiness"] <= high, key  # the rule decides on validation
         else:
             assert e["why"] and "file" not in e, key
     size = sum(p.stat().st_size for p in PACKAGE.glob("*.pt"))
@@ -106,7 +107,7 @@ def test_build_writes_to_out_and_merges_the_index(
     for constraint in ("softmax", "none"):
         entry = index[f"4-{constraint}-global"]
         assert entry["recipe"] == "era5-global-x4" and entry["epochs"] == 1
-        assert entry["lr_spacing_deg"] == [6.0, 6.0]
+        assert entry["lr_spacing_deg"][1] == 6.0  # 1.5 deg x 4 (latitude: the cropped cap rows)
         assert len(entry["model_rmse_area_weighted_seeds"]) == len(SEEDS[constraint])
         if entry["fallback"] is None:
             model, meta = load_checkpoint(out / entry["file"])
@@ -125,3 +126,16 @@ def test_build_writes_to_out_and_merges_the_index(
     for key in ("4-softmax-global", "4-none-global"):
         assert again[key]["rmse_area_weighted"] == index[key]["rmse_area_weighted"]
     assert _digest(PACKAGE) == package_before
+
+
+@pytest.mark.slow
+def test_rebuilding_reproduces_the_shipped_scores_within_one_percent(tmp_path: Path) -> None:
+    """The 4x global entries rebuilt from scratch (same seeds): held-out scores within 1%."""
+    shipped = packaged_index()
+    index = build_defaults(tmp_path / "work", out=tmp_path / "models", factors=(4,),
+                           regimes=("global",))  # fmt: skip
+    for key in ("4-softmax-global", "4-none-global"):
+        a, b = index[key], shipped[key]
+        assert a["fallback"] == b["fallback"], key
+        for name in ("rmse_area_weighted", "model_rmse_area_weighted_mean"):
+            assert a[name] == pytest.approx(b[name], rel=0.01), (key, name)
