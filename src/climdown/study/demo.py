@@ -40,7 +40,7 @@ def run_demo(
     out : path
         Folder for the store, the training run, the maps and ``downscaled.nc``.
     quick : bool
-        Train two steps of a narrow CNN (seconds; the tests and CI) instead of 15 epochs.
+        Train two steps of a narrow CNN (seconds; the tests and CI) instead of up to 60 epochs.
     device : str
         Torch device or ``"auto"``.
 
@@ -79,7 +79,9 @@ def run_demo(
         store,
         model="cnn",
         constraint="softmax",
-        epochs=1 if quick else 15,
+        epochs=1 if quick else 60,
+        patience=None if quick else 20,
+        augment=not quick,
         batch_size=16,
         max_steps=QUICK_STEPS if quick else None,
         model_options={"width": QUICK_WIDTH if quick else 32, "skip": "bicubic"},
