@@ -380,6 +380,11 @@ def test_default_is_the_regime_nearest_the_input_spacing_or_its_fallback(
         down(tcw_dataarray(6, 8, 1, spacing=0.25))
     # 2 deg is within 2x of the 1-deg regime: no warning (warnings are errors here)
     down(tcw_dataarray(6, 8, 1, spacing=2.0))
+    # the defaults serve every water column: a vapour column raises no variable warning ...
+    down(tcw_dataarray(6, 8, 1, spacing=1.0).rename("tcwv"))
+    # ... where the same checkpoint named explicitly does (contrast)
+    with pytest.warns(UserWarning, match="variable 'tcw'"):
+        Downscaler(ckpt, factor=4)(tcw_dataarray(6, 8, 1, spacing=0.25).rename("tcwv"))
 
 
 # --------------------------------------------------------------------------- files

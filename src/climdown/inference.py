@@ -638,10 +638,10 @@ class Downscaler:
         # packing decoded, units and water identity checked; the values stay in their units
         # (converted to kg m-2 and back in each block) so the output is in the input's units
         da, to_kg = water_column(da)
-        self._check_variable(da)
         if grid is None:
             grid = Grid.from_xarray(da, lat_name, lon_name)
-        self._pick_default(grid)
+        self._pick_default(grid)  # before the checks: they are of the model that will run
+        self._check_variable(da)
         self._warn_spacing(grid)
         other = [d for d in da.dims if d not in (lat_dim, lon_dim)]
         time = _time_dim(da, other) if self.frames > 1 else None
@@ -704,7 +704,9 @@ class Downscaler:
     def _check_variable(self, da: xr.DataArray) -> None:
         """A checkpoint applied to another variable than its own: a warning, or with
         ``strict=True`` an error, both naming the two (:func:`climdown.checkpoint.check_expected`)."""
-        if self.meta:  # a checkpoint: it records the variable it was trained on
+        # a checkpoint records the variable it was trained on; the packaged defaults serve
+        # every water column (TCW, TCWV), whose identity water_column() has checked
+        if self.meta and self._default is None:
             from climdown.checkpoint import check_expected
 
             name = "an unnamed DataArray" if da.name is None else str(da.name)
