@@ -38,7 +38,7 @@ import climdown  # noqa: F401  (registers the .climdown accessor)
 from climdown import metrics, plot
 from climdown.data.sources import find_variable, open_era5, sample_path
 from climdown.grid import Grid, find_latlon
-from climdown.pretrained import available, default_checkpoint
+from climdown.pretrained import available
 
 
 class CountTasks(Callback):
@@ -52,15 +52,15 @@ class CountTasks(Callback):
         self.n += 1
 
 
-def choose_model(factor: int, constraint: str, model: str | None) -> str:
-    """The model to use: ``model`` if given, the packaged default if any, else bicubic."""
+def choose_model(factor: int, constraint: str, model: str | None) -> str | None:
+    """The model to use: ``model`` if given, else None (the packaged default, which
+    ``downscale`` picks for each input's grid spacing), else bicubic where none is packaged."""
     if model is not None:
         print(f"model: {model} (from --model)")
         return model
     if (factor, constraint) in available():
-        path = default_checkpoint(factor, constraint)
-        print(f"model: packaged default for factor {factor}, {constraint!r}: {path.name}")
-        return str(path)
+        print(f"model: packaged default for factor {factor}, {constraint!r} (nearest spacing)")
+        return None
     print(f"model: no packaged default for ({factor}, {constraint!r}); using 'bicubic'")
     return "bicubic"
 
