@@ -375,6 +375,14 @@ def test_default_is_the_regime_nearest_the_input_spacing_or_its_fallback(
     notices = [r.getMessage() for r in caplog.records]
     assert len(notices) == 1 and "4-softmax-coarse" in notices[0] and why in notices[0]
     assert down(fine).attrs["history"].count("fine.pt") == 1  # back to the trained model
+    # a lazy result keeps the model chosen when it was built, whatever later calls pick
+    expected = down(fine).values  # eager, the fine regime's checkpoint
+    lazy = down(fine.chunk({"time": 1}))
+    down(coarse)  # switches this Downscaler to the coarse regime's baseline
+    assert down.name == "pycnophylactic"
+    np.testing.assert_allclose(lazy.values, expected, rtol=1e-6, atol=1e-5)
+    other = Downscaler("pycnophylactic", factor=4)(fine).values  # what a late switch would give
+    assert not np.allclose(other, expected, rtol=1e-6, atol=1e-5)
     # spacing covered by no regime (0.25 deg: 4x finer than the finest): the usual warning
     with pytest.warns(UserWarning, match="spacing"):
         down(tcw_dataarray(6, 8, 1, spacing=0.25))

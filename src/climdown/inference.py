@@ -47,6 +47,7 @@ torch is imported when a model is built, not when this module is imported.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import uuid
@@ -599,11 +600,16 @@ class Downscaler:
         rows, cols = axes[ax_r], axes[ax_c]
         scale = {ax: 1 if ax == ax_t else f for ax in axes}
 
+        # the graph keeps the model chosen now: with model=None a later call on an input of
+        # another spacing may adopt another packaged default (attributes are replaced, never
+        # mutated in place, so a shallow copy holds this one)
+        frozen = copy.copy(self)
+
         def run(block: np.ndarray, block_info: dict[Any, Any]) -> np.ndarray:  # dask fills it
             loc = block_info[0]["chunk-location"]
             i, j = loc[ax_r], loc[ax_c]
             offset = (rows.starts[i] - rows.pad(i)[0], cols.starts[j] - cols.pad(j)[0])
-            y = self._numpy(block, area, offset, False, False, timed, to_kg)
+            y = frozen._numpy(block, area, offset, False, False, timed, to_kg)
             # crop to the chunk's own cells: time steps before it were context for its first
             # windows, and the next chunk computes the steps after it
             crop = [slice(None)] * y.ndim
@@ -611,7 +617,7 @@ class Downscaler:
                 crop[ax] = a.core(loc[ax], scale[ax])
             y = y[tuple(crop)]
             origin = [start for start, _ in block_info[None]["array-location"]]
-            self._check_output(y, origin, locate or _index_text)
+            frozen._check_output(y, origin, locate or _index_text)
             return y
 
         out_chunks = (*x.chunks[:-2], *(tuple(c * f for c in a.chunks) for a in (rows, cols)))
