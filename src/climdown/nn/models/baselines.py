@@ -162,9 +162,9 @@ class Pycnophylactic(Interpolation):
     order: ClassVar[int] = 2
     #: Conjugate-gradient stop: residual norm below ``rtol`` x the first, or ``max_iter`` steps.
     rtol: ClassVar[float] = 1e-6
-    max_iter: ClassVar[int] = 1000
+    max_iter: ClassVar[int] = 400
     #: Active-set rounds for non-negativity.
-    rounds: ClassVar[int] = 5
+    rounds: ClassVar[int] = 3
 
     def interpolate(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         if self.factor == 1:
