@@ -122,7 +122,10 @@ class TrainConfig:
         Train on a random one of the eight flips and quarter turns of each patch (the same
         one for its fine field, coarse input and cell areas; quarter turns only for square
         patches). Water columns have no preferred orientation at patch scale, and the
-        constraint still sees each cell's true area.
+        constraint still sees each cell's true area. The draws are seeded by ``seed`` and the
+        epoch (a resumed run is exact); under torchrun each rank draws for its own part of a
+        batch, so a distributed augmented run equals a single-process one statistically, not
+        bit for bit.
     select : str
         The validation score that picks ``best.pt``: ``"val_rmse_area"`` (default: RMSE
         weighted by cell area, the error on the sphere) or ``"val_rmse"`` (per grid cell, the
