@@ -122,7 +122,7 @@ def build_defaults(
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    command = f"python -m climdown.study.build_pretrained --epochs {epochs} --out {out}"
+    command = f"python -m climdown.study.build_pretrained --epochs {epochs} --out DIR"
     for factor in factors:
         for regime in regimes:
             recipe_name, training_data, held_out = REGIMES[regime]
