@@ -67,7 +67,15 @@ from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
 from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
 from climdown.nn.normalize import ConstrainedModel
 
-__all__ = ["train", "TrainConfig", "pick_device", "ADV_WEIGHT", "MIN_STEPS", "SELECT"]
+__all__ = [
+    "train",
+    "TrainConfig",
+    "pick_device",
+    "patch_spacing",
+    "ADV_WEIGHT",
+    "MIN_STEPS",
+    "SELECT",
+]
 
 #: Weight of the adversarial term in the GAN generator's loss (the study's 0.01).
 ADV_WEIGHT = 0.01
@@ -707,7 +715,7 @@ def _meta(dataset: PatchDataset, store: Any, cfg: TrainConfig) -> dict[str, Any]
         "variable": getattr(dataset, "variable", None),
         "units": getattr(dataset, "units", None),
         "normalisation": dict(getattr(dataset, "stats", None) or {}),
-        **_spacing(dataset),
+        **patch_spacing(dataset),
         # how the model must be given its input: the store's row/column order and the time
         # step between frames (seconds); a store built before they were recorded still has
         # its patches' coordinates, in the order the model saw them
@@ -728,7 +736,7 @@ def _fingerprint(store: str | os.PathLike) -> dict[str, Any]:
     return {"recipe_hash": info.get("recipe_hash"), "normalisation": info.get("normalisation")}
 
 
-def _spacing(dataset: PatchDataset) -> dict[str, list[float]]:
+def patch_spacing(dataset: PatchDataset) -> dict[str, list[float]]:
     """Grid spacing ``[dlat, dlon]`` (deg, :attr:`climdown.grid.Grid.spacing`) of the training
     patches, fine and coarse: what :class:`climdown.inference.Downscaler` compares inputs with."""
     fine = Grid(np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0])

@@ -114,8 +114,10 @@ def build_defaults(
     device : str
         Torch device (``cpu`` by default: the shipped models were trained on CPU).
     """
+    from climdown.data.dataset import PatchDataset
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
+    from climdown.train import patch_spacing
 
     work = Path(work)
     out = Path(out) if out is not None else work / "models"
@@ -176,7 +178,7 @@ def build_defaults(
                     (out / f"cnn-x{factor}-{constraint}-{regime}.pt").unlink(missing_ok=True)
                 index[key] = {
                     **entry,
-                    **_spacings(store),
+                    **patch_spacing(PatchDataset(store, "train")),
                     "factor": factor,
                     "constraint": constraint,
                     "regime": regime,
@@ -336,21 +338,6 @@ def format_index(index: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _lr_spacing(entry: Mapping[str, Any]) -> str:
     return f"{entry['lr_spacing_deg'][0]:.3g} deg"
-
-
-def _spacings(store: str | os.PathLike[str]) -> dict[str, list[float]]:
-    """``hr_spacing_deg`` and ``lr_spacing_deg`` ``[dlat, dlon]`` of a store's patches."""
-    import numpy as np
-
-    from climdown.data.dataset import PatchDataset
-    from climdown.grid import Grid
-
-    data = PatchDataset(store, "train")
-    fine = Grid(np.asarray(data.lat)[0], np.asarray(data.lon)[0])
-    return {
-        "hr_spacing_deg": [round(float(v), 6) for v in fine.spacing],
-        "lr_spacing_deg": [round(float(v), 6) for v in fine.coarsen(data.factor).spacing],
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
