@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,21 @@ class Default:
 
 
 def index() -> dict[str, Any]:
-    """The packaged index: ``{"<factor>-<constraint>[-<regime>]": {...}, ...}``."""
+    """The packaged index: ``{"<factor>-<constraint>[-<regime>]": {...}, ...}``.
+
+    Parsed once per file version (path and modification time), not on every downscaling call
+    that picks a default; each call gets its own copy to change as it likes.
+    """
     path = _HERE / "index.json"
     if not path.exists():
         return {}
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    return json.loads(_read(str(path), path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _read(path: str, mtime_ns: int) -> str:
+    """The index file's text (cached by path and modification time)."""
+    return Path(path).read_text()
 
 
 def _entries(factor: int, constraint: str) -> dict[str, dict[str, Any]]:

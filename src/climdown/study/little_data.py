@@ -52,9 +52,10 @@ def little_data(
     from climdown.train import train
 
     work = Path(work)
-    store = build_store(load_recipe(read_recipe(recipe, stores=work / "stores")))
+    loaded = load_recipe(read_recipe(recipe, stores=work / "stores"))
+    store = build_store(loaded)
     rmse = "RMSE_area_weighted"
-    factor = int(load_recipe(read_recipe(recipe, stores=work / "stores")).factor)
+    factor = int(loaded.factor)
     baselines = {
         name: evaluate_model(get_model(model, factor, constraint), store, "test")[rmse]
         for name, model, constraint in (
