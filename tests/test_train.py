@@ -381,6 +381,8 @@ def test_select_patience_and_epoch_files(store, tmp_path):
         TrainConfig(select="val_loss")
     with pytest.raises(ConfigError, match="patience"):
         TrainConfig(patience=0)
+    with pytest.raises(ConfigError, match="augment must be true or false"):
+        TrainConfig(augment="yes")
 
 
 def test_an_epoch_of_too_few_steps_is_a_warning(store, tmp_path, caplog):
