@@ -32,13 +32,14 @@ lazy block reduction. Nothing here imports torch or xarray at module level.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from climdown import sphere as _sphere
 from climdown.errors import CoordinateError, GridShapeError
 from climdown.validate import factor as validate_factor
 from climdown.validate import number
@@ -76,6 +77,14 @@ __all__ = [
     "add_cf_bounds",
     "cf_coordinate_attrs",
     "NO_FILL",
+    "CurvilinearGrid",
+    "GridMapping",
+    "Horizontal",
+    "ROTATED_POLE",
+    "find_horizontal",
+    "curvilinear_coords",
+    "infer_corners",
+    "corners_from_cf",
 ]
 
 #: Mean Earth radius in metres (the sphere climdown's areas are computed on).
@@ -93,8 +102,8 @@ def _as_1d(values: Any, name: str) -> np.ndarray:
     if arr.ndim != 1:
         raise CoordinateError(
             f"{name} must be 1-D cell centres, got shape {arr.shape}. Curvilinear grids "
-            "(2-D latitude/longitude, e.g. WRF, rotated pole, polar stereographic) are not "
-            "supported yet: regrid to a regular lat/lon grid first (e.g. with xESMF)."
+            "(2-D latitude/longitude, e.g. WRF, rotated pole, polar stereographic) are "
+            "CurvilinearGrid's: CurvilinearGrid.from_corners(lat, lon), or grid_of(ds)"
         )
     if arr.size == 0:
         raise CoordinateError(f"{name} is empty")
@@ -360,23 +369,32 @@ class FineAreas:
     periodic grid may start below 0 or end past the last column, and the longitude bounds
     continue by +-360 degrees there.
 
-    On a grid with uniform longitude spacing the areas do not depend on the window's column,
+    On a :class:`CurvilinearGrid` (never periodic) a window is a slice of the refined grid's
+    areas. On a grid with uniform longitude spacing the areas do not depend on the window's column,
     so windows in one row share one cached array (the same object: a caller can compute their
     block weights once). The cache holds a few tile rows' windows at a time.
     """
 
-    def __init__(self, grid: Grid, factor: int) -> None:
+    def __init__(self, grid: Grid | CurvilinearGrid, factor: int) -> None:
         fine = grid.refine(factor)
         self.factor = int(factor)
+        self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
+        # a curvilinear grid does not wrap: its windows are slices of the refined grid's areas
+        self.fixed = fine.area if isinstance(fine, CurvilinearGrid) else None
+        if isinstance(fine, CurvilinearGrid):
+            self.uniform_lon = False
+            return
         self.lat_b = fine.lat_b
         self.lon_b = fine.lon_b
         self.lon_span = fine.lon_b[-1] - fine.lon_b[0]
         self.radius = grid.radius
         width = np.diff(fine.lon_b)
         self.uniform_lon = bool(np.allclose(width, width[0], rtol=1e-9, atol=0.0))
-        self._cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def __call__(self, row0: int, nrow: int, col0: int, ncol: int) -> np.ndarray:
+        if self.fixed is not None:
+            f = self.factor
+            return self.fixed[row0 * f : (row0 + nrow) * f, col0 * f : (col0 + ncol) * f]
         if self.uniform_lon:
             col0 = 0
         key = (row0, nrow, col0, ncol)
@@ -589,13 +607,7 @@ class Grid:
         by ``factor`` gives back exactly this grid's cells (and areas).
         """
         factor = _check_int_factor(factor)
-        frac = np.arange(factor) / factor
-
-        def split(b: np.ndarray) -> np.ndarray:
-            inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * frac[None, :]
-            return np.concatenate([inner.ravel(), b[-1:]])
-
-        return self._from_bounds(split(self.lat_b), split(self.lon_b))
+        return self._from_bounds(_split(self.lat_b, factor), _split(self.lon_b, factor))
 
     def _from_bounds(self, lat_b: np.ndarray, lon_b: np.ndarray) -> Grid:
         """A grid on the same sphere with these bounds; centres midway, lon in our convention.
@@ -633,6 +645,13 @@ class Grid:
             b = _cf_bounds_variable(obj, name)
             edges.append(None if b is None else bounds_from_cf(obj[name].values, b, kind))
         return cls(obj[lat_name].values, obj[lon_name].values, edges[0], edges[1])
+
+
+def _split(b: np.ndarray, factor: int) -> np.ndarray:
+    """Edges that split each interval of the edges ``b`` into ``factor`` equal ones."""
+    frac = np.arange(factor) / factor
+    inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * frac[None, :]
+    return np.concatenate([inner.ravel(), b[-1:]])
 
 
 def _lat_centres(lat_b: np.ndarray) -> np.ndarray:
@@ -682,6 +701,836 @@ def _wrap_like(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
     if ref.size < 2 or np.all(d > 0) or np.all(d < 0):
         return lon - 360.0 * np.floor((np.mean(lon) - lo) / 360.0)
     return np.where((lon < lo) | (lon >= lo + 360.0), wrap_lon(lon, lo), lon)
+
+
+# ---------------------------------------------------------------------------------------
+# Curvilinear grids: 2-D latitude/longitude, rotated poles, map projections
+# ---------------------------------------------------------------------------------------
+#: CF's name of the rotated-pole grid mapping (CF-1.8 appendix F).
+ROTATED_POLE = "rotated_latitude_longitude"
+
+_NATIVE_STD = {
+    "y": ("grid_latitude", "projection_y_coordinate", "projection_y_angular_coordinate"),
+    "x": ("grid_longitude", "projection_x_coordinate", "projection_x_angular_coordinate"),
+}
+_NATIVE_NAMES = {"y": ("rlat", "y", "south_north"), "x": ("rlon", "x", "west_east")}
+
+
+def _pyproj() -> Any:
+    """The pyproj module, or None where it is not installed (``pip install climdown[regional]``)."""
+    try:
+        import pyproj
+    except ImportError:
+        return None
+    return pyproj
+
+
+@dataclass(frozen=True, eq=False)
+class GridMapping:
+    """A CF grid mapping: the name of its variable and that variable's attributes.
+
+    Parameters
+    ----------
+    name : str
+        Name of the grid mapping variable (e.g. ``"rotated_pole"``, ``"crs"``).
+    attrs : mapping
+        Its attributes (``grid_mapping_name`` and the parameters CF gives that mapping).
+    """
+
+    name: str
+    attrs: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The CF ``grid_mapping_name`` (e.g. ``"rotated_latitude_longitude"``)."""
+        return str(self.attrs.get("grid_mapping_name", ""))
+
+    @property
+    def rotated(self) -> bool:
+        """True for a rotated pole (the one mapping climdown computes without pyproj)."""
+        return self.kind == ROTATED_POLE
+
+    def rotation(self) -> np.ndarray:
+        """The rotated pole's 3 x 3 rotation (rotated-frame -> geographic unit vectors).
+
+        Raises
+        ------
+        CoordinateError
+            If the pole's ``grid_north_pole_latitude``/``longitude`` are missing or not numbers.
+        """
+        vals = []
+        for key, default in (
+            ("grid_north_pole_latitude", None),
+            ("grid_north_pole_longitude", None),
+            ("north_pole_grid_longitude", 0.0),
+        ):
+            v = self.attrs.get(key, default)
+            if v is None:
+                raise CoordinateError(
+                    f"grid mapping {self.name!r} ({ROTATED_POLE}) has no {key!r}: CF needs the "
+                    "rotated pole's grid_north_pole_latitude and grid_north_pole_longitude "
+                    "(degrees); add them to the grid mapping variable's attributes"
+                )
+            vals.append(number(v, f"{self.name}.{key}", error=CoordinateError, what="degrees"))
+        return _sphere.rotation_matrix(*vals)
+
+    def plane(self) -> _Plane | None:
+        """The plane cells are subdivided in: the rotated frame (degrees), or the map projection's
+        (pyproj, metres); None for a projection when pyproj is not installed."""
+        if self.rotated:
+            return _RotatedPlane(self.rotation())
+        pyproj = _pyproj()
+        if pyproj is None:
+            return None
+        try:
+            crs = pyproj.CRS.from_cf(dict(self.attrs))
+        except Exception as exc:  # pyproj raises its own CRSError, or KeyError for odd attrs
+            raise CoordinateError(
+                f"grid mapping {self.name!r} ({self.kind or 'no grid_mapping_name'}) is not a CF "
+                f"grid mapping pyproj understands ({exc}); fix its attributes, or drop the "
+                "grid_mapping attribute to subdivide cells on the sphere"
+            ) from exc
+        return _ProjPlane(pyproj, crs)
+
+
+class _Plane:
+    """Forward (lat/lon -> plane) and inverse maps of a grid's native plane."""
+
+    def forward(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def inverse(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class _RotatedPlane(_Plane):
+    """The rotated frame: (rlat, rlon) in degrees."""
+
+    def __init__(self, rotation: np.ndarray) -> None:
+        self.m = rotation
+
+    def forward(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rlat, rlon = _sphere.to_latlon(_sphere.to_xyz(lat, lon) @ self.m)  # m^T v
+        return rlat, _unwrap_2d(rlon)
+
+    def inverse(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _sphere.to_latlon(_sphere.to_xyz(y, x) @ self.m.T)
+
+
+class _ProjPlane(_Plane):
+    """A map projection's plane (pyproj; x, y in the projection's units)."""
+
+    def __init__(self, pyproj: Any, crs: Any) -> None:
+        geo = crs.geodetic_crs
+        self.fwd = pyproj.Transformer.from_crs(geo, crs, always_xy=True)
+        self.inv = pyproj.Transformer.from_crs(crs, geo, always_xy=True)
+
+    def forward(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.fwd.transform(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
+        return np.asarray(y), np.asarray(x)
+
+    def inverse(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lon, lat = self.inv.transform(np.asarray(x, np.float64), np.asarray(y, np.float64))
+        return np.asarray(lat), np.asarray(lon)
+
+
+def _unwrap_2d(lon: np.ndarray) -> np.ndarray:
+    """Longitudes of a mesh made continuous (no jump of 360 across the date line)."""
+    if lon.ndim < 2 or lon.size == 0:
+        return lon
+    first = _unwrap_lon(lon[:, 0]) if lon.shape[0] > 1 else lon[:, 0]
+    d = wrap_lon(np.diff(lon, axis=1), -180.0)
+    return np.concatenate([first[:, None], first[:, None] + np.cumsum(d, axis=1)], axis=1)
+
+
+def _mesh_mean(c: np.ndarray) -> np.ndarray:
+    """Mean of each cell's four corners: ``[H+1, W+1, ...] -> [H, W, ...]``."""
+    return 0.25 * (c[:-1, :-1] + c[:-1, 1:] + c[1:, :-1] + c[1:, 1:])
+
+
+def _extend(a: np.ndarray) -> np.ndarray:
+    """``[H, W, ...] -> [H+2, W+2, ...]``: one row/column more on each side, extrapolated
+    linearly (``2 a_0 - a_1``)."""
+    a = np.concatenate([2 * a[:1] - a[1:2], a, 2 * a[-1:] - a[-2:-1]], axis=0)
+    return np.concatenate([2 * a[:, :1] - a[:, 1:2], a, 2 * a[:, -1:] - a[:, -2:-1]], axis=1)
+
+
+def infer_corners(lat: Any, lon: Any, plane: _Plane | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cell corners ``[H+1, W+1]`` (degrees) of a curvilinear grid from its centres ``[H, W]``.
+
+    An interior corner is the mean of the four centres around it; at the edges the centres are
+    first extended by one row and column on each side by linear extrapolation (``2 c_0 - c_1``),
+    so an edge corner lies half a cell beyond the outer centres, as :func:`lat_bounds` does in
+    1-D. The means are taken in the grid's plane where it has one (the rotated frame, or the
+    map projection with pyproj: exact for a grid uniform in that plane), else of the centres'
+    unit vectors in 3-D, normalised back onto the sphere.
+
+    Raises
+    ------
+    CoordinateError
+        If the grid has fewer than 2 rows or columns (give CF bounds then).
+    """
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.ndim != 2 or lat.shape[0] < 2 or lat.shape[1] < 2:
+        raise CoordinateError(
+            f"cannot infer the cell corners of a curvilinear grid of shape {lat.shape} from "
+            "its centres (at least 2 x 2 cells are needed): give CF bounds (a 'bounds' "
+            "attribute naming [ny, nx, 4] vertices)"
+        )
+    if plane is not None:
+        y, x = plane.forward(lat, lon)
+        yc = _mesh_mean(_extend(y))
+        xc = _mesh_mean(_extend(x))
+        return plane.inverse(yc, xc)
+    v = _mesh_mean(_extend(_sphere.to_xyz(lat, lon)))
+    return _sphere.to_latlon(v)
+
+
+def _cell_vertices(c: np.ndarray) -> np.ndarray:
+    """The four corners of every cell of a mesh ``[H+1, W+1, k]`` in CF order: ``[H, W, 4, k]``.
+
+    CF-1.8 7.1: anticlockwise in index space, (j, i), (j, i+1), (j+1, i+1), (j+1, i).
+    """
+    return np.stack([c[:-1, :-1], c[:-1, 1:], c[1:, 1:], c[1:, :-1]], axis=2)
+
+
+def _at(lat: np.ndarray, lon: np.ndarray, ij: tuple[Any, ...]) -> str:
+    return f"cell {tuple(int(i) for i in ij)} at lat {lat[ij]:.4f}, lon {lon[ij]:.4f}"
+
+
+def _check_cells(corners: np.ndarray, lat: np.ndarray, lon: np.ndarray, fix: str) -> None:
+    """Refuse cells that are not convex quadrilaterals, grids that fold, and centres outside."""
+    if not np.all(np.isfinite(corners)):
+        raise CoordinateError(f"curvilinear cell corners contain NaN or inf: {fix}")
+    q = _cell_vertices(corners)  # [H, W, 4, 3]
+    turns = _sphere.quad_turns(q)
+    s = np.sign(turns.sum(axis=-1))
+    orient = 1.0 if s.sum() >= 0 else -1.0
+    bad = np.any(turns != orient, axis=-1)
+    if np.any(bad):
+        ij = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        why = (
+            "runs the other way round than the grid's other cells: the grid folds over itself"
+            if np.all(turns[ij] == -orient)
+            else "is not a convex quadrilateral (self-intersecting, concave or degenerate: its "
+            "corners do not all turn the same way)"
+        )
+        raise CoordinateError(
+            f"curvilinear {_at(lat, lon, ij)} {why} ({int(bad.sum())} of {bad.size} cells): {fix}"
+        )
+    p = _sphere.to_xyz(lat, lon)[:, :, None, :]
+    edge = np.cross(q, np.roll(q, -1, axis=-2))
+    side = np.einsum("...i,...i->...", p, edge) * orient
+    outside = np.any(side < -1e-12, axis=-1)
+    if np.any(outside):
+        ij = np.unravel_index(int(np.argmax(outside)), outside.shape)
+        raise CoordinateError(
+            f"the centre of curvilinear {_at(lat, lon, ij)} lies outside its cell "
+            f"({int(outside.sum())} of {outside.size} centres): the bounds do not describe "
+            f"these cells; {fix}"
+        )
+
+
+def corners_from_cf(lat_v: Any, lon_v: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The corner mesh ``[H+1, W+1]`` of CF 2-D bounds ``[H, W, 4]`` (degrees).
+
+    CF orders a cell's vertices anticlockwise in index space starting at (j - 1/2, i - 1/2);
+    the clockwise order, (j, i), (j+1, i), (j+1, i+1), (j, i+1), is read too. Neighbouring
+    cells must agree on the corners they share.
+
+    Raises
+    ------
+    CoordinateError
+        If the bounds are not ``[H, W, 4]`` finite values in one of those orders, or
+        neighbouring cells disagree on a shared corner.
+    """
+    la = np.asarray(lat_v, dtype=np.float64)
+    lo = np.asarray(lon_v, dtype=np.float64)
+    fix = (
+        "fix the bounds variables, or drop them (and the 'bounds' attributes) to infer the "
+        "corners from the centres"
+    )
+    if la.ndim != 3 or la.shape[-1] != 4 or lo.shape != la.shape:
+        raise CoordinateError(
+            f"2-D latitude/longitude bounds must have shape [ny, nx, 4] (CF: four vertices per "
+            f"cell), got {la.shape} and {lo.shape}: non-quadrilateral cells are not supported; "
+            f"{fix}"
+        )
+    if not (np.all(np.isfinite(la)) and np.all(np.isfinite(lo))):
+        raise CoordinateError(f"2-D latitude/longitude bounds contain NaN or inf: {fix}")
+    v = _sphere.to_xyz(la, lo)  # [H, W, 4, 3]
+    h, w = la.shape[:2]
+    if w > 1 and h > 1:
+        cf = np.linalg.norm(v[:, :-1, 1] - v[:, 1:, 0], axis=-1).mean()
+        cw = np.linalg.norm(v[:, :-1, 3] - v[:, 1:, 0], axis=-1).mean()
+        if cw < cf:  # clockwise: (j, i), (j+1, i), (j+1, i+1), (j, i+1)
+            v = v[:, :, [0, 3, 2, 1]]
+    c = np.empty((h + 1, w + 1, 3))
+    c[:-1, :-1] = v[:, :, 0]
+    c[:-1, -1] = v[:, -1, 1]
+    c[-1, :-1] = v[-1, :, 3]
+    c[-1, -1] = v[-1, -1, 2]
+    size = float(np.median(np.linalg.norm(v[..., 0, :] - v[..., 2, :], axis=-1)))
+    miss = np.linalg.norm(_cell_vertices(c) - v, axis=-1).max(axis=-1)  # [H, W]
+    bad = miss > 1e-3 * size + 1e-12
+    if np.any(bad):
+        ij = np.unravel_index(int(np.argmax(miss)), miss.shape)
+        km = float(miss[ij]) * EARTH_RADIUS / 1e3
+        raise CoordinateError(
+            f"2-D bounds are inconsistent: cell {tuple(int(i) for i in ij)} and its neighbours "
+            f"disagree on a shared corner by {km:.3g} km ({int(bad.sum())} of {bad.size} "
+            "cells); CF bounds of neighbouring cells must share their corners, listed "
+            f"anticlockwise from (j - 1/2, i - 1/2): {fix}"
+        )
+    return _sphere.to_latlon(c)
+
+
+@dataclass(frozen=True, eq=False)
+class CurvilinearGrid:
+    """A grid of quadrilateral cells on the sphere with 2-D centres and corners.
+
+    Rotated-pole grids (CORDEX), map projections (Lambert conformal, polar stereographic: WRF,
+    national products) and any grid with 2-D latitude/longitude. Models run on the index
+    space; coarse cells are ``f x f`` index blocks of fine cells.
+
+    Attributes
+    ----------
+    lat, lon : numpy.ndarray
+        ``[H, W]`` cell centres in degrees.
+    lat_c, lon_c : numpy.ndarray
+        ``[H+1, W+1]`` cell corners in degrees: cell (j, i) has corners (j, i), (j, i+1),
+        (j+1, i+1), (j+1, i).
+    mapping : GridMapping or None
+        The CF grid mapping, if any.
+    y, x, y_b, x_b : numpy.ndarray or None
+        1-D native coordinates of the rows and columns (``rlat``/``rlon`` in degrees, or
+        projection ``y``/``x``) and their bounds (n + 1 edges), where the grid has them.
+    radius : float
+        Sphere radius in metres.
+
+    Notes
+    -----
+    Cell areas (m^2): a rotated-pole grid with 1-D ``rlat``/``rlon`` has cells bounded by
+    rotated parallels and meridians, and the rotation preserves areas, so
+    ``A = R^2 |sin(rlat2) - sin(rlat1)| |rlon2 - rlon1|`` exactly (:func:`cell_area`). Any
+    other cell is the spherical quadrilateral with great-circle edges between its corners:
+    two spherical triangles, each by the Van Oosterom-Strackee formula in float64
+    (:mod:`climdown.sphere`). The cells of :meth:`refine` tile their coarse cell exactly, and
+    those of :meth:`coarsen` are unions of fine cells (areas: block sums).
+    """
+
+    lat: np.ndarray
+    lon: np.ndarray
+    lat_c: np.ndarray
+    lon_c: np.ndarray
+    mapping: GridMapping | None = None
+    y: np.ndarray | None = None
+    x: np.ndarray | None = None
+    y_b: np.ndarray | None = None
+    x_b: np.ndarray | None = None
+    radius: float = EARTH_RADIUS
+    cell_areas: np.ndarray | None = None  # set by refine/coarsen: the areas that tile exactly
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_corners(
+        cls,
+        lat: Any,
+        lon: Any,
+        lat_c: Any | None = None,
+        lon_c: Any | None = None,
+        mapping: GridMapping | None = None,
+        radius: float = EARTH_RADIUS,
+    ) -> CurvilinearGrid:
+        """A checked grid from 2-D centres and corners (inferred when omitted: :func:`infer_corners`).
+
+        Raises
+        ------
+        CoordinateError
+            Centres not 2-D or not finite, corners of the wrong shape, cells that are not
+            convex quadrilaterals, a grid that folds, or centres outside their cells.
+        """
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = np.asarray(lon, dtype=np.float64)
+        if lat.ndim != 2 or lon.shape != lat.shape:
+            raise CoordinateError(
+                f"curvilinear latitude/longitude must be 2-D of one shape, got {lat.shape} and "
+                f"{lon.shape}; pass the 2-D coordinates (e.g. lat, lon of a CORDEX file, XLAT, "
+                "XLONG of WRF)"
+            )
+        if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
+            raise CoordinateError(
+                "2-D latitude/longitude contain NaN or inf; coordinates must be finite"
+            )
+        if np.any(np.abs(lat) > 90.0 + 1e-9):
+            raise CoordinateError(
+                f"latitude values must lie in [-90, 90], got {lat.min()}..{lat.max()}; are "
+                "latitude and longitude swapped?"
+            )
+        plane = mapping.plane() if mapping is not None else None
+        if lat_c is None or lon_c is None:
+            lat_c, lon_c = infer_corners(lat, lon, plane)
+        lat_c = np.asarray(lat_c, dtype=np.float64)
+        lon_c = np.asarray(lon_c, dtype=np.float64)
+        want = (lat.shape[0] + 1, lat.shape[1] + 1)
+        if lat_c.shape != want or lon_c.shape != want:
+            raise CoordinateError(
+                f"corners of a {lat.shape} grid must have shape {want}, got {lat_c.shape}"
+            )
+        fix = "fix the bounds, or drop them to infer the corners from the centres"
+        _check_cells(_sphere.to_xyz(lat_c, lon_c), lat, lon, fix)
+        return cls(lat, lon, lat_c, lon_c, mapping, radius=radius)
+
+    @classmethod
+    def rotated(
+        cls,
+        rlat: Any,
+        rlon: Any,
+        mapping: GridMapping,
+        rlat_b: Any | None = None,
+        rlon_b: Any | None = None,
+        radius: float = EARTH_RADIUS,
+    ) -> CurvilinearGrid:
+        """A rotated-pole grid from its 1-D rotated centres (and edges, n + 1; inferred when
+        omitted, like :func:`lat_bounds`/:func:`lon_bounds`), degrees."""
+        if not mapping.rotated:
+            raise CoordinateError(
+                f"grid mapping {mapping.name!r} is {mapping.kind!r}, not {ROTATED_POLE!r}"
+            )
+        box = Grid(rlat, rlon, rlat_b, rlon_b)  # the rotated frame is a lat/lon grid
+        m = mapping.rotation()
+        yc, xc = np.meshgrid(box.lat, box.lon, indexing="ij")
+        yb, xb = np.meshgrid(box.lat_b, box.lon_b, indexing="ij")
+        lat, lon = _sphere.to_latlon(_sphere.to_xyz(yc, xc) @ m.T)
+        lat_c, lon_c = _sphere.to_latlon(_sphere.to_xyz(yb, xb) @ m.T)
+        return cls(lat, lon, lat_c, lon_c, mapping, box.lat, box.lon, box.lat_b, box.lon_b, radius)
+
+    @classmethod
+    def from_xarray(cls, obj: Any, h: Horizontal | None = None) -> CurvilinearGrid:
+        """The curvilinear grid of an xarray object (:func:`find_horizontal` says where it is).
+
+        Rotated pole with 1-D ``rlat``/``rlon``: cells from their (CF, else inferred) edges.
+        Otherwise the 2-D latitude/longitude, with CF ``[ny, nx, 4]`` bounds where the
+        coordinates name them (checked: :func:`corners_from_cf`), else corners inferred
+        (:func:`infer_corners`); with 1-D projection ``x``/``y``, a grid mapping and pyproj,
+        the corners are the projection's cell edges. Without 2-D latitude/longitude they are
+        computed from ``x``/``y`` and the grid mapping (pyproj; the rotation of a rotated pole).
+
+        Raises
+        ------
+        CoordinateError
+            See :meth:`from_corners`, :func:`corners_from_cf`, :func:`find_horizontal`.
+        """
+        h = h if h is not None else find_horizontal(obj)
+        mapping = _mapping_of(obj, h)
+        native: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        if h.y is not None and h.x is not None:
+            y = np.asarray(obj[h.y].values, dtype=np.float64)
+            x = np.asarray(obj[h.x].values, dtype=np.float64)
+            yb, xb = _cf_bounds_variable(obj, h.y), _cf_bounds_variable(obj, h.x)
+            kinds = ("latitude", "longitude") if mapping and mapping.rotated else ("y", "x")
+            y_b = None if yb is None else _native_edges(y, yb, kinds[0])
+            x_b = None if xb is None else _native_edges(x, xb, kinds[1])
+            if mapping is not None and mapping.rotated:
+                g = cls.rotated(y, x, mapping, y_b, x_b)
+                if h.lat is not None and h.lon is not None:
+                    _check_same_centres(g, obj[h.lat].values, obj[h.lon].values, h)
+                return g
+            native = (y, x, _native_or_inferred(y, y_b, "y"), _native_or_inferred(x, x_b, "x"))
+        plane = mapping.plane() if mapping is not None else None
+        if h.lat is None or h.lon is None:
+            if plane is None or native is None:
+                raise CoordinateError(
+                    "latitude/longitude not found and cannot be computed: a curvilinear grid "
+                    "needs 2-D latitude/longitude coordinates, or 1-D projection x/y with a CF "
+                    f"grid mapping{' and pyproj (pip install pyproj)' if mapping else ''}; add "
+                    "them, or pass lat='name', lon='name'"
+                )
+            lat, lon = plane.inverse(*np.meshgrid(native[0], native[1], indexing="ij"))
+        else:
+            lat = np.asarray(obj[h.lat].values, dtype=np.float64)
+            lon = np.asarray(obj[h.lon].values, dtype=np.float64)
+        lat_c = lon_c = None
+        bl, bo = _cf_bounds_2d(obj, h.lat), _cf_bounds_2d(obj, h.lon)
+        if bl is not None and bo is not None:
+            lat_c, lon_c = corners_from_cf(bl, bo)
+        elif native is not None and plane is not None:  # the projection's own cell edges
+            lat_c, lon_c = plane.inverse(*np.meshgrid(native[2], native[3], indexing="ij"))
+        g = cls.from_corners(lat, lon, lat_c, lon_c, mapping)
+        if native is not None:
+            g = replace(g, y=native[0], x=native[1], y_b=native[2], x_b=native[3])
+        return g
+
+    # ------------------------------------------------------------------ description
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_rows, n_cols)``."""
+        return (self.lat.shape[0], self.lat.shape[1])
+
+    @property
+    def periodic(self) -> bool:
+        """Always False: a curvilinear grid does not wrap around."""
+        return False
+
+    @property
+    def exact_rotated(self) -> bool:
+        """True for a rotated pole with 1-D ``rlat``/``rlon``: cells with closed-form areas."""
+        return bool(self.mapping is not None and self.mapping.rotated and self.y_b is not None)
+
+    @cached_property
+    def corners_xyz(self) -> np.ndarray:
+        """``[H+1, W+1, 3]`` unit vectors of the corners."""
+        return _sphere.to_xyz(self.lat_c, self.lon_c)
+
+    @cached_property
+    def area(self) -> np.ndarray:
+        """Cell areas in m^2, ``[H, W]`` float64 (see the class notes)."""
+        if self.cell_areas is not None:
+            return self.cell_areas
+        if self.exact_rotated:
+            assert self.y_b is not None and self.x_b is not None
+            return cell_area(self.y_b, self.x_b, self.radius)
+        return np.abs(_sphere.quad_area(_cell_vertices(self.corners_xyz))) * self.radius**2
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        """Mean cell size along the rows and along the columns, in degrees of arc."""
+        c = self.corners_xyz
+        dy = np.linalg.norm(np.diff(c, axis=0), axis=-1).mean()
+        dx = np.linalg.norm(np.diff(c, axis=1), axis=-1).mean()
+        return (float(np.rad2deg(dy)), float(np.rad2deg(dx)))
+
+    @property
+    def orientation(self) -> Orientation:
+        """Which way north and east run in index space (the model's rows and columns).
+
+        Read off the native ``y``/``x`` axes where the grid has them (north is up in the
+        rotated frame or the projection plane), else off the cell at the grid's centre.
+        """
+        if self.y is not None and self.x is not None and self.y.size > 1 and self.x.size > 1:
+            up = self.y[-1] > self.y[0]
+            east = self.x[-1] > self.x[0]
+        else:
+            j, i = self.shape[0] // 2, self.shape[1] // 2
+            c = self.corners_xyz
+            v_row = (c[j + 1, i] + c[j + 1, i + 1]) - (c[j, i] + c[j, i + 1])
+            v_col = (c[j, i + 1] + c[j + 1, i + 1]) - (c[j, i] + c[j + 1, i])
+            lon = np.deg2rad(self.lon[j, i])
+            up = bool(v_row[2] > 0)
+            east = bool(v_col @ np.array([-np.sin(lon), np.cos(lon), 0.0]) > 0)
+        return Orientation(
+            lat="ascending" if up else "descending", lon="ascending" if east else "descending"
+        )
+
+    def flip(self, lat: bool = False, lon: bool = False) -> CurvilinearGrid:
+        """The same cells with the rows (``lat``) and/or columns (``lon``) in reverse order."""
+        r = slice(None, None, -1) if lat else slice(None)
+        c = slice(None, None, -1) if lon else slice(None)
+
+        def one(a: np.ndarray | None, s: slice) -> np.ndarray | None:
+            return None if a is None else a[s]
+
+        return replace(
+            self,
+            lat=self.lat[r, c],
+            lon=self.lon[r, c],
+            lat_c=self.lat_c[r, c],
+            lon_c=self.lon_c[r, c],
+            y=one(self.y, r),
+            x=one(self.x, c),
+            y_b=one(self.y_b, r),
+            x_b=one(self.x_b, c),
+            cell_areas=None if self.cell_areas is None else self.cell_areas[r, c],
+        )
+
+    def oriented(self, target: Orientation) -> tuple[CurvilinearGrid, tuple[bool, bool]]:
+        """This grid stored in the ``target`` orientation, and which axes were reversed."""
+        mine = self.orientation
+        flips = (mine.lat != target.lat, mine.lon != target.lon)
+        return (self.flip(*flips) if any(flips) else self), flips
+
+    def cf_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """CF bounds ``[H, W, 4]`` of the latitudes and longitudes (degrees, CF vertex order).
+
+        Each longitude vertex is within 180 degrees of its cell's centre as written.
+        """
+        lat = _cell_vertices(self.lat_c[..., None])[..., 0]
+        lon = _cell_vertices(self.lon_c[..., None])[..., 0]
+        lon = self.lon[..., None] + wrap_lon(lon - self.lon[..., None], -180.0)
+        return lat, lon
+
+    # ------------------------------------------------------------------ refine / coarsen
+    def _plane(self) -> _Plane | None:
+        return self.mapping.plane() if self.mapping is not None else None
+
+    def refine(self, factor: int) -> CurvilinearGrid:
+        """The fine grid that splits each cell into ``factor x factor`` cells.
+
+        The rule: a rotated pole splits ``rlat``/``rlon`` evenly (cells of the rotated frame);
+        with a map projection's plane (a CF grid mapping and pyproj) each cell is split
+        bilinearly in the plane and mapped back; otherwise bilinearly in 3-D between the
+        corners' unit vectors, normalised onto the sphere (a point on a cell's edge then lies
+        on the great circle between its corners). Fine centres are the mean of each fine
+        cell's four corners, taken the same way. Fine areas are the spherical quadrilaterals'
+        scaled within each coarse cell to tile it exactly (the plane's straight edges and the
+        sphere's great circles differ by ~1e-5 of a cell; on the sphere by round-off only).
+        """
+        f = _check_int_factor(factor)
+        if self.exact_rotated:
+            assert self.mapping is not None and self.y_b is not None and self.x_b is not None
+            box = Grid(self.y, self.x, self.y_b, self.x_b).refine(f)
+            g = CurvilinearGrid.rotated(box.lat, box.lon, self.mapping, box.lat_b, box.lon_b)
+            return replace(g, radius=self.radius)
+        plane = self._plane()
+        if plane is not None:
+            py, px = plane.forward(self.lat_c, self.lon_c)
+            pc = _sphere.subdivide(np.stack([py, px], axis=-1), f)
+            lat_c, lon_c = plane.inverse(pc[..., 0], pc[..., 1])
+            mid = _mesh_mean(pc)
+            lat, lon = plane.inverse(mid[..., 0], mid[..., 1])
+        else:
+            vc = _sphere.normalise(_sphere.subdivide(self.corners_xyz, f))
+            lat_c, lon_c = _sphere.to_latlon(vc)
+            lat, lon = _sphere.to_latlon(_mesh_mean(vc))
+        fine = CurvilinearGrid(lat, lon, lat_c, lon_c, self.mapping, radius=self.radius)
+        if self.y_b is not None and self.x_b is not None:  # native labels, split evenly
+            fine = _with_native(fine, _split(self.y_b, f), _split(self.x_b, f))
+        a = fine.area
+        scale = block_expand(self.area / block_sum(a, f), f)
+        return replace(fine, cell_areas=a * scale)
+
+    def coarsen(self, factor: int) -> CurvilinearGrid:
+        """The coarse grid whose cells are the ``factor x factor`` index blocks of this one.
+
+        Corners are every ``factor``-th corner; a coarse cell's area is the sum of its fine
+        cells' (it is their union) and its centre the mean of its corners (in the plane, or
+        of the unit vectors: see :meth:`refine`).
+        """
+        check_factor(self.shape, factor)
+        f = factor
+        lat_c, lon_c = self.lat_c[::f, ::f], self.lon_c[::f, ::f]
+        if self.exact_rotated:
+            assert self.mapping is not None and self.y_b is not None and self.x_b is not None
+            box = Grid(self.y, self.x, self.y_b, self.x_b).coarsen(f)
+            g = CurvilinearGrid.rotated(box.lat, box.lon, self.mapping, box.lat_b, box.lon_b)
+            return replace(g, radius=self.radius)
+        plane = self._plane()
+        if plane is not None:
+            py, px = plane.forward(lat_c, lon_c)
+            lat, lon = plane.inverse(_mesh_mean(py), _mesh_mean(px))
+        else:
+            lat, lon = _sphere.to_latlon(_mesh_mean(_sphere.to_xyz(lat_c, lon_c)))
+        g = CurvilinearGrid(lat, lon, lat_c, lon_c, self.mapping, radius=self.radius)
+        g = replace(g, cell_areas=block_sum(self.area, f))
+        if self.y_b is not None and self.x_b is not None:
+            g = _with_native(g, self.y_b[::f], self.x_b[::f])
+        return g
+
+
+def _with_native(g: CurvilinearGrid, y_b: np.ndarray, x_b: np.ndarray) -> CurvilinearGrid:
+    """``g`` with native 1-D edges ``y_b``, ``x_b`` and centres midway between them."""
+    y, x = 0.5 * (y_b[:-1] + y_b[1:]), 0.5 * (x_b[:-1] + x_b[1:])
+    return replace(g, y=y, x=x, y_b=y_b, x_b=x_b)
+
+
+def _cf_bounds_2d(obj: Any, name: str | None) -> np.ndarray | None:
+    """The ``[ny, nx, nv]`` values of a 2-D coordinate's CF bounds variable, if present."""
+    if name is None:
+        return None
+    bname = obj[name].attrs.get("bounds")
+    table = obj.variables if hasattr(obj, "data_vars") else obj.coords
+    if bname is None or bname not in table:
+        return None
+    var = table[bname]
+    if var.ndim != 3 or tuple(var.dims[:2]) != tuple(obj[name].dims):
+        raise CoordinateError(
+            f"bounds variable {bname!r} of {name!r} has dims {tuple(var.dims)}; CF bounds of a "
+            f"2-D coordinate are ({', '.join(map(repr, obj[name].dims))}, <vertex dim of size "
+            "4>): fix it or drop it (and the 'bounds' attribute)"
+        )
+    return np.asarray(var.values, dtype=np.float64)
+
+
+def _native_edges(centres: np.ndarray, vertices: np.ndarray, kind: str) -> np.ndarray:
+    """Edges of 1-D native coordinates from their CF ``[n, 2]`` bounds (checked)."""
+    if kind in ("latitude", "longitude"):
+        return bounds_from_cf(centres, vertices, kind)
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.shape != (centres.size, 2):
+        raise CoordinateError(
+            f"{kind} bounds must have shape ({centres.size}, 2), got {v.shape}: {_BOUNDS_FIX}"
+        )
+    step = _direction(centres, kind)
+    lo, hi = v.min(axis=1), v.max(axis=1)
+    first, last = (lo, hi) if step > 0 else (hi, lo)
+    edges = np.concatenate([first[:1], 0.5 * (first[1:] + last[:-1]), last[-1:]])
+    tol = _bounds_tol(hi - lo)
+    if np.any(np.abs(first[1:] - last[:-1]) > tol) or np.any(
+        (centres < lo - tol) | (centres > hi + tol)
+    ):
+        raise CoordinateError(
+            f"{kind} bounds leave gaps, overlap or miss their centres: {_BOUNDS_FIX}"
+        )
+    return edges
+
+
+def _native_or_inferred(c: np.ndarray, edges: np.ndarray | None, kind: str) -> np.ndarray:
+    return edges if edges is not None else _edges_from_centres(c, kind)
+
+
+def _check_same_centres(g: CurvilinearGrid, lat: Any, lon: Any, h: Horizontal) -> None:
+    """The file's 2-D lat/lon must be where the rotated pole puts rlat/rlon."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.shape != g.shape:
+        raise CoordinateError(
+            f"2-D {h.lat!r} has shape {lat.shape} but {h.y!r} x {h.x!r} is {g.shape}"
+        )
+    d = np.linalg.norm(_sphere.to_xyz(lat, lon) - _sphere.to_xyz(g.lat, g.lon), axis=-1)
+    tol = np.deg2rad(1e-2 * min(g.spacing))
+    if np.any(d > tol):
+        ij = np.unravel_index(int(np.argmax(d)), d.shape)
+        raise CoordinateError(
+            f"the 2-D {h.lat!r}/{h.lon!r} are not where the grid mapping puts {h.y!r}/{h.x!r}: "
+            f"at {tuple(int(i) for i in ij)} the file has ({lat[ij]:.4f}, {lon[ij]:.4f}) but "
+            f"the rotation gives ({g.lat[ij]:.4f}, {g.lon[ij]:.4f}); check the grid mapping's "
+            "grid_north_pole_latitude/longitude"
+        )
+
+
+@dataclass(frozen=True)
+class Horizontal:
+    """Where an xarray object keeps its horizontal grid (names only; :func:`find_horizontal`).
+
+    Attributes
+    ----------
+    lat, lon : str or None
+        Latitude/longitude coordinates (1-D, or 2-D on ``dims``); None where a curvilinear
+        grid gives none (rotated pole or projection with 1-D ``y``/``x`` only).
+    dims : (row dim, column dim)
+        The two horizontal dimensions.
+    y, x : str or None
+        1-D native coordinates on ``dims`` (``rlat``/``rlon``, projection ``y``/``x``).
+    mapping : str or None
+        The CF grid mapping variable's name.
+    curvilinear : bool
+        False for a regular latitude/longitude grid (:class:`Grid`).
+    """
+
+    lat: str | None
+    lon: str | None
+    dims: tuple[Hashable, Hashable]
+    y: str | None = None
+    x: str | None = None
+    mapping: str | None = None
+    curvilinear: bool = False
+
+
+def _mapping_name(obj: Any) -> str | None:
+    """The grid mapping variable an object's variables point at, or any variable that is one."""
+    table = obj.variables if hasattr(obj, "data_vars") else obj.coords
+    pointers = [obj.attrs.get("grid_mapping")]
+    if hasattr(obj, "data_vars"):
+        pointers += [v.attrs.get("grid_mapping") for v in obj.data_vars.values()]
+    for p in pointers:
+        if isinstance(p, str) and p.strip():
+            name = p.split(":")[0].split()[0]  # CF's extended form "crs: x y" names crs first
+            if name in table:
+                return name
+    for name, v in table.items():
+        if "grid_mapping_name" in v.attrs:
+            return str(name)
+    return None
+
+
+def _mapping_of(obj: Any, h: Horizontal) -> GridMapping | None:
+    if h.mapping is None:
+        return None
+    table = obj.variables if hasattr(obj, "data_vars") else obj.coords
+    return GridMapping(h.mapping, dict(table[h.mapping].attrs))
+
+
+def _native_axis(obj: Any, dim: Hashable, axis: str) -> str | None:
+    """The 1-D numeric coordinate on ``dim`` (its dimension coordinate first)."""
+    cands = [str(dim)] if dim in obj.coords else []
+    cands += [str(n) for n, c in obj.coords.items() if c.dims == (dim,) and str(n) != str(dim)]
+    for n in cands:
+        if obj[n].ndim == 1 and np.issubdtype(obj[n].dtype, np.number):
+            return n
+    return None
+
+
+def find_horizontal(obj: Any, lat: str | None = None, lon: str | None = None) -> Horizontal:
+    """Where an xarray object keeps its horizontal grid: regular or curvilinear.
+
+    * 1-D latitude and longitude on two dimensions: a regular grid (:class:`Grid`).
+    * 2-D latitude and longitude on the same two dimensions: a curvilinear grid; the 1-D
+      coordinates on those dimensions (``rlat``/``rlon``, ``y``/``x``) and the CF grid
+      mapping (a data variable's ``grid_mapping`` attribute) are found too.
+    * No latitude/longitude but a grid mapping and 1-D native coordinates (CF
+      ``standard_name`` ``grid_latitude``/``grid_longitude`` or
+      ``projection_y/x_coordinate``, or named ``rlat``/``rlon``, ``y``/``x``): curvilinear,
+      latitude and longitude computed (:meth:`CurvilinearGrid.from_xarray`).
+
+    Raises
+    ------
+    CoordinateError
+        If neither is there (naming what was looked for), or the coordinates do not share
+        their dimensions.
+    """
+    mapping = _mapping_name(obj)
+    try:
+        lat_name, lon_name = _latlon_names(obj, lat, lon)
+    except CoordinateError as exc:
+        if mapping is None or lat is not None or lon is not None:
+            raise CoordinateError(
+                f"{exc}. A curvilinear grid needs 2-D latitude/longitude coordinates (or 1-D "
+                "rlat/rlon or projection x/y with a CF grid mapping variable)"
+            ) from exc
+        axes = {}
+        for axis in ("y", "x"):
+            name = next(
+                (
+                    str(n)
+                    for n, c in obj.coords.items()
+                    if c.ndim == 1
+                    and (
+                        c.attrs.get("standard_name") in _NATIVE_STD[axis]
+                        or str(n) in _NATIVE_NAMES[axis]
+                    )
+                ),
+                None,
+            )
+            if name is None:
+                raise CoordinateError(
+                    f"{exc}; the grid mapping {mapping!r} is there but no 1-D {axis} coordinate "
+                    f"(standard_name {' or '.join(_NATIVE_STD[axis][:2])}) was found: add 2-D "
+                    "latitude/longitude or the native coordinates"
+                ) from exc
+            axes[axis] = name
+        dims = (obj[axes["y"]].dims[0], obj[axes["x"]].dims[0])
+        return Horizontal(None, None, dims, axes["y"], axes["x"], mapping, curvilinear=True)
+    la, lo = obj[lat_name], obj[lon_name]
+    if la.ndim == 1 and lo.ndim == 1:
+        if la.dims[0] == lo.dims[0]:
+            raise CoordinateError(
+                f"{lat_name!r} and {lon_name!r} share the dimension {la.dims[0]!r} (an "
+                "unstructured grid); climdown downscales grids of rows and columns only: "
+                "regrid first"
+            )
+        return Horizontal(lat_name, lon_name, (la.dims[0], lo.dims[0]))
+    if la.ndim != 2 or lo.ndim != 2 or la.dims != lo.dims:
+        raise CoordinateError(
+            f"latitude {lat_name!r} has dims {la.dims} and longitude {lon_name!r} {lo.dims}: "
+            "a curvilinear grid has 2-D latitude and longitude on the same two dimensions "
+            "(rows, columns); pass lat='name', lon='name'"
+        )
+    dims = (la.dims[0], la.dims[1])
+    y, x = _native_axis(obj, dims[0], "y"), _native_axis(obj, dims[1], "x")
+    if y is None or x is None:
+        y = x = None
+    return Horizontal(lat_name, lon_name, dims, y, x, mapping, curvilinear=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -785,8 +1634,12 @@ def _check_int_factor(factor: Any) -> int:
     return validate_factor(factor, error=GridShapeError)
 
 
-def check_factor(shape: tuple[int, ...], factor: int) -> int:
+def check_factor(
+    shape: tuple[int, ...], factor: int, dims: tuple[Hashable, Hashable] | None = None
+) -> int:
     """Check that the last two dimensions of ``shape`` are divisible by ``factor``.
+
+    ``dims`` names them in the crop the error suggests (default: latitude, longitude).
 
     Raises
     ------
@@ -798,7 +1651,7 @@ def check_factor(shape: tuple[int, ...], factor: int) -> int:
     if h % factor or w % factor:
         crops = [
             f"{axis}=slice(0, {n - n % factor})"
-            for axis, n in (("latitude", h), ("longitude", w))
+            for axis, n in zip(dims or ("latitude", "longitude"), (h, w), strict=True)
             if n % factor
         ]
         raise GridShapeError(
@@ -947,17 +1800,8 @@ def total_mass(field: Any, area: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # xarray
 # ---------------------------------------------------------------------------------------
-def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tuple[str, str]:
-    """Names of the latitude and longitude coordinates of an xarray object.
-
-    Looks for explicit names, then common names (``lat``, ``latitude``, ...), then CF
-    ``standard_name`` / ``units`` attributes.
-
-    Raises
-    ------
-    CoordinateError
-        Naming what was looked for and how to fix it.
-    """
+def _latlon_names(obj: Any, lat: str | None, lon: str | None) -> tuple[str, str]:
+    """Names of the latitude and longitude coordinates (1-D or 2-D) of an xarray object."""
     found = []
     for given, names, std, unit_spellings, kind in (
         (lat, _LAT_NAMES, "latitude", ("degreesnorth", "degreesn"), "latitude"),
@@ -985,13 +1829,29 @@ def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tup
                 f"{std!r} among coordinates {list(obj.coords)}; pass {kind[:3]}='name'"
             )
         found.append(name)
-    lat_name, lon_name = found
+    return found[0], found[1]
+
+
+def find_latlon(obj: Any, lat: str | None = None, lon: str | None = None) -> tuple[str, str]:
+    """Names of the 1-D latitude and longitude coordinates of an xarray object.
+
+    Looks for explicit names, then common names (``lat``, ``latitude``, ...), then CF
+    ``standard_name`` / ``units`` attributes. For grids that may be curvilinear (2-D
+    latitude/longitude, rotated pole), use :func:`find_horizontal`.
+
+    Raises
+    ------
+    CoordinateError
+        Naming what was looked for and how to fix it; also if a coordinate is 2-D.
+    """
+    lat_name, lon_name = _latlon_names(obj, lat, lon)
     for name in (lat_name, lon_name):
         if obj[name].ndim != 1:
             raise CoordinateError(
-                f"coordinate {name!r} is {obj[name].ndim}-D: curvilinear grids (2-D "
-                "latitude/longitude, e.g. WRF, rotated pole or polar stereographic) are not "
-                "supported yet; regrid to a regular lat/lon grid first (e.g. with xESMF)"
+                f"coordinate {name!r} is {obj[name].ndim}-D: this needs a regular lat/lon grid "
+                "(1-D latitude/longitude); curvilinear grids (2-D latitude/longitude, e.g. WRF, "
+                "rotated pole or polar stereographic) are read by climdown.grid.find_horizontal "
+                "and grid_of (downscale, coarsen, conservation and plot take them)"
             )
     return lat_name, lon_name
 
@@ -1002,9 +1862,13 @@ def _cf_degrees(units: Any) -> str:
     return s.replace("degrees", "degree").replace("degree", "degrees")
 
 
-def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid:
-    """Shorthand for :meth:`Grid.from_xarray`."""
-    return Grid.from_xarray(obj, lat=lat, lon=lon)
+def grid_of(obj: Any, lat: str | None = None, lon: str | None = None) -> Grid | CurvilinearGrid:
+    """The grid of an xarray object: a :class:`Grid` (1-D latitude/longitude) or a
+    :class:`CurvilinearGrid` (2-D latitude/longitude, or a rotated pole), with its CF bounds."""
+    h = find_horizontal(obj, lat=lat, lon=lon)
+    if not h.curvilinear:
+        return Grid.from_xarray(obj, h.lat, h.lon)
+    return CurvilinearGrid.from_xarray(obj, h)
 
 
 #: CF attributes of latitude and longitude coordinate variables (CF-1.8 sections 4.1 and 4.2).
@@ -1052,7 +1916,7 @@ def cf_coordinate_attrs(attrs: Mapping[str, Any], kind: str) -> dict[str, Any]:
 
 def add_cf_bounds(
     ds: xr.Dataset,
-    grid: Grid,
+    grid: Grid | CurvilinearGrid,
     lat: str | None = None,
     lon: str | None = None,
     names: tuple[str | None, str | None] = (None, None),
@@ -1080,9 +1944,14 @@ def add_cf_bounds(
     xarray.Dataset
         A new Dataset with the bounds as (non-index) coordinates; any CF tool then sees
         exactly the cells climdown used (:meth:`Grid.from_xarray` reads them back unchanged).
+        On a :class:`CurvilinearGrid` the 2-D latitude/longitude get ``[ny, nx, 4]`` bounds
+        (vertex dimension ``nv4``, CF order), 1-D native coordinates ``[n, 2]`` ones, and
+        the grid mapping variable is kept.
     """
     import xarray as xr
 
+    if isinstance(grid, CurvilinearGrid):
+        return _add_curvilinear_bounds(ds, grid, find_horizontal(ds, lat, lon), names)
     lat_name, lon_name = find_latlon(ds, lat=lat, lon=lon)
     lat_b, lon_b = grid.cf_bounds()
     out = ds.copy()
@@ -1100,7 +1969,9 @@ def add_cf_bounds(
     return out
 
 
-def area_dataarray(grid: Grid, lat_dim: Hashable, lon_dim: Hashable) -> xr.DataArray:
+def area_dataarray(
+    grid: Grid | CurvilinearGrid, lat_dim: Hashable, lon_dim: Hashable
+) -> xr.DataArray:
     """The grid's cell areas (m^2) as a DataArray on ``(lat_dim, lon_dim)``."""
     import xarray as xr
 
@@ -1127,7 +1998,7 @@ def coarsen_dataarray(
     factor: int,
     lat: str | None = None,
     lon: str | None = None,
-    grid: Grid | None = None,
+    grid: Grid | CurvilinearGrid | None = None,
     *,
     skipna: bool = False,
 ) -> xr.DataArray:
@@ -1154,16 +2025,16 @@ def coarsen_dataarray(
         If the latitude or longitude size is not divisible by ``factor``, or ``grid`` has
         another shape than ``da``.
     """
-    lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
-    g = grid if grid is not None else Grid.from_xarray(da, lat_name, lon_name)
-    lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
+    h = find_horizontal(da, lat=lat, lon=lon)
+    g = grid if grid is not None else _grid_at(da, h)
+    lat_dim, lon_dim = h.dims
     shape = (da.sizes[lat_dim], da.sizes[lon_dim])
     if g.shape != shape:
         raise GridShapeError(
             f"grid= has {g.shape[0]} x {g.shape[1]} cells but the field has {shape[0]} x "
             f"{shape[1]}; pass the fine grid of this field or leave grid= out"
         )
-    check_factor(shape, factor)
+    check_factor(shape, factor, h.dims)
     coarse = g.coarsen(factor)
     area = area_dataarray(g, lat_dim, lon_dim)
 
@@ -1172,6 +2043,11 @@ def coarsen_dataarray(
 
     out = coarsen(da, area, factor, skipna=skipna, _block_sum=xr_block_sum)
     out = out.transpose(*da.dims)
+    out.attrs = dict(da.attrs)
+    out.name = da.name
+    if isinstance(coarse, CurvilinearGrid):
+        return out.assign_coords(curvilinear_coords(coarse, h, da))
+    lat_name, lon_name = str(h.lat), str(h.lon)
     out = out.assign_coords({lat_name: (lat_dim, coarse.lat), lon_name: (lon_dim, coarse.lon)})
     for name in (lat_name, lon_name):
         # a CF bounds pointer would name the fine cells' bounds: add_cf_bounds writes coarse ones
@@ -1183,16 +2059,92 @@ def coarsen_dataarray(
 
 
 def mass_dataarray(
-    da: xr.DataArray, lat: str | None = None, lon: str | None = None, grid: Grid | None = None
+    da: xr.DataArray,
+    lat: str | None = None,
+    lon: str | None = None,
+    grid: Grid | CurvilinearGrid | None = None,
 ) -> xr.DataArray:
     """Total mass over the horizontal grid, ``sum(field * area)``, one value per other index.
 
     ``da`` must be in kg m-2 for the result to be in kg (see :func:`climdown.units.to_kg_m2`).
     A NaN cell makes the mass of its index NaN (see :func:`mass_over`).
     """
-    lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
-    g = grid if grid is not None else Grid.from_xarray(da, lat_name, lon_name)
-    lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
+    h = find_horizontal(da, lat=lat, lon=lon)
+    g = grid if grid is not None else _grid_at(da, h)
+    lat_dim, lon_dim = h.dims
     out = mass_over(da, area_dataarray(g, lat_dim, lon_dim), (lat_dim, lon_dim))
     out.attrs = {"units": "kg", "long_name": "total mass"}
+    return out
+
+
+def _grid_at(obj: Any, h: Horizontal) -> Grid | CurvilinearGrid:
+    """The grid of ``obj`` whose coordinates :func:`find_horizontal` found (``h``)."""
+    if h.curvilinear:
+        return CurvilinearGrid.from_xarray(obj, h)
+    return Grid.from_xarray(obj, h.lat, h.lon)
+
+
+def curvilinear_coords(
+    grid: CurvilinearGrid,
+    h: Horizontal,
+    like: Any,
+    clean: Callable[[Mapping[str, Any]], dict[str, Any]] = dict,
+) -> dict[Hashable, Any]:
+    """The coordinates of a curvilinear ``grid`` as an output on ``like``'s dims ``h.dims`` carries.
+
+    2-D latitude/longitude (named as in ``like``, else ``lat``/``lon``) with CF attributes,
+    the 1-D native coordinates (``rlat``/``rlon``, ``y``/``x``) where ``like`` has them, and
+    the grid mapping variable (a 0-d coordinate with its CF attributes). ``clean`` filters
+    the attributes taken from ``like`` (the caller drops packing). No ``_FillValue``
+    (:data:`NO_FILL`); no ``bounds`` pointers (:func:`add_cf_bounds` writes bounds).
+    """
+    import xarray as xr
+
+    def attrs_of(name: str | None) -> dict[str, Any]:
+        if name is None or name not in like.coords:
+            return {}
+        return {k: v for k, v in clean(like[name].attrs).items() if k != "bounds"}
+
+    coords: dict[Hashable, Any] = {}
+    for name, values, kind in ((h.lat, grid.lat, "lat"), (h.lon, grid.lon, "lon")):
+        attrs = cf_coordinate_attrs(attrs_of(name), kind)
+        attrs.pop("axis", None)  # CF: axis is for 1-D coordinate variables, not 2-D auxiliaries
+        coords[name or kind] = xr.Variable(h.dims, values, attrs, dict(NO_FILL))
+    for name, axis, dim in ((h.y, grid.y, h.dims[0]), (h.x, grid.x, h.dims[1])):
+        if name is not None and axis is not None:
+            coords[name] = xr.Variable(dim, axis, attrs_of(name), dict(NO_FILL))
+    if grid.mapping is not None:
+        coords[grid.mapping.name] = xr.Variable((), np.int32(0), dict(grid.mapping.attrs))
+    return coords
+
+
+def _add_curvilinear_bounds(
+    ds: xr.Dataset, grid: CurvilinearGrid, h: Horizontal, names: tuple[str | None, str | None]
+) -> xr.Dataset:
+    import xarray as xr
+
+    out = ds.copy()
+    lat_b, lon_b = grid.cf_bounds()
+    for coord, values, bname, units in (
+        (h.lat, lat_b, names[0], "degrees_north"),
+        (h.lon, lon_b, names[1], "degrees_east"),
+    ):
+        if coord is None:
+            continue
+        bname = bname or f"{coord}_bnds"
+        var = xr.Variable((*h.dims, "nv4"), values, {"units": units}, dict(NO_FILL))
+        out = out.assign_coords({bname: var})
+        out[coord].attrs = {**out[coord].attrs, "bounds": bname}
+    for coord, edges, dim in ((h.y, grid.y_b, h.dims[0]), (h.x, grid.x_b, h.dims[1])):
+        if coord is None or edges is None or coord not in out.coords:
+            continue
+        bname = f"{coord}_bnds"
+        pairs = np.stack([edges[:-1], edges[1:]], axis=1)
+        unit = {k: v for k, v in out[coord].attrs.items() if k == "units"}
+        out = out.assign_coords({bname: xr.Variable((dim, "bnds"), pairs, unit, dict(NO_FILL))})
+        out[coord].attrs = {**out[coord].attrs, "bounds": bname}
+    if grid.mapping is not None:
+        for name, v in out.data_vars.items():
+            if set(h.dims) <= set(v.dims):
+                out[name].attrs = {**v.attrs, "grid_mapping": grid.mapping.name}
     return out

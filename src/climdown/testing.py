@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from climdown.errors import CoordinateError
-from climdown.grid import Grid, wrap_lon
+from climdown.grid import (
+    EARTH_RADIUS,
+    ROTATED_POLE,
+    CurvilinearGrid,
+    Grid,
+    GridMapping,
+    Horizontal,
+    add_cf_bounds,
+    curvilinear_coords,
+    find_horizontal,
+    wrap_lon,
+)
 from climdown.units import CANONICAL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +38,9 @@ __all__ = [
     "write_arco_like",
     "ARCO_ERA5",
     "raise_if_dask_computes",
+    "rotated_pole_field",
+    "polar_stereographic_field",
+    "lambert_conformal_field",
 ]
 
 #: The public ARCO-ERA5 store that :func:`write_arco_like` imitates.
@@ -263,6 +277,246 @@ def write_arco_like(
         mode="w",
     )
     return ds
+
+
+# ---------------------------------------------------------------------------------------
+# Regional model grids: rotated pole, polar stereographic, Lambert conformal
+# ---------------------------------------------------------------------------------------
+def _regional_dataset(
+    coords: dict[str, Any],
+    dims: tuple[str, str],
+    mapping: GridMapping,
+    ntime: int,
+    seed: int,
+    bounds: bool,
+    chunks: Any,
+    start: str,
+) -> xr.Dataset:
+    """A Dataset of ``tcw`` on native 1-D coords ``coords`` + ``mapping``, with 2-D lat/lon."""
+    import pandas as pd
+    import xarray as xr
+
+    ny, nx = (np.asarray(v[1]).size for v in coords.values())
+    base = xr.Dataset(coords={**coords, mapping.name: ((), np.int32(0), dict(mapping.attrs))})
+    h = find_horizontal(base)
+    grid = CurvilinearGrid.from_xarray(base, h)
+    h = Horizontal("lat", "lon", h.dims, h.y, h.x, h.mapping, curvilinear=True)
+    ds = xr.Dataset(
+        {
+            "tcw": xr.DataArray(
+                random_field((ntime, ny, nx), seed=seed),
+                dims=("time", *dims),
+                attrs={
+                    "units": CANONICAL,
+                    "long_name": "Total column water",
+                    "standard_name": "atmosphere_mass_content_of_water",
+                    "grid_mapping": mapping.name,
+                },
+            )
+        },
+        coords={"time": pd.date_range(start, periods=ntime, freq="1h")},
+        attrs={"Conventions": "CF-1.8", "title": "climdown test domain"},
+    )
+    ds = ds.assign_coords(curvilinear_coords(grid, h, base))
+    if bounds:
+        ds = add_cf_bounds(ds, grid)
+    return ds.chunk(chunks) if chunks is not None else ds
+
+
+def rotated_pole_field(
+    nrlat: int = 16,
+    nrlon: int = 16,
+    ntime: int = 2,
+    *,
+    spacing: float = 0.44,
+    pole: tuple[float, float] = (39.25, -162.0),
+    centre: tuple[float, float] = (0.0, 0.0),
+    bounds: bool = True,
+    seed: int = 0,
+    start: str = "2020-01-01",
+    chunks: Any = None,
+) -> xr.Dataset:
+    """A EURO-CORDEX-like rotated-pole Dataset ``tcw`` (time, rlat, rlon), CF-compliant.
+
+    Parameters
+    ----------
+    nrlat, nrlon, ntime : int
+        Sizes.
+    spacing : float
+        Rotated-grid spacing in degrees (EURO-CORDEX: 0.44 or 0.11).
+    pole : (grid_north_pole_latitude, grid_north_pole_longitude)
+        Degrees; EURO-CORDEX's by default.
+    centre : (rlat, rlon)
+        Centre of the domain in the rotated frame (degrees).
+    bounds : bool
+        Write CF bounds (``rlat_bnds``, ``rlon_bnds``, ``lat_bnds``, ``lon_bnds``).
+    seed, start, chunks
+        As in :func:`tcw_dataarray`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``tcw`` in kg m-2 with ``grid_mapping: rotated_pole``; 1-D ``rlat``/``rlon``
+        (``grid_latitude``/``grid_longitude``), 2-D ``lat``/``lon`` and the ``rotated_pole``
+        grid mapping variable.
+    """
+    rlat = centre[0] + spacing * (np.arange(nrlat) - (nrlat - 1) / 2.0)
+    rlon = centre[1] + spacing * (np.arange(nrlon) - (nrlon - 1) / 2.0)
+    mapping = GridMapping(
+        "rotated_pole",
+        {
+            "grid_mapping_name": ROTATED_POLE,
+            "grid_north_pole_latitude": float(pole[0]),
+            "grid_north_pole_longitude": float(pole[1]),
+            "north_pole_grid_longitude": 0.0,
+        },
+    )
+    coords = {
+        "rlat": (
+            "rlat",
+            rlat,
+            {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+        ),
+        "rlon": (
+            "rlon",
+            rlon,
+            {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+        ),
+    }
+    return _regional_dataset(coords, ("rlat", "rlon"), mapping, ntime, seed, bounds, chunks, start)
+
+
+def _projected_field(
+    mapping: GridMapping,
+    ny: int,
+    nx: int,
+    spacing: float,
+    centre: tuple[float, float],
+    **kwargs: Any,
+) -> xr.Dataset:
+    y = centre[0] + spacing * (np.arange(ny) - (ny - 1) / 2.0)
+    x = centre[1] + spacing * (np.arange(nx) - (nx - 1) / 2.0)
+    coords = {
+        "y": ("y", y, {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}),
+        "x": ("x", x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),
+    }
+    return _regional_dataset(coords, ("y", "x"), mapping, **kwargs)
+
+
+def polar_stereographic_field(
+    ny: int = 16,
+    nx: int = 16,
+    ntime: int = 2,
+    *,
+    spacing: float = 25_000.0,
+    centre: tuple[float, float] = (0.0, 0.0),
+    bounds: bool = True,
+    seed: int = 0,
+    start: str = "2020-01-01",
+    chunks: Any = None,
+) -> xr.Dataset:
+    """A north polar stereographic Dataset ``tcw`` (time, y, x) on a sphere of radius 6371 km.
+
+    Parameters
+    ----------
+    ny, nx, ntime : int
+        Sizes.
+    spacing : float
+        Grid spacing in metres (in the plane, true at 70 N).
+    centre : (y, x)
+        Centre of the domain in the plane (metres); (0, 0) is the pole.
+    bounds, seed, start, chunks
+        As in :func:`rotated_pole_field`.
+
+    Returns
+    -------
+    xarray.Dataset
+        1-D projection ``y``/``x`` (m), 2-D ``lat``/``lon`` and their bounds computed with
+        pyproj, and the ``polar_stereographic`` grid mapping variable ``crs``.
+
+    Raises
+    ------
+    ImportError
+        Without pyproj (``pip install climdown[regional]``).
+    """
+    _need_pyproj("polar_stereographic_field")
+    mapping = GridMapping(
+        "crs",
+        {
+            "grid_mapping_name": "polar_stereographic",
+            "straight_vertical_longitude_from_pole": -45.0,
+            "latitude_of_projection_origin": 90.0,
+            "standard_parallel": 70.0,
+            "false_easting": 0.0,
+            "false_northing": 0.0,
+            "earth_radius": EARTH_RADIUS,
+        },
+    )
+    return _projected_field(
+        mapping,
+        ny,
+        nx,
+        spacing,
+        centre,
+        ntime=ntime,
+        seed=seed,
+        bounds=bounds,
+        chunks=chunks,
+        start=start,
+    )
+
+
+def lambert_conformal_field(
+    ny: int = 16,
+    nx: int = 16,
+    ntime: int = 2,
+    *,
+    spacing: float = 12_000.0,
+    centre: tuple[float, float] = (0.0, 0.0),
+    bounds: bool = True,
+    seed: int = 0,
+    start: str = "2020-01-01",
+    chunks: Any = None,
+) -> xr.Dataset:
+    """A WRF-like Lambert conformal conic Dataset ``tcw`` (time, y, x) over central Europe.
+
+    Standard parallels 30 and 60 N, central meridian 10 E, origin at 50 N, on a sphere of
+    radius 6371 km; ``spacing`` in metres. Otherwise as :func:`polar_stereographic_field`.
+    """
+    _need_pyproj("lambert_conformal_field")
+    mapping = GridMapping(
+        "crs",
+        {
+            "grid_mapping_name": "lambert_conformal_conic",
+            "standard_parallel": [30.0, 60.0],
+            "longitude_of_central_meridian": 10.0,
+            "latitude_of_projection_origin": 50.0,
+            "false_easting": 0.0,
+            "false_northing": 0.0,
+            "earth_radius": EARTH_RADIUS,
+        },
+    )
+    return _projected_field(
+        mapping,
+        ny,
+        nx,
+        spacing,
+        centre,
+        ntime=ntime,
+        seed=seed,
+        bounds=bounds,
+        chunks=chunks,
+        start=start,
+    )
+
+
+def _need_pyproj(what: str) -> None:
+    try:
+        import pyproj  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs pyproj to compute latitude/longitude: pip install climdown[regional]"
+        ) from exc
 
 
 class _CountingScheduler:
