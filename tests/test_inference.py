@@ -246,7 +246,8 @@ def test_units_coordinates_and_values_are_checked(regional: xr.DataArray) -> Non
     assert_conserves(hr, neg)
 
 
-def test_curvilinear_grid_is_refused() -> None:
+def test_curvilinear_grid_is_downscaled_and_unstructured_refused() -> None:
+    # 2-D lat/lon: a curvilinear grid, downscaled in index space (tests/test_curvilinear.py)
     lat2d, lon2d = np.meshgrid(np.linspace(40, 50, 6), np.linspace(0, 10, 8), indexing="ij")
     da = xr.DataArray(
         np.ones((6, 8)),
@@ -254,8 +255,17 @@ def test_curvilinear_grid_is_refused() -> None:
         coords={"lat": (("y", "x"), lat2d), "lon": (("y", "x"), lon2d)},
         attrs={"units": "kg m-2"},
     )
-    with pytest.raises(CoordinateError, match="curvilinear grids .* not supported yet"):
-        downscale(da, model="bicubic")
+    hr = downscale(da, model="bicubic")
+    assert hr["lat"].shape == (24, 32) and hr.dims == ("y", "x")
+    # lat and lon on one dimension (an unstructured mesh) stay refused
+    cells = xr.DataArray(
+        np.ones(6),
+        dims="cell",
+        coords={"lat": ("cell", np.arange(6.0)), "lon": ("cell", np.arange(6.0))},
+        attrs={"units": "kg m-2"},
+    )
+    with pytest.raises(CoordinateError, match="unstructured"):
+        downscale(cells, model="bicubic")
 
 
 @pytest.mark.parametrize("constraint", ["softmax", "mult"])

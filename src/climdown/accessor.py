@@ -32,7 +32,14 @@ import xarray as xr
 # happens as soon as xarray is imported) then loads nothing heavy (no torch), and importing one
 # of them first never meets this module half-way
 from climdown.errors import CoordinateError
-from climdown.grid import Grid, add_cf_bounds, coarsen_dataarray, find_latlon
+from climdown.grid import (
+    CurvilinearGrid,
+    Grid,
+    add_cf_bounds,
+    coarsen_dataarray,
+    find_horizontal,
+    grid_of,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,8 +75,7 @@ class DownscaleKwargs(TypedDict, total=False):
 
 def _gridded(ds: xr.Dataset) -> list[str]:
     """Names of the data variables on the dataset's lat/lon grid."""
-    lat, lon = find_latlon(ds)
-    spatial = {ds[lat].dims[0], ds[lon].dims[0]}
+    spatial = set(find_horizontal(ds).dims)
     return [str(k) for k, v in ds.data_vars.items() if spatial <= set(v.dims)]
 
 
@@ -88,24 +94,27 @@ def _variable(obj: xr.DataArray | xr.Dataset, var: str | None) -> xr.DataArray:
     return obj[names[0]]
 
 
-def _cells(obj: xr.DataArray | xr.Dataset) -> Grid | None:
-    """A Dataset's grid with its CF bounds (its DataArrays lose them); None for a DataArray."""
-    return Grid.from_xarray(obj) if isinstance(obj, xr.Dataset) else None
+def _cells(obj: xr.DataArray | xr.Dataset) -> Grid | CurvilinearGrid | None:
+    """A Dataset's grid with its CF bounds and grid mapping (its DataArrays lose them); None
+    for a DataArray."""
+    return grid_of(obj) if isinstance(obj, xr.Dataset) else None
 
 
 def _bounds_names(ds: xr.Dataset) -> tuple[str | None, str | None]:
     """The names of a Dataset's CF bounds variables (None where it has none)."""
-    lat, lon = find_latlon(ds)
-    return ds[lat].attrs.get("bounds"), ds[lon].attrs.get("bounds")
+    h = find_horizontal(ds)
+    lat, lon = (None if n is None else ds[n].attrs.get("bounds") for n in (h.lat, h.lon))
+    return lat, lon
 
 
 def _each_gridded(ds: xr.Dataset, fn: Callable[[xr.DataArray], xr.DataArray]) -> xr.Dataset:
     """Apply ``fn`` to every gridded variable; drop other variables on the lat/lon dims."""
-    lat, lon = find_latlon(ds)
-    spatial = {ds[lat].dims[0], ds[lon].dims[0]}
+    h = find_horizontal(ds)
+    spatial = set(h.dims)
     names = _gridded(ds)
     out = {k: fn(ds[k]) for k in names}
-    keep = {k: v for k, v in ds.data_vars.items() if not spatial & set(v.dims)}
+    # the grid mapping travels as a coordinate of the fields (climdown.grid.curvilinear_coords)
+    keep = {k: v for k, v in ds.data_vars.items() if not spatial & set(v.dims) and k != h.mapping}
     return xr.Dataset({**keep, **out}, attrs=dict(ds.attrs))
 
 
@@ -191,6 +200,9 @@ class ClimdownDatasetAccessor(_Base[xr.Dataset]):
         The cells are the Dataset's (its CF bounds, where it has them), and the result carries
         the coarse cells' CF bounds (:func:`climdown.grid.add_cf_bounds`).
         """
-        grid = Grid.from_xarray(self._obj)
-        out = _each_gridded(self._obj, lambda da: coarsen_dataarray(da, factor, grid=grid))
+        grid = grid_of(self._obj)
+        h = find_horizontal(self._obj)
+        out = _each_gridded(
+            self._obj, lambda da: coarsen_dataarray(da, factor, h.lat, h.lon, grid=grid)
+        )
         return add_cf_bounds(out, grid.coarsen(factor), names=_bounds_names(self._obj))

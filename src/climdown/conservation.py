@@ -43,10 +43,10 @@ class _Pair:
     lr: xr.DataArray
     hr_dims: tuple[str, str]
     lr_dims: tuple[str, str]
-    hr_names: tuple[str, str]  # HR latitude and longitude coordinate names
+    hr_names: tuple[str | None, str | None]  # HR latitude and longitude coordinate names
     factor: int
-    lr_grid: _grid.Grid
-    hr_grid: _grid.Grid
+    lr_grid: _grid.AnyGrid
+    hr_grid: _grid.AnyGrid
 
 
 def _as_dataarray(obj: Any, name: str) -> xr.DataArray:
@@ -58,8 +58,14 @@ def _as_dataarray(obj: Any, name: str) -> xr.DataArray:
     return obj
 
 
-def _check_refinement(hr: xr.DataArray, lat: str, lon: str, ref: _grid.Grid, factor: int) -> None:
+def _check_refinement(
+    hr: xr.DataArray, lat: str | None, lon: str | None, ref: _grid.AnyGrid, factor: int
+) -> None:
     """Raise CoordinateError unless the HR centres are those of the refined LR grid."""
+    if isinstance(ref, _grid.CurvilinearGrid):
+        _check_curvilinear_refinement(hr, lat, lon, ref, factor)
+        return
+    assert lat is not None and lon is not None
     for kind, name, want in (("latitude", lat, ref.lat), ("longitude", lon, ref.lon)):
         have = np.asarray(hr[name].values, dtype=np.float64)
         diff = have - want
@@ -77,6 +83,30 @@ def _check_refinement(hr: xr.DataArray, lat: str, lon: str, ref: _grid.Grid, fac
                 f"(climdown.grid.Grid.from_xarray(lr).refine({factor})); pass the LR field the "
                 "HR field was made from, on the same grid"
             )
+
+
+def _check_curvilinear_refinement(
+    hr: xr.DataArray, lat: str | None, lon: str | None, ref: _grid.CurvilinearGrid, factor: int
+) -> None:
+    """The curvilinear HR centres must be those of the refined LR grid (great-circle distance)."""
+    if lat is None or lon is None:
+        return  # the HR field's cells are given by its native coordinates: nothing to compare
+    have_lat = np.asarray(hr[lat].transpose(*hr[lat].dims).values, dtype=np.float64)
+    have_lon = np.asarray(hr[lon].values, dtype=np.float64)
+    dist = _grid.great_circle_deg(have_lat, have_lon, ref.lat, ref.lon)
+    tol = _COORD_RTOL * min(ref.spacing)
+    bad = dist > tol
+    if np.any(bad):
+        ij = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        raise CoordinateError(
+            f"the HR curvilinear grid is not the LR grid refined by {factor}: at cell "
+            f"{tuple(int(i) for i in ij)} HR has ({have_lat[ij]:.6f}, {have_lon[ij]:.6f}) but "
+            f"the refined LR grid has ({ref.lat[ij]:.6f}, {ref.lon[ij]:.6f}) ({int(bad.sum())} "
+            f"of {bad.size} centres are more than {tol:.2g} deg off). The HR cells must split "
+            f"each LR cell into {factor} x {factor} (climdown.grid.grid_of(lr).refine({factor})); "
+            "pass the LR field the HR field was made from, with its grid mapping and bounds "
+            "(the Dataset, or grid=)"
+        )
 
 
 def _check_other_dims(
@@ -108,25 +138,22 @@ def _prepare(
     factor: int | None,
     lat: str | None,
     lon: str | None,
-    grid: _grid.Grid | None = None,
+    grid: _grid.AnyGrid | None = None,
 ) -> _Pair:
     hr = to_kg_m2(_as_dataarray(hr, "hr"))
     lr = to_kg_m2(_as_dataarray(lr, "lr"))
-    dims = []
-    names = []
-    for da in (hr, lr):
-        lat_name, lon_name = _grid.find_latlon(da, lat=lat, lon=lon)
-        names.append((lat_name, lon_name))
-        dims.append((str(da[lat_name].dims[0]), str(da[lon_name].dims[0])))
-    (hr_lat, hr_lon), (lr_lat, lr_lon) = names
-    hr_dims, lr_dims = dims
+    h_hr = _grid.find_horizontal(hr, lat=lat, lon=lon)
+    h_lr = _grid.find_horizontal(lr, lat=lat, lon=lon)
+    hr_dims = (str(h_hr.dims[0]), str(h_hr.dims[1]))
+    lr_dims = (str(h_lr.dims[0]), str(h_lr.dims[1]))
+    hr_lat, hr_lon = h_hr.lat, h_hr.lon
     f = _grid.infer_factor(
         (hr.sizes[hr_dims[0]], hr.sizes[hr_dims[1]]),
         (lr.sizes[lr_dims[0]], lr.sizes[lr_dims[1]]),
         factor,
     )
     # the LR cells: given (a Dataset's CF bounds, read by the accessor), or lr's coordinates
-    lr_grid = grid if grid is not None else _grid.Grid.from_xarray(lr, lr_lat, lr_lon)
+    lr_grid = grid if grid is not None else _grid.grid_of(lr, lat=lat, lon=lon)
     lr_shape = (lr.sizes[lr_dims[0]], lr.sizes[lr_dims[1]])
     if lr_grid.shape != lr_shape:
         raise CoordinateError(
@@ -139,11 +166,11 @@ def _prepare(
     return _Pair(hr, lr, hr_dims, lr_dims, (hr_lat, hr_lon), f, lr_grid, hr_grid)
 
 
-def _area(g: _grid.Grid, dims: tuple[str, str]) -> xr.DataArray:
+def _area(g: _grid.AnyGrid, dims: tuple[str, str]) -> xr.DataArray:
     return _grid.area_dataarray(g, *dims)
 
 
-def _mass(da: xr.DataArray, g: _grid.Grid, dims: tuple[str, str]) -> xr.DataArray:
+def _mass(da: xr.DataArray, g: _grid.AnyGrid, dims: tuple[str, str]) -> xr.DataArray:
     return _grid.mass_over(da, _area(g, dims), dims)
 
 
@@ -166,7 +193,7 @@ def conservation(
     factor: int | None = None,
     lat: str | None = None,
     lon: str | None = None,
-    grid: _grid.Grid | None = None,
+    grid: _grid.AnyGrid | None = None,
 ) -> xr.Dataset:
     """Mass budget of a fine field ``hr`` against the coarse field ``lr`` it was made from.
 
@@ -270,7 +297,7 @@ def assert_conserves(
     factor: int | None = None,
     lat: str | None = None,
     lon: str | None = None,
-    grid: _grid.Grid | None = None,
+    grid: _grid.AnyGrid | None = None,
 ) -> xr.Dataset:
     """Check that every coarse cell's mass is conserved; return the computed report.
 
@@ -322,7 +349,10 @@ def assert_conserves(
             viol.dims, np.unravel_index(int(np.argmax(excess.values)), viol.shape), strict=True
         )
     }
-    lat_name, lon_name = _grid.find_latlon(lr_c, lat=lat, lon=lon)
+    h = _grid.find_horizontal(lr_c, lat=lat, lon=lon)
+    lat_name, lon_name = (
+        str(n) if n is not None else str(d) for n, d in zip((h.lat, h.lon), h.dims, strict=True)
+    )
     cell = viol.isel(worst)
     v = float(cell)
     ref = float(lr_c.isel(worst))

@@ -35,7 +35,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -83,6 +83,8 @@ __all__ = [
     "ROTATED_POLE",
     "find_horizontal",
     "curvilinear_coords",
+    "great_circle_deg",
+    "AnyGrid",
     "infer_corners",
     "corners_from_cf",
 ]
@@ -706,6 +708,9 @@ def _wrap_like(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # Curvilinear grids: 2-D latitude/longitude, rotated poles, map projections
 # ---------------------------------------------------------------------------------------
+#: Either kind of grid: what downscaling, coarsening and the mass budget take.
+AnyGrid = Union["Grid", "CurvilinearGrid"]
+
 #: CF's name of the rotated-pole grid mapping (CF-1.8 appendix F).
 ROTATED_POLE = "rotated_latitude_longitude"
 
@@ -1326,6 +1331,13 @@ class CurvilinearGrid:
         if self.y_b is not None and self.x_b is not None:
             g = _with_native(g, self.y_b[::f], self.x_b[::f])
         return g
+
+
+def great_circle_deg(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
+    """Great-circle distance in degrees of arc between points (degrees), elementwise."""
+    a, b = _sphere.to_xyz(lat1, lon1), _sphere.to_xyz(lat2, lon2)
+    chord = np.linalg.norm(a - b, axis=-1)
+    return np.rad2deg(2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0)))
 
 
 def _with_native(g: CurvilinearGrid, y_b: np.ndarray, x_b: np.ndarray) -> CurvilinearGrid:

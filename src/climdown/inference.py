@@ -64,12 +64,16 @@ from climdown import validate
 from climdown.errors import CheckpointError, ConfigError, CoordinateError, DataValueError
 from climdown.grid import (
     NO_FILL,
+    CurvilinearGrid,
     FineAreas,
     Grid,
+    Horizontal,
     Orientation,
     add_cf_bounds,
     cf_coordinate_attrs,
-    find_latlon,
+    curvilinear_coords,
+    find_horizontal,
+    grid_of,
 )
 from climdown.tiling import ChunkAxis, TilePlan
 from climdown.units import (
@@ -310,7 +314,7 @@ class Downscaler:
                 f"({pick.key}): using the {pick.fallback!r} baseline, because {pick.why}"
             )
 
-    def _pick_default(self, grid: Grid) -> None:
+    def _pick_default(self, grid: Grid | CurvilinearGrid) -> None:
         """With no ``model`` given: the packaged default nearest this input's spacing."""
         if self._default is None:
             return
@@ -363,7 +367,7 @@ class Downscaler:
         self,
         data: Any,
         *,
-        grid: Grid | None = None,
+        grid: Grid | CurvilinearGrid | None = None,
         var: str | Sequence[str] | None = None,
         lat: str | None = None,
         lon: str | None = None,
@@ -400,7 +404,7 @@ class Downscaler:
     def _run(
         self,
         x: Any,
-        grid: Grid | None,
+        grid: Grid | CurvilinearGrid | None,
         timed: bool,
         to_kg: float = 1.0,
         locate: Callable[[tuple[int, ...]], str] | None = None,
@@ -428,7 +432,7 @@ class Downscaler:
         self._check_output(y, (0,) * y.ndim, locate)
         return np.ascontiguousarray(_flip(y, flips))
 
-    def _check_shape(self, shape: tuple[int, ...], grid: Grid | None) -> None:
+    def _check_shape(self, shape: tuple[int, ...], grid: Grid | CurvilinearGrid | None) -> None:
         if len(shape) < 2:
             raise DataValueError(f"expected an array [..., lat, lon], got shape {shape}")
         if grid is not None and tuple(shape[-2:]) != grid.shape:
@@ -562,7 +566,7 @@ class Downscaler:
     def _dask(
         self,
         x: Any,
-        grid: Grid | None,
+        grid: Grid | CurvilinearGrid | None,
         timed: bool = True,
         to_kg: float = 1.0,
         locate: Callable[[tuple[int, ...]], str] | None = None,
@@ -632,20 +636,20 @@ class Downscaler:
 
     # ------------------------------------------------------------------ xarray
     def _dataarray(
-        self, da: xr.DataArray, lat: str | None, lon: str | None, grid: Grid | None = None
+        self,
+        da: xr.DataArray,
+        lat: str | None,
+        lon: str | None,
+        grid: Grid | CurvilinearGrid | None = None,
+        h: Horizontal | None = None,
     ) -> xr.DataArray:
-        lat_name, lon_name = find_latlon(da, lat=lat, lon=lon)
-        lat_dim, lon_dim = da[lat_name].dims[0], da[lon_name].dims[0]
-        if lat_dim == lon_dim:
-            raise CoordinateError(
-                f"{lat_name!r} and {lon_name!r} share the dimension {lat_dim!r} (an unstructured "
-                "grid); climdown downscales regular lat/lon grids only: regrid first"
-            )
+        h = h if h is not None else find_horizontal(da, lat=lat, lon=lon)
+        lat_dim, lon_dim = h.dims
         # packing decoded, units and water identity checked; the values stay in their units
         # (converted to kg m-2 and back in each block) so the output is in the input's units
         da, to_kg = water_column(da)
         if grid is None:
-            grid = Grid.from_xarray(da, lat_name, lon_name)
+            grid = grid_of(da, lat=lat, lon=lon)
         self._pick_default(grid)  # before the checks: they are of the model that will run
         self._check_variable(da)
         self._warn_spacing(grid)
@@ -656,13 +660,17 @@ class Downscaler:
             self._check_time_step(da, time)
         x = da.transpose(*other, lat_dim, lon_dim)
         fine = grid.refine(self.factor)
-        locate = _locator(x, {lat_dim: (lat_name, fine.lat), lon_dim: (lon_name, fine.lon)})
+        locate = _locator(x, _fine_labels(fine, h))
         data = x.data if _is_dask(x.data) else np.asarray(x.values)
         y = self._run(data, grid, timed=time is not None, to_kg=to_kg, locate=locate)
         coords = _output_coords(x, lat_dim, lon_dim)
-        for name, values, kind in ((lat_name, fine.lat, "lat"), (lon_name, fine.lon, "lon")):
-            attrs = cf_coordinate_attrs(without_packing(da[name].attrs), kind)
-            coords[name] = xr.Variable(da[name].dims[0], values, attrs, dict(NO_FILL))
+        if isinstance(fine, CurvilinearGrid):
+            # 2-D lat/lon, the native rlat/rlon or x/y and the grid mapping, refined
+            coords.update(curvilinear_coords(fine, h, da, clean=without_packing))
+        else:
+            for name, values, kind in ((h.lat, fine.lat, "lat"), (h.lon, fine.lon, "lon")):
+                attrs = cf_coordinate_attrs(without_packing(da[name].attrs), kind)
+                coords[name] = xr.Variable(da[name].dims[0], values, attrs, dict(NO_FILL))
         # in the input's units (and its units_original, if any), never its packing, with CF's
         # names where known (climdown.units.cf_variable_attrs); a history line that says so
         # where the values come back in another type than they came in
@@ -670,14 +678,16 @@ class Downscaler:
         if da.dtype != np.float32:
             line += f"; {da.dtype} values returned as float32 (the model computes in float32)"
         attrs = append_history(cf_variable_attrs(da.name, without_packing(da.attrs)), line)
+        if isinstance(fine, CurvilinearGrid) and fine.mapping is not None:
+            attrs["grid_mapping"] = fine.mapping.name
         out = xr.DataArray(y, dims=x.dims, coords=coords, name=da.name, attrs=attrs)
         return out.transpose(*da.dims)
 
     def _dataset(
         self, ds: xr.Dataset, var: str | Sequence[str] | None, lat: str | None, lon: str | None
     ) -> xr.Dataset:
-        lat_name, lon_name = find_latlon(ds, lat=lat, lon=lon)
-        spatial = {ds[lat_name].dims[0], ds[lon_name].dims[0]}
+        h = find_horizontal(ds, lat=lat, lon=lon)
+        spatial = set(h.dims)
         if var is None:
             names = [k for k, v in ds.data_vars.items() if spatial <= set(v.dims)]
             if not names:
@@ -692,10 +702,12 @@ class Downscaler:
                 raise CoordinateError(
                     f"variable(s) {missing} not in the dataset; it has {list(ds.data_vars)}"
                 )
-        grid = Grid.from_xarray(ds, lat_name, lon_name)  # reads (and checks) CF bounds
-        out = {n: self._dataarray(ds[n], lat_name, lon_name, grid) for n in names}
+        grid = grid_of(ds, lat=lat, lon=lon)  # reads (and checks) CF bounds
+        out = {n: self._dataarray(ds[n], h.lat, h.lon, grid, h) for n in names}
         keep = {
-            k: v for k, v in ds.data_vars.items() if k not in out and not (spatial & set(v.dims))
+            k: v
+            for k, v in ds.data_vars.items()
+            if k not in out and not (spatial & set(v.dims)) and k != h.mapping
         }
         # the input's global attributes (licence, source, ...) with CF-1.8 Conventions, a title
         # and a history line (climdown.units.cf_global_attrs)
@@ -704,8 +716,8 @@ class Downscaler:
         attrs = cf_global_attrs(ds.attrs, self.description, title=title)
         hr = xr.Dataset({**keep, **out}, attrs=attrs)
         # the fine cells' CF bounds, under the input's bounds names where it had them
-        names_b = (ds[lat_name].attrs.get("bounds"), ds[lon_name].attrs.get("bounds"))
-        return add_cf_bounds(hr, grid.refine(self.factor), lat_name, lon_name, names=names_b)
+        lat_b, lon_b = (None if n is None else ds[n].attrs.get("bounds") for n in (h.lat, h.lon))
+        return add_cf_bounds(hr, grid.refine(self.factor), h.lat, h.lon, names=(lat_b, lon_b))
 
     def _check_variable(self, da: xr.DataArray) -> None:
         """A checkpoint applied to another variable than its own: a warning, or with
@@ -766,7 +778,7 @@ class Downscaler:
                 "feed-forward model (cnn)"
             )
 
-    def _warn_spacing(self, grid: Grid) -> None:
+    def _warn_spacing(self, grid: Grid | CurvilinearGrid) -> None:
         from climdown.checkpoint import check_spacing
 
         if self._default is not None:  # the packaged defaults: warn outside all they cover
@@ -929,6 +941,24 @@ def _locator(
         return ", ".join(parts)
 
     return locate
+
+
+def _fine_labels(
+    fine: Grid | CurvilinearGrid, h: Horizontal
+) -> dict[Hashable, tuple[Hashable, np.ndarray]]:
+    """What names a fine cell in an error: its lat/lon, or on a curvilinear grid its native
+    coordinates (``rlat``/``rlon``, ``y``/``x``) or its row and column."""
+    if not isinstance(fine, CurvilinearGrid):
+        return {h.dims[0]: (str(h.lat), fine.lat), h.dims[1]: (str(h.lon), fine.lon)}
+    out: dict[Hashable, tuple[Hashable, np.ndarray]] = {}
+    for dim, name, values, n in (
+        (h.dims[0], h.y, fine.y, fine.shape[0]),
+        (h.dims[1], h.x, fine.x, fine.shape[1]),
+    ):
+        out[dim] = (
+            (name, values) if name is not None and values is not None else (dim, np.arange(n))
+        )
+    return out
 
 
 def _is_dask(data: Any) -> bool:

@@ -320,7 +320,8 @@ def _regional_dataset(
     ds = ds.assign_coords(curvilinear_coords(grid, h, base))
     if bounds:
         ds = add_cf_bounds(ds, grid)
-    return ds.chunk(chunks) if chunks is not None else ds
+    # only the field: coordinates and bounds stay numpy (the grid is read eagerly)
+    return ds.assign(tcw=ds.tcw.chunk(chunks)) if chunks is not None else ds
 
 
 def rotated_pole_field(
