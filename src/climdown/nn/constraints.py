@@ -110,8 +110,7 @@ class Constraint(nn.Module):
             raise TypeError(f"{cls.__name__}.expects must be one of {EXPECTS}, got {cls.expects!r}")
         cls.logits = cls.expects == "logits"
 
-    @staticmethod
-    def activation(z: torch.Tensor) -> torch.Tensor:
+    def activation(self, z: torch.Tensor) -> torch.Tensor:
         """z in the form the layer expects, from z in physical units (identity but for ``mult``)."""
         return z
 
@@ -201,6 +200,11 @@ class MultConstraint(Constraint):
     A block whose z sums to zero (e.g. all ReLU-zero) has no shape to rescale: it gets the
     block-constant value x, which still conserves. Negative z raises, since the result would
     neither be positive nor stable; models pass z through softplus first (``activation``).
+
+    ``raw=True`` is the reference code's form (its ``MultDownscaleConstraints``): z is used as
+    it comes, without the softplus, and may be negative. It still conserves, but it is neither
+    positive nor stable: a block mean near zero blows the block up (the reference's untrained
+    models reach +-700 that way). It exists to reproduce the reference; do not train with it.
     """
 
     name = "mult"
@@ -208,15 +212,19 @@ class MultConstraint(Constraint):
     positive = True
     expects = "positive"
 
-    @staticmethod
-    def activation(z: torch.Tensor) -> torch.Tensor:
-        """Make z non-negative before the layer: ``softplus(z)``."""
-        return nn.functional.softplus(z)
+    def __init__(self, raw: bool = False) -> None:
+        super().__init__()
+        self.raw = bool(raw)
+        self.positive = not self.raw
+
+    def activation(self, z: torch.Tensor) -> torch.Tensor:
+        """Make z non-negative before the layer: ``softplus(z)`` (unchanged when ``raw``)."""
+        return z if self.raw else nn.functional.softplus(z)
 
     def _constrain(
         self, zb: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor | None
     ) -> torch.Tensor:
-        if bool((zb < 0).any()):
+        if not self.raw and bool((zb < 0).any()):
             raise DataValueError(
                 "the 'mult' constraint needs a non-negative z (it rescales z by x / mean z); "
                 "pass z through softplus/ReLU first, or use 'softmax'"
@@ -224,10 +232,13 @@ class MultConstraint(Constraint):
         s = _bmean(zb, wb)
         # a mean below tiny/eps holds subnormal z with only a few significant bits: its shape
         # cannot be trusted, so such blocks count as empty (block-constant x, still conserving)
-        good = s > torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
+        good = s.abs() > torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
         # z / mean(z) first: it is bounded by 1 / w_i, so a tiny block mean cannot overflow
         shape = zb / torch.where(good, s, torch.ones_like(s))
         return torch.where(good, shape * xb, xb.expand_as(zb))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, raw={self.raw}" if self.raw else super().extra_repr()
 
 
 class ScAddConstraint(Constraint):

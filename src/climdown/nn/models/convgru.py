@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from climdown.errors import ConfigError
 from climdown.nn.models.cnn import (
     PixelShuffleHead,
     conv3x3,
@@ -62,10 +63,23 @@ class ConvGRU(nn.Module):
         Hidden channels of the GRU state (64 in the study).
     """
 
-    options: ClassVar[dict[str, Any]] = {"width": 64, "hidden": 64}
+    options: ClassVar[dict[str, Any]] = {"width": 64, "hidden": 64, "layout": "fast"}
 
-    def __init__(self, factor: int, channels: int = 1, *, width: int = 64, hidden: int = 64):
+    def __init__(
+        self,
+        factor: int,
+        channels: int = 1,
+        *,
+        width: int = 64,
+        hidden: int = 64,
+        layout: str = "fast",
+    ) -> None:
         super().__init__()
+        if layout != "fast":
+            raise ConfigError(
+                f"unknown ConvGRU layout {layout!r}; choose 'fast' or 'reference' "
+                "(get_model('convgru', layout='reference'))"
+            )
         self.factor = positive_int(factor, "factor")
         width = positive_int(width, "option 'width'")
         hidden = positive_int(hidden, "option 'hidden'")

@@ -61,8 +61,9 @@ class FlowConvGRU(ConvGRU):
         width: int = 64,
         hidden: int = 64,
         flow_width: int = 32,
+        layout: str = "fast",
     ) -> None:
-        super().__init__(factor, channels, width=width, hidden=hidden)
+        super().__init__(factor, channels, width=width, hidden=hidden, layout=layout)
         fw = positive_int(flow_width, "option 'flow_width'")
         self.flow = nn.Sequential(
             conv3x3(2 * channels, fw), nn.ReLU(), conv3x3(fw, fw), nn.ReLU(), conv3x3(fw, 2)

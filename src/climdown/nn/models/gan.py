@@ -22,10 +22,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from climdown.errors import GridShapeError
+from climdown.errors import ConfigError, GridShapeError
 from climdown.grid import block_expand
 from climdown.nn.constraints import infer_factor
 from climdown.nn.models.cnn import CNN, fold_frames, unfold_frames
+from climdown.nn.models.reference import ReferenceDiscriminator, ReferenceGANGenerator
 from climdown.nn.normalize import ConstrainedModel
 from climdown.validate import positive_int
 
@@ -58,6 +59,11 @@ class GANGenerator(CNN):
         layout: str = "fast",
         noise_channels: int = 1,
     ) -> None:
+        if layout == "reference":
+            raise ConfigError(
+                "the GAN's reference layout is its own class: build it with "
+                "get_model('gan', layout='reference') (climdown.nn.models.reference)"
+            )
         self.noise_channels = positive_int(noise_channels, "option 'noise_channels'")
         super().__init__(
             factor,
@@ -165,8 +171,23 @@ class PatchDiscriminator(nn.Module):
         return unfold_frames(self.net(fold_frames(x)), hr.shape[0])
 
 
-def make_discriminator(model: ConstrainedModel, conditional: bool = False) -> PatchDiscriminator:
-    """A discriminator matching ``model``'s channels and normalisation scale."""
+def make_discriminator(
+    model: ConstrainedModel, conditional: bool = False
+) -> PatchDiscriminator | ReferenceDiscriminator:
+    """A discriminator matching ``model``'s channels, normalisation scale and layout.
+
+    The reference GAN layout gets the reference discriminator (:class:`ReferenceDiscriminator`,
+    one logit per field), which cannot be conditional.
+    """
+    if isinstance(model.backbone, ReferenceGANGenerator):
+        if conditional:
+            raise ConfigError(
+                "the reference discriminator sees only the fine field; use the fast GAN "
+                "layout for a conditional discriminator"
+            )
+        return ReferenceDiscriminator(
+            int(model.config.get("channels", 1)), scale=float(model.scale)
+        )
     return PatchDiscriminator(
         int(model.config.get("channels", 1)),
         scale=float(model.scale),

@@ -20,11 +20,25 @@ from climdown.nn.models.cnn import CNN
 from climdown.nn.models.convgru import ConvGRU
 from climdown.nn.models.flow import FlowConvGRU
 from climdown.nn.models.gan import GANGenerator, GANModel
+from climdown.nn.models.reference import (
+    ReferenceConvGRU,
+    ReferenceFlowConvGRU,
+    ReferenceFlowModel,
+    ReferenceGANGenerator,
+)
 from climdown.nn.models.residual import Residual
 from climdown.nn.normalize import ConstrainedModel
 from climdown.validate import positive_int
 
-__all__ = ["MODELS", "RECURRENT", "get_model", "build_model", "CONFIG_KEYS", "SIZE_LIMITS"]
+__all__ = [
+    "MODELS",
+    "REFERENCE_LAYOUTS",
+    "RECURRENT",
+    "get_model",
+    "build_model",
+    "CONFIG_KEYS",
+    "SIZE_LIMITS",
+]
 
 MODELS: dict[str, Any] = {
     "cnn": CNN,
@@ -38,7 +52,21 @@ MODELS: dict[str, Any] = {
 }
 """Backbone class of each model name; ``cls.options`` lists its options and their defaults."""
 
-_WRAPPERS: dict[str, type[ConstrainedModel]] = {"gan": GANModel}
+REFERENCE_LAYOUTS: dict[str, Any] = {
+    "gan": ReferenceGANGenerator,
+    "convgru": ReferenceConvGRU,
+    "flowconvgru": ReferenceFlowConvGRU,
+}
+"""Backbone class of ``layout="reference"`` where it is its own class (:mod:`.reference`).
+
+The CNN's reference layout is :class:`~climdown.nn.models.cnn.CNN` itself (``layout`` option).
+"""
+
+_WRAPPERS: dict[Any, type[ConstrainedModel]] = {
+    GANGenerator: GANModel,
+    ReferenceGANGenerator: GANModel,
+    ReferenceFlowConvGRU: ReferenceFlowModel,
+}
 
 RECURRENT = ("convgru", "flowconvgru")
 """Models whose output frame t depends on the frames before it (the others treat frames alone)."""
@@ -130,8 +158,11 @@ def get_model(
         the untrained model equals the baseline with the same constraint.
     **options
         Model options: ``cnn`` width=64, blocks=4, layout="fast"|"reference"; ``gan`` the same
-        plus noise_channels=1; ``convgru`` width=64, hidden=64; ``flowconvgru`` the same plus
-        flow_width=32; baselines take none.
+        plus noise_channels=1 (fast layout); ``convgru`` width=64, hidden=64; ``flowconvgru``
+        the same plus flow_width=32; baselines take none. ``layout="reference"`` builds the
+        reference code's network for ``cnn``, ``gan``, ``convgru`` and ``flowconvgru``
+        (:mod:`climdown.nn.models.reference`), with options width and blocks (``convgru``
+        and ``flowconvgru``: width=64, blocks=3).
 
     Returns
     -------
@@ -152,6 +183,8 @@ def get_model(
     if key not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     cls: Any = MODELS[key]  # a backbone class with ``options`` (and parameter_free)
+    if options.get("layout") == "reference" and key in REFERENCE_LAYOUTS:
+        cls = REFERENCE_LAYOUTS[key]
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         known = ", ".join(cls.options) or "none"
@@ -172,6 +205,11 @@ def get_model(
         backbone = cls(factor, channels, target=layer.expects, scale=float(scale))
     else:
         backbone = cls(factor, channels, **resolved)
+    if skip is not None and cls is ReferenceFlowConvGRU:
+        raise ConfigError(
+            "skip= does not apply to the reference FlowConvGRU (2 coarse frames in, 3 out); "
+            "use layout='fast' for a skip connection"
+        )
     if skip is not None:
         base_cls: Any = MODELS.get(str(skip).lower())
         if not getattr(base_cls, "parameter_free", False) or getattr(cls, "parameter_free", False):
@@ -193,7 +231,7 @@ def get_model(
         "options": resolved,
         "skip": skip,
     }
-    wrapper = _WRAPPERS.get(key, ConstrainedModel)
+    wrapper = _WRAPPERS.get(cls, ConstrainedModel)
     return wrapper(backbone, layer, factor, scale=float(scale), config=config)
 
 
