@@ -444,3 +444,64 @@ def test_blockiness_needs_whole_blocks():
         metrics.blockiness(np.zeros((10, 12)), 4)
     with pytest.raises(GridShapeError, match="factor >= 2"):
         metrics.blockiness(np.zeros((8, 8)), 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Ensemble reliability: spread/skill and the rank histogram
+# ---------------------------------------------------------------------------------------
+def _ensemble(spread: float, m: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and ``m`` members drawn around a common centre; ``spread`` scales the members' noise
+    (1 = the members are drawn like the truth: a reliable ensemble)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(200, 8, 8))
+    truth = centre + rng.normal(size=centre.shape)
+    members = centre + spread * rng.normal(size=(m, *centre.shape))
+    return members, truth
+
+
+def test_spread_skill_is_one_for_a_reliable_ensemble_and_small_for_a_collapsed_one():
+    members, truth = _ensemble(1.0)
+    ss = metrics.spread_skill(members, truth)
+    assert ss["ratio"] == pytest.approx(1.0, abs=0.03)
+    mean = members.mean(axis=0)
+    assert ss["skill"] == pytest.approx(np.sqrt(np.mean((mean - truth) ** 2)))
+    var = members.var(axis=0, ddof=1).mean()
+    assert ss["spread"] == pytest.approx(np.sqrt(var * 11 / 10))
+    # contrast: members that ignore their noise, and members too wide
+    assert metrics.spread_skill_ratio(_ensemble(0.01)[0], truth) < 0.05
+    assert metrics.spread_skill_ratio(_ensemble(3.0)[0], truth) > 2.0
+    t = torch.as_tensor(members), torch.as_tensor(truth)
+    assert metrics.spread_skill(*t) == pytest.approx(ss)  # torch agrees
+    moved = np.moveaxis(members, 0, -1)
+    assert metrics.spread_skill_ratio(moved, truth, member_axis=-1) == pytest.approx(ss["ratio"])
+    with pytest.raises(DataValueError, match="at least 2"):
+        metrics.spread_skill(members[:1], truth)
+
+
+def test_rank_histogram_is_flat_when_reliable_and_u_shaped_when_too_narrow():
+    members, truth = _ensemble(1.0, m=4)
+    flat = metrics.rank_histogram(members, truth)
+    assert flat.shape == (5,) and flat.sum() == truth.size
+    assert flat.min() > 0.8 * truth.size / 5 and flat.max() < 1.2 * truth.size / 5
+    narrow = metrics.rank_histogram(_ensemble(0.1, m=4)[0], truth)
+    assert narrow[0] + narrow[-1] > 0.6 * truth.size  # piled at both ends
+    torch_hist = metrics.rank_histogram(torch.as_tensor(members), torch.as_tensor(truth))
+    assert np.array_equal(torch_hist, flat)
+
+
+def test_rank_histogram_spreads_ties_of_identical_members():
+    truth = np.zeros((1000,))
+    members = np.zeros((3, 1000))  # every member equals the truth: all ranks tie
+    hist = metrics.rank_histogram(members, truth)
+    assert hist.sum() == 1000 and hist.min() > 150  # drawn uniformly over the 4 ranks
+    # contrast: members all above the truth put it at rank 0
+    assert metrics.rank_histogram(members + 1, truth)[0] == 1000
+
+
+def test_crps_pixels_keeps_the_autograd_graph_and_matches_crps_ensemble():
+    members = torch.randn(3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    truth = torch.randn(2, 4, 4, dtype=torch.float64)
+    field = metrics.crps_pixels(members, truth, fair=True)
+    assert field.shape == truth.shape and field.requires_grad
+    expected = metrics.crps_ensemble(members, truth, fair=True)
+    assert float(field.mean().detach()) == pytest.approx(expected)

@@ -395,3 +395,55 @@ def test_an_epoch_of_too_few_steps_is_a_warning(store, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="climdown"):  # contrast: 8 steps per epoch
         train(store, epochs=1, out=tmp_path / "b", **{**FAST, "batch_size": 4})
     assert "optimiser step" not in caplog.text
+
+
+def test_adversarial_weight_and_loss_options_validate_themselves():
+    cfg = TrainConfig(model="gan")
+    assert (cfg.adversarial_weight, cfg.loss, cfg.crps_members) == (0.01, "mse", 2)
+    assert (
+        TrainConfig.from_mapping({"model": "gan", "adversarial_weight": 1e-4, "loss": "CRPS"}).loss
+        == "crps"
+    )
+    bad = [
+        ({"model": "gan", "adversarial_weight": -0.1}, "adversarial_weight"),
+        ({"model": "gan", "loss": "mae"}, "unknown loss"),
+        ({"model": "gan", "loss": "crps", "crps_members": 1}, "crps_members"),
+        ({"model": "cnn", "loss": "crps"}, "needs a model that samples"),
+    ]
+    for options, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(**options)
+
+
+def test_adversarial_weight_reaches_the_generator(store, tmp_path):
+    weights = {}
+    for w in (0.0, 0.01, 1.0):
+        out = tmp_path / f"w{w}"
+        train(store, model="gan", epochs=1, max_steps=1, adversarial_weight=w, out=out, **FAST)
+        weights[w] = read_checkpoint(out / "last.pt")["state_dict"]
+    changed = [k for k in weights[0.0] if not torch.equal(weights[0.0][k], weights[1.0][k])]
+    assert changed  # the adversarial term moved the generator ...
+    again = tmp_path / "again"  # ... and a run is otherwise reproducible (contrast)
+    train(store, model="gan", epochs=1, max_steps=1, adversarial_weight=0.0, out=again, **FAST)
+    same = read_checkpoint(again / "last.pt")["state_dict"]
+    assert all(torch.equal(weights[0.0][k], same[k]) for k in same)
+    ckpt = read_checkpoint(tmp_path / "w1.0" / "last.pt")
+    assert ckpt["extra"]["config"]["adversarial_weight"] == 1.0
+    with pytest.raises(ConfigError, match="settings"):  # a resume must keep the weight
+        train(store, model="gan", epochs=2, max_steps=1, out=tmp_path / "w1.0", **FAST)
+
+
+def test_crps_loss_trains_a_gan_and_its_ensemble_is_scored(store, tmp_path):
+    summary = train(
+        store, model="gan", epochs=1, max_steps=2, loss="crps", crps_members=3, out=tmp_path, **FAST
+    )
+    assert summary["steps"] == 2
+    rec = _log(tmp_path)[0]
+    assert rec["train_loss"] > 0 and rec["val_neg"] == 0
+    model, _ = load_checkpoint(tmp_path / "best.pt")
+    scores = evaluate_model(model, store, "val", batch_size=8, members=4)
+    assert scores["members"] == 4 and sum(scores["rank_histogram"]) == 16 * 16 * 16
+    assert len(scores["rank_histogram"]) == 5
+    assert scores["spread"] > 0 and scores["spread_skill"] == pytest.approx(
+        scores["spread"] / scores["RMSE_ens_mean"]
+    )

@@ -63,6 +63,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
         select=a.select,
         patience=a.patience,
         keep_epochs=a.keep_epochs,
+        adversarial_weight=a.adversarial_weight,
+        loss=a.loss,
+        crps_members=a.crps_members,
     )
     summary = train(
         a.store,
@@ -130,6 +133,9 @@ def _cmd_experiments(a: argparse.Namespace) -> int:
         results=a.results,
         device=a.device,
         only=a.only,
+        seeds=a.seeds,
+        layout=a.layout,
+        finished_only=a.finished_only,
     )
     print(table)
     return 0
@@ -278,6 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--soft-lambda", type=float, default=1.0, help="weight of the soft penalty")
     sp.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=0.01,
+        help="GAN: weight of the adversarial term (the study's 0.01; its code's 1e-4)",
+    )
+    sp.add_argument(
+        "--loss",
+        default="mse",
+        choices=("mse", "crps"),
+        help="data term: mse, or crps (GAN: fair CRPS of --crps-members draws, rewards spread)",
+    )
+    sp.add_argument(
+        "--crps-members", type=int, default=2, help="GAN members per sample for --loss crps"
+    )
+    sp.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
@@ -343,6 +364,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--results", default=None, help="Markdown file for the table (default: none)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ...")
     sp.add_argument("--only", nargs="*", default=None, help="experiment ids to run (default: all)")
+    sp.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per row (default: none, the YAML's; 1 with --quick)",
+    )
+    sp.add_argument(
+        "--layout",
+        default="default",
+        choices=("default", "reference", "all"),
+        help="rows of the default layouts, of the reference code's (slow), or all",
+    )
+    sp.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="train nothing: write the rows finished in --out, list the others as not run",
+    )
     sp.set_defaults(func=_cmd_experiments, parser=sp)
 
     from climdown.pretrained import available  # reads a JSON index: no torch

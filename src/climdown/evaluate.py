@@ -13,6 +13,7 @@ All scores are in physical units (kg m-2), never on the normalised scale.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -124,7 +125,7 @@ def evaluate_model(
     members: int = 10,
     seed: int = 0,
     cache: bool = True,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """All scores of ``model`` on one split of a store (one row of the evaluation table).
 
     Parameters
@@ -149,7 +150,7 @@ def evaluate_model(
 
     Returns
     -------
-    dict[str, float]
+    dict
         :func:`climdown.metrics.score_table` of the prediction (MSE, RMSE, PSNR, MAE, SSIM,
         neg_num, mass violation, area-weighted RMSE/MAE; kg m-2), with ``n_samples``. For
         ensembles the point scores are those of member 0 (one draw, as a user gets it), and
@@ -171,10 +172,12 @@ def evaluate_model(
     sampler = getattr(model, "sample", None) if members else None
     if sampler is None:
         p = predict(model, dataset, batch_size, dev)
-        crps: dict[str, float] = {}
+        crps: dict[str, Any] = {}
     else:
         p, crps = _predict_ensemble(model, dataset, batch_size, dev, members, seed)
-    row = metrics.score_table(p["pred"], p["hr"], p["lr"], _per_sample(p["area"]), model.factor)
+    row: dict[str, Any] = metrics.score_table(
+        p["pred"], p["hr"], p["lr"], _per_sample(p["area"]), model.factor
+    )
     row.update(crps)
     row["n_samples"] = int(p["pred"].shape[0])
     return row
@@ -187,23 +190,46 @@ def _predict_ensemble(
     device: torch.device,
     members: int,
     seed: int,
-) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Member-0 predictions of a sampling model, and CRPS over all members (batch-weighted)."""
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Member-0 predictions of a sampling model, and the ensemble's scores over all members.
+
+    CRPS, the ensemble mean's squared error and the spread are means over pixels, so batch
+    means weighted by batch size give the set's; the rank histogram's counts add up.
+    """
     gen = torch.Generator(device=device).manual_seed(seed)
     parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
-    sums, n = {"CRPS": 0.0, "CRPS_fair": 0.0}, 0
+    sums = {"CRPS": 0.0, "CRPS_fair": 0.0, "spread2": 0.0, "skill2": 0.0}
+    ranks = None
+    n = 0
     for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
         x, area = batch["lr"].to(device), batch["area"].to(device)
         ens = model.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
         b = ens.shape[1]
-        # CRPS is a mean over pixels, so batch means weighted by batch size give the set mean
         sums["CRPS"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0)
-        sums["CRPS_fair"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0, fair=True)
+        if members > 1:
+            sums["CRPS_fair"] += b * metrics.crps_ensemble(
+                ens, batch["hr"], member_axis=0, fair=True
+            )
+            ss = metrics.spread_skill(ens, batch["hr"], member_axis=0)
+            sums["spread2"] += b * ss["spread"] ** 2
+            sums["skill2"] += b * ss["skill"] ** 2
+        hist = metrics.rank_histogram(ens, batch["hr"], member_axis=0, seed=seed + n)
+        ranks = hist if ranks is None else ranks + hist
         n += b
         parts["pred"].append(ens[0])
         for key in ("hr", "lr", "area"):
             parts[key].append(batch[key])
-    return {k: torch.cat(v) for k, v in parts.items()}, {k: v / n for k, v in sums.items()}
+    scores: dict[str, Any] = {"CRPS": sums["CRPS"] / n, "members": members}
+    if members > 1:
+        spread, skill = math.sqrt(sums["spread2"] / n), math.sqrt(sums["skill2"] / n)
+        scores.update(
+            CRPS_fair=sums["CRPS_fair"] / n,
+            RMSE_ens_mean=skill,
+            spread=spread,
+            spread_skill=spread / skill if skill else math.inf,
+        )
+    scores["rank_histogram"] = [int(c) for c in (ranks if ranks is not None else [])]
+    return {k: torch.cat(v) for k, v in parts.items()}, scores
 
 
 # ---------------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ __all__ = [
     "mass_violation",
     "blockiness",
     "crps_ensemble",
+    "crps_pixels",
+    "spread_skill",
+    "spread_skill_ratio",
+    "rank_histogram",
     "power_spectrum",
     "score_table",
     "default_data_range",
@@ -476,14 +480,129 @@ def crps_ensemble(members: Any, truth: Any, *, member_axis: int = 0, fair: bool 
             f"truth has shape {tuple(y.shape)}; check member_axis"
         )
 
+    return float(_mean(crps_pixels(x, y, member_axis=axis, fair=fair)))
+
+
+def crps_pixels(members: Any, truth: Any, *, member_axis: int = 0, fair: bool = False) -> Any:
+    """Per-pixel CRPS of an ensemble, in the inputs' own kind: the maths of :func:`crps_ensemble`.
+
+    No conversion and no checks: numpy in, numpy out; torch tensors keep their dtype, device
+    and autograd graph, so a loss can minimise it (:func:`climdown.nn.losses.crps_loss`).
+    ``members`` has the members along ``member_axis`` (at least 2 when ``fair``), ``truth``
+    the rest of its shape. See :func:`crps_ensemble` for the estimators.
+    """
+    axis = member_axis % members.ndim
+    m = int(members.shape[axis])
+
     def member(a: Any, k: int) -> Any:
         return a[(slice(None),) * axis + (k,)]
 
-    skill = sum(abs(member(x, k) - y) for k in range(m)) / m
-    xs = _sort_members(x, axis)
+    skill = sum(abs(member(members, k) - truth) for k in range(m)) / m
+    xs = _sort_members(members, axis)
     pair_sum = 2 * sum((2 * k - m + 1) * member(xs, k) for k in range(m))  # 0-based k
     spread = pair_sum / (2 * m * (m - 1) if fair else 2 * m * m)
-    return float(_mean(skill - spread))
+    return skill - spread
+
+
+def _members_and_truth(
+    members: Any, truth: Any, member_axis: int, least: int
+) -> tuple[Any, Any, int]:
+    """``members`` with the member axis first, ``truth``, and the ensemble size (checked)."""
+    x, y = _as_arrays(members, truth)
+    axis = member_axis % x.ndim
+    m = int(x.shape[axis])
+    if m < least:
+        raise DataValueError(f"needs at least {least} member(s), got {m} along axis {member_axis}")
+    rest = tuple(s for i, s in enumerate(x.shape) if i != axis)
+    if rest != tuple(y.shape):
+        raise GridShapeError(
+            f"members of shape {tuple(x.shape)} without axis {member_axis} give {rest}, but "
+            f"truth has shape {tuple(y.shape)}; check member_axis"
+        )
+    x = x.movedim(axis, 0) if _is_torch(x) else np.moveaxis(x, axis, 0)
+    return x, y, m
+
+
+def spread_skill(members: Any, truth: Any, *, member_axis: int = 0) -> dict[str, float]:
+    """Ensemble spread beside the error of the ensemble mean, and their ratio.
+
+    Parameters
+    ----------
+    members : array_like
+        The ensemble, members along ``member_axis`` (at least 2); removing that axis gives
+        truth's shape.
+    truth : array_like ``[..., H, W]``
+        The verifying field.
+    member_axis : int
+        Axis of ``members`` that holds the members.
+
+    Returns
+    -------
+    dict[str, float]
+        ``spread`` (``sqrt((m+1)/m * mean(var))``, fields' unit), ``skill`` (RMSE of the
+        ensemble mean, fields' unit) and ``ratio`` (spread / skill; inf for a perfect mean).
+
+    Raises
+    ------
+    DataValueError
+        For fewer than two members.
+
+    Notes
+    -----
+    ``var`` is the unbiased (``1/(m-1)``) variance across the ``m`` members at each pixel,
+    averaged over all pixels. For a reliable ensemble (truth indistinguishable from a member)
+    ``(m+1)/m * mean(var)`` equals the mean squared error of the ensemble mean, so the ratio
+    is 1 (Fortin et al., 2014, J. Hydrometeorol. 15); below 1 the ensemble is
+    under-dispersive (overconfident), above 1 over-dispersive. Both terms are means over
+    pixels: scoring in batches, average ``spread**2`` and ``skill**2`` weighted by batch size,
+    then take square roots.
+    """
+    x, y, m = _members_and_truth(members, truth, member_axis, least=2)
+    mean = sum(x[k] for k in range(m)) / m
+    var = sum((x[k] - mean) ** 2 for k in range(m)) / (m - 1)
+    spread = math.sqrt(float(_mean(var)) * (m + 1) / m)
+    skill = math.sqrt(float(_mean((mean - y) ** 2)))
+    return {"spread": spread, "skill": skill, "ratio": spread / skill if skill else math.inf}
+
+
+def spread_skill_ratio(members: Any, truth: Any, *, member_axis: int = 0) -> float:
+    """Spread/skill ratio of an ensemble (1 = reliable, < 1 overconfident); see :func:`spread_skill`."""
+    return spread_skill(members, truth, member_axis=member_axis)["ratio"]
+
+
+def rank_histogram(members: Any, truth: Any, *, member_axis: int = 0, seed: int = 0) -> np.ndarray:
+    """Rank histogram (Talagrand diagram): where the truth falls among the sorted members.
+
+    Parameters
+    ----------
+    members : array_like
+        The ensemble, members along ``member_axis``; removing that axis gives truth's shape.
+    truth : array_like ``[..., H, W]``
+        The verifying field.
+    member_axis : int
+        Axis of ``members`` that holds the members.
+    seed : int
+        Seed of the tie-breaking draws.
+
+    Returns
+    -------
+    ndarray of int64, shape ``[m + 1]``
+        Count of pixels whose truth has rank 0 (below every member) ... m (above every
+        member). A reliable ensemble gives a flat histogram; a U shape is an
+        under-dispersive (overconfident) ensemble, a dome an over-dispersive one.
+
+    Notes
+    -----
+    The rank is the number of members below the truth; where members equal the truth (a
+    collapsed ensemble has many ties) the rank is drawn uniformly among the tied positions
+    (Hamill, 2001, Mon. Wea. Rev. 129), so identical members do not pile up in one bin.
+    """
+    x, y, m = _members_and_truth(members, truth, member_axis, least=1)
+    below = _to_numpy(sum(x[k] < y for k in range(m))).astype(np.int64).ravel()
+    ties = _to_numpy(sum(x[k] == y for k in range(m))).astype(np.int64).ravel()
+    rng = np.random.default_rng(seed)
+    rank = below + np.floor(rng.random(below.size) * (ties + 1)).astype(np.int64)
+    return np.bincount(rank, minlength=m + 1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------

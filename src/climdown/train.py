@@ -63,7 +63,7 @@ from climdown.evaluate import validate as validate_split
 from climdown.grid import Grid, Orientation
 from climdown.nn.constraints import CONSTRAINTS, get_constraint
 from climdown.nn.device import pick_device, to_device
-from climdown.nn.losses import discriminator_loss, generator_loss, mse_loss
+from climdown.nn.losses import crps_loss, discriminator_loss, generator_loss, mse_loss
 from climdown.nn.models import MODELS, GANModel, get_model, make_discriminator
 from climdown.nn.normalize import ConstrainedModel
 
@@ -75,6 +75,7 @@ __all__ = [
     "ADV_WEIGHT",
     "MIN_STEPS",
     "SELECT",
+    "LOSSES",
 ]
 
 #: Weight of the adversarial term in the GAN generator's loss (the study's 0.01).
@@ -84,6 +85,8 @@ LOG_NAME, LAST_NAME, BEST_NAME = "metrics.jsonl", "last.pt", "best.pt"
 MIN_STEPS = 5
 #: Validation scores ``best.pt`` can be chosen by (lower is better).
 SELECT = ("val_rmse_area", "val_rmse")
+#: Data terms of the loss (:attr:`TrainConfig.loss`).
+LOSSES = ("mse", "crps")
 
 log = logging.getLogger("climdown")
 
@@ -143,6 +146,19 @@ class TrainConfig:
         trains every epoch.
     keep_epochs : bool
         Also write every epoch's weights as ``epoch-NNN.pt``.
+    adversarial_weight : float
+        Weight of the adversarial term in the GAN generator's loss (GAN only): 0.01 as in the
+        study's report and :data:`ADV_WEIGHT`; the reference code used 1e-4. 0 trains the
+        generator on its data loss alone (the discriminator still trains, unused).
+    loss : str
+        The data term of the loss: ``"mse"`` (the study's) or ``"crps"`` (GAN only): draw
+        ``crps_members`` members per sample with independent noise and minimise their fair
+        CRPS (:func:`climdown.nn.losses.crps_loss`) instead of the MSE of one. MSE rewards a
+        generator that ignores its noise (the mean is the MSE-optimal answer); the fair CRPS
+        rewards members that spread as far as the truth's uncertainty, so the ensemble's
+        spread can carry information. The adversarial term sees the first member.
+    crps_members : int
+        Members drawn per sample for ``loss="crps"`` (at least 2; each costs a forward pass).
     """
 
     model: str = "cnn"
@@ -159,6 +175,9 @@ class TrainConfig:
     select: str = "val_rmse_area"
     patience: int | None = None
     keep_epochs: bool = False
+    adversarial_weight: float = ADV_WEIGHT
+    loss: str = "mse"
+    crps_members: int = 2
 
     #: Fields that must match for a run to resume (epochs and max_steps may change).
     RESUME_KEYS: ClassVar[tuple[str, ...]] = (
@@ -172,6 +191,9 @@ class TrainConfig:
         "precision",
         "augment",
         "select",
+        "adversarial_weight",
+        "loss",
+        "crps_members",
     )
 
     def __post_init__(self) -> None:
@@ -207,9 +229,24 @@ class TrainConfig:
             if self.patience is None
             else validate.integer(self.patience, "patience", minimum=1, example="patience 5"),
             "keep_epochs": _flag(self.keep_epochs, "keep_epochs"),
+            "adversarial_weight": validate.number(self.adversarial_weight, "adversarial_weight"),
+            "loss": _choice(self.loss, LOSSES, "loss"),
+            "crps_members": validate.integer(
+                self.crps_members, "crps_members", minimum=2, example="crps_members 2"
+            ),
         }
         if fixed["soft_lambda"] < 0:
             raise ConfigError(f"soft_lambda must be >= 0, got {self.soft_lambda!r}")
+        if fixed["adversarial_weight"] < 0:
+            raise ConfigError(
+                f"adversarial_weight must be >= 0, got {self.adversarial_weight!r} "
+                "(the study's 0.01, the reference code's 1e-4)"
+            )
+        if fixed["loss"] == "crps" and model != "gan":
+            raise ConfigError(
+                f"loss 'crps' needs a model that samples (gan), not {model!r}: a deterministic "
+                "model's members are all equal; use loss 'mse'"
+            )
         for key, value in fixed.items():
             object.__setattr__(self, key, value)
 
@@ -389,7 +426,17 @@ def train(
                     x, y, area = augment(x, y, area, flips)
                 x, y, area = x.to(dev), y.to(dev), area.to(dev)
                 pred, loss, d_loss = _step(
-                    net, disc, opts, x, y, area, amp, forward=forward, weight=weights[i], env=env
+                    net,
+                    disc,
+                    opts,
+                    x,
+                    y,
+                    area,
+                    amp,
+                    forward=forward,
+                    weight=weights[i],
+                    env=env,
+                    cfg=cfg,
                 )
                 state["step"] += 1
                 n_here = len(x) if weights[i] > 0 else 0  # a weight-0 stand-in counts for none
@@ -522,21 +569,29 @@ def _step(
     forward: torch.nn.Module | None = None,
     weight: float = 1.0,
     env: cdist.DistEnv | None = None,
+    cfg: TrainConfig | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """One optimiser step; returns (detached prediction, loss, discriminator loss or 0).
 
     ``forward`` is ``net`` or its DDP wrapper; ``weight`` scales the losses before the
     backward passes (this rank's share of the global batch, see
-    :func:`climdown.ddp.rank_batches`). The returned losses are unweighted.
+    :func:`climdown.ddp.rank_batches`). The returned losses are unweighted. ``cfg`` gives the
+    loss settings (adversarial weight, MSE or CRPS); None = the study's.
     """
+    cfg = cfg or TrainConfig()
     s = net.scale
     world = 1 if env is None else env.world_size
     autocast = torch.autocast(x.device.type, dtype=amp, enabled=amp is not None)
+    k = cfg.crps_members if cfg.loss == "crps" else 1
     with autocast:
-        pred = (forward or net)(x, area)  # [B, T, C, H, W] in kg m-2, float32 (constraint's)
+        # k calls draw k independent noise fields (a GAN); [k, B, T, C, H, W] in kg m-2,
+        # float32 (the constraint's)
+        ens = torch.stack([(forward or net)(x, area) for _ in range(k)])
+    pred = ens[0]
+    data_loss = crps_loss(ens / s, y / s) if k > 1 else mse_loss(pred / s, y / s)
     d_loss = torch.zeros(())
     if disc is None:
-        loss = mse_loss(pred / s, y / s)
+        loss = data_loss
     else:
         # discriminator first, on a detached fake; then the generator against the updated D
         with autocast:
@@ -548,7 +603,9 @@ def _step(
         disc.requires_grad_(False)  # the generator step needs gradients through D, not for D
         with autocast:
             d_fake = disc(pred, x)
-        loss = generator_loss(pred / s, y / s, d_fake.float(), adv_weight=ADV_WEIGHT)
+        loss = generator_loss(
+            pred / s, y / s, d_fake.float(), adv_weight=cfg.adversarial_weight, data=data_loss
+        )
         disc.requires_grad_(True)
     loss = loss + net.penalty(pred, x, area)
     opts["model"].zero_grad(set_to_none=True)

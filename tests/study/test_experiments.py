@@ -15,7 +15,8 @@ from climdown.study import recipes_dir
 from climdown.study.experiments import NOTES_MARKER, load_experiments
 
 RECIPES = recipes_dir()
-STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b"]
+STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b", "E10c", "E12c"]  # default layouts
+REFERENCE_IDS = ["E3r", "E4r", "E6r", "E10r", "T1br"]  # opt-in: --layout reference
 EXACT = 1e-5  # the issue's bound on the relative mass violation of hard constraints
 
 
@@ -105,7 +106,7 @@ def test_experiments_yaml_unknown_key_is_recipe_error(
     for e in raw["experiments"]:
         e["recipe"] = str(RECIPES / e["recipe"])
     good = _write_experiments(tmp_path, raw)
-    assert [e.id for e in load_experiments(good).experiments] == STUDY_IDS  # contrast
+    assert [e.id for e in load_experiments(good).experiments] == STUDY_IDS + REFERENCE_IDS
     if where == "top":
         raw["epoch"] = 5  # typo for `epochs`
         key = "epoch"
@@ -147,7 +148,7 @@ def test_quick_runs_every_study_row(quick_table: tuple[Path, str, float]) -> Non
         if row["id"] == "baseline":
             continue
         assert (row["model"], row["constraint"]) == (
-            plan[row["id"]].model,
+            plan[row["id"]].label,
             plan[row["id"]].constraint,
         )
     data = {r["data"] for r in study}
@@ -157,9 +158,10 @@ def test_quick_runs_every_study_row(quick_table: tuple[Path, str, float]) -> Non
             "none",
             "softmax",
         }
-    gans = [r for r in study if r["model"] == "gan"]
-    assert len(gans) == 5 and all(float(r["CRPS"]) > 0 for r in gans)  # ensembles drawn
-    assert all(r["CRPS"] == "–" for r in study if r["model"] != "gan")
+    gans = [r for r in study if r["model"].startswith("gan")]
+    assert len(gans) == 7 and all(float(r["CRPS"]) > 0 for r in gans)  # ensembles drawn
+    assert all(r["CRPS"] == "–" for r in study if not r["model"].startswith("gan"))
+    assert "E3r" in doc.split("## Not run")[1]  # the reference rows are opt-in, and said so
 
 
 @pytest.mark.integration
@@ -171,7 +173,7 @@ def test_quick_softmax_conserves_and_none_does_not(quick_table: tuple[Path, str,
     plan = {e.id: e.constraint for e in load_experiments().experiments}
     softmax = [i for i in STUDY_IDS if plan[i] == "softmax"]
     none = [i for i in STUDY_IDS if plan[i] == "none"]
-    assert len(softmax) == 6 and len(none) == 6
+    assert len(softmax) == 8 and len(none) == 6
     for i in softmax:
         assert scores[i]["neg_num"] == 0, i
         assert scores[i]["mass_violation_rel"] <= EXACT, (i, scores[i]["mass_violation_rel"])
@@ -241,3 +243,123 @@ def test_quick_rerun_reuses_real_data_rows(
     assert len(real) >= 4
     assert {f: after[f] for f in real} == {f: before[f] for f in real}
     assert elapsed < max(5.0, seconds / 10), f"re-run took {elapsed:.1f} s of {seconds:.1f} s"
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts, training options, seeds and --finished-only (one tiny row each)
+# ---------------------------------------------------------------------------------------
+def _tiny_plan(tmp_path: Path, rows: list[dict], **top: object) -> Path:
+    """An experiments file of ``rows`` on the packaged tiny recipe."""
+    return _write_experiments(
+        tmp_path, {"batch_size": 16, "members": 3, **top, "experiments": rows}
+    )
+
+
+def test_layout_row_trains_the_reference_layout_and_is_opt_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from climdown.checkpoint import load_checkpoint
+
+    config = _tiny_plan(
+        tmp_path,
+        [
+            {"id": "F", "recipe": "tiny", "model": "cnn", "constraint": "softmax"},
+            {
+                "id": "R",
+                "recipe": "tiny",
+                "model": "cnn",
+                "constraint": "softmax",
+                "layout": "reference",
+            },
+        ],
+    )
+    out = tmp_path / "exp"
+    base = ["experiments", str(config), "--quick", "--out", str(out)]
+    doc = _run([*base, "--layout", "reference"], capsys)
+    assert not (out / "runs" / "F").exists()  # contrast: the default row did not run
+    row = json.loads((out / "runs" / "R" / "scores.json").read_text())
+    assert row["settings"]["options"] == {"layout": "reference"}
+    model, _ = load_checkpoint(row["checkpoint"])
+    assert model.config["options"]["layout"] == "reference"
+    study = _tables(doc)[0]
+    assert [r["model"] for r in study if r["id"] == "R"] == ["cnn (reference)"]
+    assert "| F | cnn | softmax | 0 of 1 | not selected" in doc  # listed as not run
+    _run([*base], capsys)  # the default layout runs the other row, with the fast layout
+    fast = json.loads((out / "runs" / "F" / "scores.json").read_text())
+    assert fast["settings"]["options"] == {}
+
+
+def test_seeds_and_finished_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _tiny_plan(
+        tmp_path,
+        [
+            {"id": "A", "recipe": "tiny", "model": "cnn", "constraint": "softmax"},
+            {"id": "B", "recipe": "tiny", "model": "cnn", "constraint": "none"},
+        ],
+        seeds=2,
+    )
+    out = tmp_path / "exp"
+    base = ["experiments", str(config), "--quick", "--seeds", "2", "--out", str(out)]
+    _run([*base, "--only", "A"], capsys)
+    a0, a1 = (json.loads((out / "runs" / d / "scores.json").read_text()) for d in ("A", "A-seed1"))
+    assert (a0["settings"].get("seed", 0), a1["settings"]["seed"]) == (0, 1)
+    assert a0["scores"]["RMSE"] != a1["scores"]["RMSE"]  # another seed, another model
+    doc = _run([*base, "--finished-only"], capsys)
+    assert not (out / "runs" / "B").exists()  # nothing was trained
+    seeds = {r["id"]: r for r in _tables(doc)[1]}
+    assert set(seeds) == {"A"} and seeds["A"]["seeds"] == "2"
+    assert "±" in seeds["A"]["RMSE"]
+    assert "| B | cnn | none | 0 of 2 | not finished" in doc
+    assert "--finished-only" in doc.splitlines()[2]  # the command that made the file
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"layout": "sideways"}, "layout"),
+        ({"training": {"los": "crps"}}, "los"),
+        ({"training": {"loss": "crps"}}, "needs a model that samples"),
+        ({"seeds": 0}, "seeds"),
+    ],
+)
+def test_bad_row_options_are_recipe_errors(tmp_path: Path, row: dict, match: str) -> None:
+    good = {"id": "A", "recipe": "tiny", "model": "cnn", "constraint": "softmax"}
+    assert load_experiments(_tiny_plan(tmp_path, [good])).experiments[0].layout == "default"
+    with pytest.raises(RecipeError, match=match):
+        load_experiments(_tiny_plan(tmp_path, [{**good, **row}]))
+
+
+def test_findings_verdicts_account_for_seed_spread() -> None:
+    from climdown.study.findings import load_report, settle
+
+    report = load_report()
+    assert {c.id for c in report.claims} >= {"C1", "C2", "C9"}
+    assert report.table["T1a"]["RMSE"] == 21.28
+
+    def rows(*rmse: float, neg: int = 0, ssim: float = 0.9) -> list[dict]:
+        return [{"RMSE": r, "neg_num": neg, "SSIM": ssim} for r in rmse]
+
+    verdicts = {
+        c["id"]: c["verdict"]
+        for c in settle(
+            report,
+            {
+                "E1": rows(1.0, 1.1, 1.2),  # C1 claims E1 < E2: every seed says the opposite
+                "E2": rows(0.5, 0.6, 0.55),
+                "E3": rows(2.0, 2.1, 1.9),  # C3 claims E4 < E3: every seed agrees
+                "E4": rows(0.7, 0.8, 0.75),
+                "E5": rows(1.0, 1.2),  # C4: the ranges overlap
+                "E6": rows(1.1, 0.9),
+                "E8": rows(1.0),  # C5: one seed
+                "E10": rows(0.5),
+                "T1a": rows(3.0, 3.1, ssim=0.8),  # C9: no collapse
+                "T1b": rows(1.0, 1.1),
+            },
+        )
+    }
+    assert verdicts["C1"] == "refuted" and verdicts["C3"] == "confirmed"
+    assert verdicts["C4"].startswith("inconclusive") and verdicts["C5"].startswith("inconclusive")
+    assert verdicts["C2"] == "refuted"  # E2 has no negatives in any seed
+    assert verdicts["C9"] == "refuted" and verdicts["C6"] == "not run"
+    collapsed = settle(report, {"T1a": rows(20.0, 21.0, ssim=0.2), "T1b": rows(1.0, 1.0)})
+    assert [c["verdict"] for c in collapsed if c["id"] == "C9"] == ["confirmed"]

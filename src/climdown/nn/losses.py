@@ -1,4 +1,4 @@
-"""Training losses: MSE, the GAN's adversarial terms, and the soft-constraint penalty.
+"""Training losses: MSE, fair CRPS, the GAN's adversarial terms, the soft-constraint penalty.
 
 The study trains every model on MSE; the GAN generator adds ``0.01 x`` a binary cross-entropy
 adversarial term and the discriminator is trained on BCE. All adversarial terms take raw
@@ -10,14 +10,42 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from climdown.metrics import crps_pixels
 from climdown.nn.normalize import ConstrainedModel
 
-__all__ = ["mse_loss", "adversarial_loss", "generator_loss", "discriminator_loss", "soft_penalty"]
+__all__ = [
+    "mse_loss",
+    "crps_loss",
+    "adversarial_loss",
+    "generator_loss",
+    "discriminator_loss",
+    "soft_penalty",
+]
 
 
 def mse_loss(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Mean squared error ``mean((pred - truth)^2)`` in the (squared) units of the inputs."""
     return nn.functional.mse_loss(pred, truth)
+
+
+def crps_loss(members: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Fair CRPS of an ensemble, averaged over pixels: a loss that rewards honest spread.
+
+    Parameters
+    ----------
+    members : Tensor ``[k, B, T, C, H, W]``
+        ``k >= 2`` members drawn with independent noise (gradients flow to each).
+    truth : Tensor ``[B, T, C, H, W]``
+        The true fine field, in the members' units.
+
+    Notes
+    -----
+    ``mean_i |x_i - y| - 1/(2 k (k-1)) sum_{i,j} |x_i - x_j|`` at each pixel
+    (:func:`climdown.metrics.crps_pixels`, ``fair=True``): its expectation is the CRPS of the
+    distribution the members are drawn from, whatever ``k``, and it is minimised when that
+    distribution is the truth's. MSE on one member is minimised by ignoring the noise.
+    """
+    return crps_pixels(members, truth, member_axis=0, fair=True).mean()
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -31,6 +59,7 @@ def generator_loss(
     truth: torch.Tensor,
     d_fake_logits: torch.Tensor,
     adv_weight: float = 0.01,
+    data: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generator loss ``MSE(pred, truth) + adv_weight * BCE(D(pred), real)``.
 
@@ -41,9 +70,13 @@ def generator_loss(
     d_fake_logits : Tensor
         Discriminator logits on ``pred`` (gradients must flow back to the generator).
     adv_weight : float
-        Weight of the adversarial term (0.01 in the study).
+        Weight of the adversarial term (0.01 in the study's report, 1e-4 in its code).
+    data : Tensor, optional
+        The data term, when it is not ``MSE(pred, truth)`` (e.g. :func:`crps_loss` of an
+        ensemble whose first member is ``pred``).
     """
-    return mse_loss(pred, truth) + adv_weight * adversarial_loss(d_fake_logits, real=True)
+    data = mse_loss(pred, truth) if data is None else data
+    return data + adv_weight * adversarial_loss(d_fake_logits, real=True)
 
 
 def discriminator_loss(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor) -> torch.Tensor:

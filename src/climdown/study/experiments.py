@@ -7,12 +7,22 @@ chosen on ``val``; the reported scores are on ``test`` (the reference code chose
 Every number in the written table comes from this run; nothing is typed in. A finished row
 leaves ``scores.json`` in its run folder (:func:`climdown.study.runner.run_row`), so a re-run
 resumes where it stopped.
+
+Each row is trained with ``seeds`` seeds (the file's, or ``--seeds``); the main table shows
+seed 0, a second table the mean and spread over the seeds, and the findings section
+(:mod:`climdown.study.findings`) sets the report's claims against them. Rows with ``layout:
+reference`` (the reference code's architectures, much slower on CPU) run only when asked for
+(``--layout reference`` or ``all``, or by id in ``--only``). ``finished_only`` writes the
+document from the rows already finished in ``out`` and lists the others, with the epoch
+times measured in their run folders, instead of training them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,25 +35,55 @@ from climdown._machine import machine_info
 from climdown.errors import ConfigError, RecipeError
 from climdown.study import read_recipe, recipe_path
 from climdown.study.realdata import RealData, format_real_table, run_real_data
-from climdown.study.runner import NOTES_MARKER, run_row, write_markdown
+from climdown.study.runner import NOTES_MARKER, finished_row, run_row, write_markdown
 
-__all__ = ["Experiment", "ExperimentPlan", "load_experiments", "run_experiments", "NOTES_MARKER"]
+__all__ = [
+    "Experiment",
+    "ExperimentPlan",
+    "load_experiments",
+    "run_experiments",
+    "NOTES_MARKER",
+    "LAYOUTS",
+]
 
 #: ``--quick`` stores: HR patch size (at least 4 LR cells) and samples per split.
 _QUICK = {"patch": 32, "train": 64, "val": 16, "test": 16}
-_TOP_KEYS = ("epochs", "batch_size", "lr", "members", "experiments", "real_data")
-_ROW_KEYS = ("id", "recipe", "model", "constraint", "options")
+_TOP_KEYS = ("epochs", "batch_size", "lr", "members", "seeds", "experiments", "real_data")
+_ROW_KEYS = ("id", "recipe", "model", "constraint", "options", "layout", "training", "seeds")
+#: :class:`climdown.train.TrainConfig` fields a row may set under ``training:``.
+_TRAINING_KEYS = ("adversarial_weight", "loss", "crps_members", "precision", "soft_lambda")
+#: ``--layout`` choices: the rows of the default (fast) layouts, the reference code's, or both.
+LAYOUTS = ("default", "reference", "all")
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One row of the table: an id, a recipe (path), a model, a constraint, model options."""
+    """One row of the table: an id, a recipe (path), a model, a constraint, model options.
+
+    ``layout`` is the model's ``layout`` option (``default`` or ``reference``), ``training``
+    extra :class:`climdown.train.TrainConfig` fields (``{loss: crps}``), ``seeds`` the row's
+    own number of seeds (None: the plan's).
+    """
 
     id: str
     recipe: Path
     model: str
     constraint: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    layout: str = "default"
+    training: Mapping[str, Any] = field(default_factory=dict)
+    seeds: int | None = None
+
+    def model_options(self) -> dict[str, Any]:
+        """``options`` plus ``layout`` (absent for the default layout, as rows before it)."""
+        return {**self.options, **({"layout": self.layout} if self.layout != "default" else {})}
+
+    @property
+    def label(self) -> str:
+        """The model column: ``gan``, ``cnn (reference)``, ``gan (loss crps)``."""
+        extra = [self.layout] if self.layout != "default" else []
+        extra += [f"{k.replace('_', ' ')} {v}" for k, v in self.training.items()]
+        return f"{self.model} ({', '.join(extra)})" if extra else self.model
 
 
 @dataclass(frozen=True)
@@ -55,6 +95,7 @@ class ExperimentPlan:
     batch_size: int = 64
     lr: float = 1e-3
     members: int = 10
+    seeds: int = 1
     real_data: RealData | None = None
     path: Path | None = None
 
@@ -91,6 +132,18 @@ def _plan(raw: Any, path: Path) -> ExperimentPlan:
             raise RecipeError(f"{where}: duplicate id {e['id']!r}; give each row its own id")
         beside = path.parent / str(e["recipe"])
         recipe = beside.resolve() if beside.is_file() else recipe_path(str(e["recipe"]))
+        layout = str(e.get("layout", "default"))
+        if layout not in LAYOUTS[:2]:
+            raise RecipeError(f"{where}: layout {layout!r}; use 'default' or 'reference'")
+        training = validate.check_keys(
+            e.get("training") or {}, _TRAINING_KEYS, f"{where}.training", error=RecipeError
+        )
+        try:  # the row's training settings are checked now, not after the rows before it
+            from climdown.train import TrainConfig
+
+            TrainConfig(model=str(e["model"]), constraint=str(e["constraint"]), **training)
+        except ConfigError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
         rows.append(
             Experiment(
                 str(e["id"]),
@@ -98,6 +151,11 @@ def _plan(raw: Any, path: Path) -> ExperimentPlan:
                 str(e["model"]),
                 str(e["constraint"]),
                 dict(e.get("options") or {}),
+                layout=layout,
+                training=dict(training),
+                seeds=None
+                if e.get("seeds") is None
+                else validate.positive_int(e["seeds"], f"{where}.seeds", error=RecipeError),
             )
         )
     real = RealData.from_mapping(raw["real_data"]) if raw.get("real_data") else None
@@ -111,6 +169,7 @@ def _plan(raw: Any, path: Path) -> ExperimentPlan:
         ),
         lr=validate.number(raw.get("lr", 1e-3), "lr", positive=True, error=RecipeError),
         members=validate.positive_int(raw.get("members", 10), "members", error=RecipeError),
+        seeds=validate.positive_int(raw.get("seeds", 1), "seeds", error=RecipeError),
         real_data=real,
         path=path,
     )
@@ -130,8 +189,11 @@ def _quick_recipe(raw: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
-def _store_for(recipe: Path, out: Path, quick: bool, progress: bool) -> Path:
-    """Build (or find) the store of ``recipe`` under ``out/stores``; shrunk when ``quick``."""
+def _store_for(recipe: Path, out: Path, quick: bool, progress: bool, build: bool = True) -> Path:
+    """Build (or find) the store of ``recipe`` under ``out/stores``; shrunk when ``quick``.
+
+    ``build=False`` only names the store's path (it may not exist).
+    """
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
 
@@ -143,6 +205,8 @@ def _store_for(recipe: Path, out: Path, quick: bool, progress: bool) -> Path:
             "on 'val' and report on 'test'; add splits.test (a later time range) to the recipe"
         )
     raw["output"] = str(out / "stores" / f"{raw['name']}.zarr")
+    if not build:
+        return Path(raw["output"])
     return build_store(load_recipe(raw), progress=progress)
 
 
@@ -159,6 +223,9 @@ def run_experiments(
     results: str | os.PathLike[str] | None = None,
     device: str = "auto",
     only: list[str] | None = None,
+    seeds: int | None = None,
+    layout: str = "default",
+    finished_only: bool = False,
     progress: bool = True,
 ) -> str:
     """Run the experiment table and write it (Markdown) to ``results``.
@@ -172,14 +239,24 @@ def run_experiments(
     quick : bool
         Tiny stores and two steps per epoch: the whole table in a few minutes (CI).
     out : path
-        Folder for stores and runs (``out/stores``, ``out/runs/ID``, ``out/real``).
+        Folder for stores and runs (``out/stores``, ``out/runs/ID`` for seed 0 and
+        ``out/runs/ID-seedS`` for the others, ``out/real``).
     results : path, optional
         Markdown file to write; default ``out/results.md``. Text below
         :data:`~climdown.study.runner.NOTES_MARKER` in an existing file is kept.
     device : str
         Torch device or ``"auto"``.
     only : list of str, optional
-        Run only these ids (``real`` selects the real-data rows).
+        Run only these ids, whatever their layout (``real`` selects the real-data rows).
+    seeds : int, optional
+        Seeds per row (0 .. seeds-1), overriding the file's and the rows' own (``--quick``
+        defaults to 1).
+    layout : str
+        Without ``only``: the rows of the ``default`` layouts, the ``reference`` ones, or
+        ``all``.
+    finished_only : bool
+        Train nothing: write the rows already finished in ``out`` and list the others (with
+        the epoch times measured in their run folders) as not run.
     progress : bool
         Progress bars while training.
 
@@ -193,44 +270,68 @@ def run_experiments(
     RecipeError
         For a bad experiments file or recipe, before anything is built.
     ConfigError
-        For an unknown id in ``only``.
+        For an unknown id in ``only`` or an unknown ``layout``.
     """
     plan = load_experiments(config)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     given_epochs = epochs
     epochs = int(epochs if epochs is not None else (1 if quick else plan.epochs))
+    if seeds is not None:
+        seeds = validate.positive_int(seeds, "seeds")
     out = Path(out)
     wanted = None if not only else {s.upper() for s in only}
     unknown = (wanted or set()) - {e.id.upper() for e in plan.experiments} - {"REAL"}
     if unknown:
         raise ConfigError(f"unknown experiment id(s) {sorted(unknown)} for --only")
-    rows = []
+    chosen = [
+        e
+        for e in plan.experiments
+        if (e.id.upper() in wanted if wanted is not None else layout in ("all", e.layout))
+    ]
+    rows: list[dict[str, Any]] = []
+    missing: list[tuple[Experiment, int]] = []
     stores: dict[Path, Path] = {}
-    for exp in plan.experiments:
-        if wanted is not None and exp.id.upper() not in wanted:
-            continue
+    for exp in chosen:
         if exp.recipe not in stores:
-            stores[exp.recipe] = _store_for(exp.recipe, out, quick, progress)
+            stores[exp.recipe] = _store_for(
+                exp.recipe, out, quick, progress, build=not finished_only
+            )
         store = stores[exp.recipe]
-        print(f"[{exp.id}] {exp.model} + {exp.constraint} on {store.name}")
-        head = {"id": exp.id, "data": _data_name(store)}
-        rows.append(
-            run_row(
-                out / "runs" / exp.id,
-                {**head, "model": exp.model, "constraint": exp.constraint},
-                store,
-                exp.model,
-                exp.constraint,
+        for seed in range(_seeds_of(exp, plan, seeds, quick)):
+            head = {"id": exp.id, "data": _data_name(store), "model": exp.label}
+            settings = dict(
                 epochs=epochs,
                 batch_size=plan.batch_size,
                 lr=plan.lr,
-                options=exp.options,
+                options=exp.model_options(),
+                training=exp.training,
+                seed=seed,
                 members=plan.members,
                 quick=quick,
                 device=device,
                 progress=progress,
             )
-        )
-    rows += _baseline_rows(stores.values(), out / "runs", members=plan.members, device=device)
+            run = _run_dir(out, exp.id, seed)
+            if finished_only:
+                row = finished_row(run, store, exp.model, exp.constraint, **settings)
+                if row is None:
+                    missing.append((exp, seed))
+                    continue
+            else:
+                print(f"[{exp.id} seed {seed}] {exp.label} + {exp.constraint} on {store.name}")
+                row = run_row(
+                    run,
+                    {**head, "constraint": exp.constraint},
+                    store,
+                    exp.model,
+                    exp.constraint,
+                    **settings,
+                )
+            rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_seconds([run])})
+    done = {r["id"] for r in rows}
+    stores_done = [st for st in stores.values() if Path(st).exists()]
+    baselines = _baseline_rows(stores_done, out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []
     if plan.real_data is not None and (wanted is None or "REAL" in wanted):
         real_rows = run_real_data(
@@ -242,12 +343,111 @@ def run_experiments(
             quick=quick,
             device=device,
             progress=progress,
+            finished_only=finished_only,
         )
+    not_run = _not_run(plan, chosen, missing, done, out, epochs, seeds, quick)
     doc = _document(
-        rows, real_rows, plan, epochs=epochs, quick=quick, given_epochs=given_epochs, only=only
+        rows,
+        baselines,
+        real_rows,
+        plan,
+        not_run,
+        epochs=epochs,
+        quick=quick,
+        command=_command(given_epochs, quick, only, seeds, layout, finished_only),
     )
     write_markdown(Path(results) if results is not None else out / "results.md", doc)
     return doc
+
+
+def _seeds_of(exp: Experiment, plan: ExperimentPlan, seeds: int | None, quick: bool) -> int:
+    """Seeds of a row: ``--seeds``, else the row's own, else the plan's (``quick``: 1)."""
+    if seeds is not None:
+        return seeds
+    if quick:
+        return 1
+    return exp.seeds if exp.seeds is not None else plan.seeds
+
+
+def _run_dir(out: Path, exp_id: str, seed: int) -> Path:
+    """``out/runs/ID`` for seed 0 (the folder of single-seed tables), ``ID-seedS`` after."""
+    return out / "runs" / (exp_id if seed == 0 else f"{exp_id}-seed{seed}")
+
+
+def _epoch_seconds(runs: Iterable[Path]) -> float | None:
+    """Mean wall time of a training epoch (s, validation included) over the logs in ``runs``."""
+    times = []
+    for run in runs:
+        log = Path(run) / "metrics.jsonl"
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                if line.strip():
+                    t = json.loads(line).get("time_s")
+                    if t is not None:
+                        times.append(float(t))
+    return statistics.fmean(times) if times else None
+
+
+def _not_run(
+    plan: ExperimentPlan,
+    chosen: list[Experiment],
+    missing: list[tuple[Experiment, int]],
+    done: set[str],
+    out: Path,
+    epochs: int,
+    seeds: int | None,
+    quick: bool,
+) -> list[dict[str, Any]]:
+    """Rows of the plan (or seeds of chosen rows) this document has no scores for, and why."""
+    left: list[dict[str, Any]] = []
+    for exp in plan.experiments:
+        n = _seeds_of(exp, plan, seeds, quick)
+        if exp in chosen:
+            lacking = [s for e, s in missing if e is exp]
+            why = "not finished in this out folder (--finished-only trains nothing)"
+        else:
+            lacking = list(range(n))
+            why = (
+                "reference layout: opt-in (--layout reference)"
+                if exp.layout == "reference"
+                else "not selected (--only)"
+            )
+        if not lacking:
+            continue
+        per_epoch = _epoch_seconds(_run_dir(out, exp.id, s) for s in range(max(n, 1)))
+        left.append(
+            {
+                "id": exp.id,
+                "model": exp.label,
+                "constraint": exp.constraint,
+                "seeds": f"{n - len(lacking)} of {n}",
+                "why": why,
+                "epoch_s": per_epoch,
+                "estimate_h": None
+                if per_epoch is None
+                else per_epoch * epochs * len(lacking) / 3600.0,
+            }
+        )
+    return left
+
+
+def _command(
+    epochs: int | None,
+    quick: bool,
+    only: list[str] | None,
+    seeds: int | None,
+    layout: str,
+    finished_only: bool,
+) -> str:
+    """The ``climdown experiments`` command line that makes this document."""
+    parts = ["climdown experiments"]
+    parts += ["--quick"] if quick else []
+    parts += [] if epochs is None else [f"--epochs {epochs}"]
+    parts += [] if seeds is None else [f"--seeds {seeds}"]
+    parts += [] if layout == "default" else [f"--layout {layout}"]
+    parts += ["--only " + " ".join(only)] if only else []
+    parts += ["--finished-only"] if finished_only else []
+    return " ".join(parts)
 
 
 def _baseline_rows(
@@ -272,28 +472,162 @@ def _baseline_rows(
     return rows
 
 
+def _mean_sd(values: list[float], digits: str = ".4g") -> str:
+    """``mean ± sd`` over seeds (sd with n - 1), or the one value."""
+    if not values:
+        return "–"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:{digits}}"
+    return f"{mean:{digits}} ± {statistics.stdev(values):.2g}"
+
+
+def _by_id(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by id, in first-seen order, each group sorted by seed."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["id"], []).append(r)
+    return {k: sorted(v, key=lambda r: r.get("seed", 0)) for k, v in groups.items()}
+
+
+def _seed_table(groups: dict[str, list[dict[str, Any]]]) -> str:
+    from climdown.evaluate import markdown_table
+
+    def col(rs: list[dict[str, Any]], key: str) -> list[float]:
+        return [float(r["scores"][key]) for r in rs if r["scores"].get(key) is not None]
+
+    cells = []
+    for rid, rs in groups.items():
+        first = rs[0]
+        epoch_s = [r["epoch_s"] for r in rs if r.get("epoch_s") is not None]
+        cells.append(
+            (
+                rid,
+                first["data"],
+                first["model"],
+                first["constraint"],
+                len(rs),
+                _mean_sd(col(rs, "RMSE")),
+                _mean_sd(col(rs, "MAE")),
+                _mean_sd(col(rs, "SSIM")),
+                max(int(r["scores"]["neg_num"]) for r in rs),
+                _mean_sd(col(rs, "CRPS")),
+                f"{statistics.fmean(epoch_s):.1f}" if epoch_s else "–",
+                f"{statistics.fmean(float(r['seconds']) for r in rs) / 60:.1f}",
+            )
+        )
+    return markdown_table(
+        (
+            "id",
+            "data",
+            "model",
+            "constraint",
+            "seeds",
+            "RMSE",
+            "MAE",
+            "SSIM",
+            "neg num (max)",
+            "CRPS",
+            "s / epoch",
+            "min / seed",
+        ),
+        cells,
+    )
+
+
+def _ensemble_table(groups: dict[str, list[dict[str, Any]]]) -> str:
+    from climdown.evaluate import markdown_table
+
+    cells = []
+    for rid, rs in groups.items():
+        if not any("spread_skill" in r["scores"] for r in rs):
+            continue
+        ens = [r for r in rs if "spread_skill" in r["scores"]]
+
+        def col(key: str, ens: list[dict[str, Any]] = ens) -> list[float]:
+            return [float(r["scores"][key]) for r in ens]
+
+        hist = [int(c) for c in ens[0]["scores"]["rank_histogram"]]
+        total = sum(hist) or 1
+        cells.append(
+            (
+                rid,
+                ens[0]["data"],
+                ens[0]["model"],
+                ens[0]["constraint"],
+                len(ens),
+                _mean_sd(col("RMSE")),
+                _mean_sd(col("RMSE_ens_mean")),
+                _mean_sd(col("spread")),
+                _mean_sd(col("spread_skill"), ".3g"),
+                _mean_sd(col("CRPS")),
+                _mean_sd(col("MAE")),
+                " ".join(f"{100 * c / total:.0f}" for c in hist),
+            )
+        )
+    return markdown_table(
+        (
+            "id",
+            "data",
+            "model",
+            "constraint",
+            "seeds",
+            "RMSE member 0",
+            "RMSE ens. mean",
+            "spread",
+            "spread / skill",
+            "CRPS",
+            "MAE member 0",
+            "rank histogram, seed 0 (% per rank 0..m)",
+        ),
+        cells,
+    )
+
+
+def _not_run_table(left: list[dict[str, Any]], epochs: int) -> str:
+    from climdown.evaluate import markdown_table
+
+    return markdown_table(
+        ("id", "model", "constraint", "seeds done", "why not", "measured s / epoch", "estimate"),
+        [
+            (
+                r["id"],
+                r["model"],
+                r["constraint"],
+                r["seeds"],
+                r["why"],
+                "not measured" if r["epoch_s"] is None else f"{r['epoch_s']:.0f}",
+                "–"
+                if r["estimate_h"] is None
+                else f"{r['estimate_h']:.1f} h for the missing seeds at {epochs} epochs",
+            )
+            for r in left
+        ],
+    )
+
+
 def _document(
     rows: list[dict[str, Any]],
+    baselines: list[dict[str, Any]],
     real_rows: list[dict[str, Any]],
     plan: ExperimentPlan,
+    not_run: list[dict[str, Any]],
     *,
     epochs: int,
     quick: bool,
-    given_epochs: int | None = None,
-    only: list[str] | None = None,
+    command: str,
 ) -> str:
     from climdown.evaluate import format_table
+    from climdown.study.findings import format_findings, load_report, settle
 
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     mode = "quick (CI-sized stores, 2 steps per epoch)" if quick else "full"
+    groups = _by_id(rows)
     parts = [
         "# Results",
         "",
-        f"Generated by `climdown experiments{' --quick' if quick else ''}"
-        f"{'' if given_epochs is None else f' --epochs {given_epochs}'}"
-        f"{' --only ' + ' '.join(only) if only else ''}` on {stamp}; "
-        f"mode: {mode}; "
-        f"{epochs} epoch(s), batch {plan.batch_size}, Adam lr {plan.lr}.",
+        f"Generated by `{command}` on {stamp}; mode: {mode}; {epochs} epoch(s), batch "
+        f"{plan.batch_size}, Adam lr {plan.lr}.",
         "",
         f"Machine: {machine_info()}.",
         "",
@@ -301,11 +635,79 @@ def _document(
         "units (kg m-2), not the study's 0-100 scaling, so MSE/RMSE/MAE are not directly "
         "comparable with the study's table; PSNR uses the test set's truth range; mass "
         "violation is the largest area-weighted block error relative to the mean |LR|; CRPS "
-        f"(standard ECDF estimator) over {plan.members} GAN members.",
+        f"(standard ECDF estimator) over {plan.members} GAN members; a GAN's point scores are "
+        "those of one member (member 0).",
         "",
     ]
+    if rows or baselines:
+        seed0 = [g[0] for g in groups.values()]
+        parts += [
+            "## The study's table (generated TCW fields)",
+            "",
+            "Seed 0 of each row (the next table has every seed).",
+            "",
+            format_table(seed0 + baselines),
+            "",
+        ]
     if rows:
-        parts += ["## The study's table (generated TCW fields)", "", format_table(rows), ""]
+        parts += [
+            "## Seed noise",
+            "",
+            "Each row over the seeds that ran (weights, noise and shuffling seeded 0, 1, ...): "
+            "mean ± standard deviation over seeds, on `test`. 's / epoch' is the measured wall "
+            "time of a training epoch with its validation, 'min / seed' of a whole row "
+            "(training and scoring), on the machine above, shared with other work.",
+            "",
+            _seed_table(groups),
+            "",
+        ]
+        report = load_report()
+        parts += [
+            "## The report's findings, settled",
+            "",
+            "Each claim of the course study's report (its table and claims: "
+            "`climdown/study/recipes/report.yaml`) against climdown's rows of the same ids, "
+            "over every seed that ran (`climdown.study.findings`). The report's scores are "
+            "on its 0-100 scaled data and climdown's in kg m-2, so the verdicts compare "
+            "orderings, and the ratios stand beside each other. An ordering is *confirmed* "
+            "only when every seed of one row beats every seed of the other, *refuted* when "
+            "every seed says the opposite, and *inconclusive* when the seeds' ranges "
+            "overlap or a row has one seed.",
+            "",
+            format_findings(
+                settle(report, {k: [r["scores"] for r in v] for k, v in groups.items()})
+            ),
+            "",
+        ]
+        if any("spread_skill" in r["scores"] for r in rows):
+            parts += [
+                "## Ensembles",
+                "",
+                f"The GAN rows' {plan.members}-member ensembles on `test`: member 0's RMSE "
+                "beside the RMSE of the ensemble mean; spread = sqrt((m+1)/m x mean "
+                "variance over members) and spread / skill = spread / RMSE of the "
+                "ensemble mean (1 for a reliable ensemble, below 1 overconfident, near 0 "
+                "when the members are all alike); the rank histogram (seed 0) is the "
+                "share of pixels whose truth falls below 0, 1, ... m members (flat when "
+                "reliable; piled at both ends when the ensemble is too narrow). "
+                "Rows with `loss crps` train the generator on the fair CRPS of 2 members "
+                "per sample instead of the MSE of one (`TrainConfig(loss='crps')`).",
+                "",
+                _ensemble_table(groups),
+                "",
+            ]
+    if not_run:
+        parts += [
+            "## Not run",
+            "",
+            "Rows of `experiments.yaml` (or seeds of them) this document has no scores for, "
+            "and why. The measured time per epoch comes from the row's run folders (any "
+            "run of it, e.g. a short timing run); the estimate is that time x epochs x "
+            "missing seeds, on the machine above.",
+            "",
+            _not_run_table(not_run, epochs),
+            "",
+        ]
     if real_rows and plan.real_data is not None:
         rd = plan.real_data
         real_epochs, batch = rd.training(epochs=epochs, batch_size=plan.batch_size, quick=quick)

@@ -27,7 +27,7 @@ from climdown import validate
 from climdown.errors import RecipeError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe, recipe_path
-from climdown.study.runner import run_row
+from climdown.study.runner import finished_row, run_row
 
 __all__ = ["ModelSpec", "RealData", "real_recipe", "run_real_data", "format_real_table"]
 
@@ -149,8 +149,12 @@ def run_real_data(
     quick: bool = False,
     device: str = "auto",
     progress: bool = True,
+    finished_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Score the models of ``plan`` on every set and factor; one row per set/factor/model.
+
+    ``finished_only`` trains nothing and builds no store: the rows already finished in
+    ``out``, if any.
 
     ``epochs`` and ``batch_size`` (the table's) apply where ``plan`` sets none
     (:meth:`RealData.training`). ``quick`` keeps factor 4 only and trains one epoch of two
@@ -166,29 +170,33 @@ def run_real_data(
     for factor in factors:
         for name in plan.sets:
             raw = read_recipe(real_recipe(name, factor), stores=out / "stores")
-            store = build_store(load_recipe(raw), progress=False)
+            if finished_only:
+                store = Path(raw["output"])
+            else:
+                store = build_store(load_recipe(raw), progress=False)
             for spec in plan.models:
-                rows.append(
-                    run_row(
-                        out / "runs" / f"{name}-x{factor}-{spec.slug}",
-                        {
-                            "data": name,
-                            "factor": factor,
-                            "model": spec.label,
-                            "constraint": spec.constraint,
-                        },
-                        store,
-                        spec.model,
-                        spec.constraint,
-                        epochs=epochs,
-                        batch_size=batch,
-                        lr=lr,
-                        options=spec.options,
-                        quick=quick,
-                        device=device,
-                        progress=progress,
-                    )
+                run = out / "runs" / f"{name}-x{factor}-{spec.slug}"
+                head = {
+                    "data": name,
+                    "factor": factor,
+                    "model": spec.label,
+                    "constraint": spec.constraint,
+                }
+                settings = dict(
+                    epochs=epochs,
+                    batch_size=batch,
+                    lr=lr,
+                    options=spec.options,
+                    quick=quick,
+                    device=device,
+                    progress=progress,
                 )
+                if finished_only:
+                    row = finished_row(run, store, spec.model, spec.constraint, **settings)
+                    if row is not None:
+                        rows.append(row)
+                else:
+                    rows.append(run_row(run, head, store, spec.model, spec.constraint, **settings))
     return rows
 
 

@@ -24,6 +24,8 @@ __all__ = [
     "QUICK_WIDTH",
     "NOTES_MARKER",
     "cached_row",
+    "saved_row",
+    "finished_row",
     "train_and_score",
     "run_row",
     "write_markdown",
@@ -37,6 +39,17 @@ QUICK_WIDTH = 8
 NOTES_MARKER = "<!-- notes: kept on re-runs -->"
 
 
+def saved_row(run: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The row saved in ``run/scores.json`` if it was made with ``settings``, else None."""
+    done = Path(run) / "scores.json"
+    settings = json.loads(json.dumps(dict(settings)))  # as they will read back
+    if done.is_file():
+        prev = json.loads(done.read_text())
+        if prev.get("settings") == settings:
+            return dict(prev)
+    return None
+
+
 def cached_row(
     run: Path, settings: Mapping[str, Any], compute: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -45,12 +58,11 @@ def cached_row(
     This is what makes a re-run resume: finished rows are read back, not retrained. The
     settings must be JSON-able; they are stored in the row as ``settings``.
     """
+    prev = saved_row(run, settings)
+    if prev is not None:
+        return prev
     done = Path(run) / "scores.json"
-    settings = json.loads(json.dumps(dict(settings)))  # as they will read back
-    if done.is_file():
-        prev = json.loads(done.read_text())
-        if prev.get("settings") == settings:
-            return prev
+    settings = json.loads(json.dumps(dict(settings)))
     row = {**compute(), "settings": settings}
     done.parent.mkdir(parents=True, exist_ok=True)
     tmp = done.with_name(f".{done.name}.tmp")
@@ -69,6 +81,7 @@ def train_and_score(
     batch_size: int = 64,
     lr: float = 1e-3,
     options: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
     seed: int = 0,
     augment: bool = False,
     patience: int | None = None,
@@ -93,7 +106,10 @@ def train_and_score(
     epochs, batch_size, lr : int, int, float
         Training settings (Adam).
     options : mapping, optional
-        Model options (``{"width": 32, "skip": "bicubic"}``).
+        Model options (``{"width": 32, "skip": "bicubic", "layout": "reference"}``).
+    training : mapping, optional
+        More :class:`climdown.train.TrainConfig` fields (``{"loss": "crps"}``,
+        ``{"adversarial_weight": 1e-4}``, ``{"precision": "bf16"}``).
     seed, augment, patience : int, bool, int or None
         :class:`climdown.train.TrainConfig`'s (the checkpoint is chosen on ``val`` by the
         area-weighted RMSE).
@@ -144,6 +160,7 @@ def train_and_score(
             patience=patience,
             max_steps=QUICK_STEPS if quick else None,
             model_options=opts,
+            **dict(training or {}),
             out=run,
             device=device,
             progress=progress,
@@ -176,13 +193,41 @@ def run_row(
     signature). The row is read back from ``run/scores.json`` when it was made with the same
     store, model, constraint, options and training settings (device, progress and resume do not
     count); a model without weights ignores the training settings, so a baseline row is made
-    once per store.
+    once per store. :func:`finished_row` only looks.
     """
+    call, settings = _settings(store, model, constraint, run, options)
+    return cached_row(
+        Path(run), settings, lambda: {**head, **train_and_score(*call.args, **call.kwargs)}
+    )
+
+
+def finished_row(
+    run: str | os.PathLike[str],
+    store: str | os.PathLike[str],
+    model: str,
+    constraint: str,
+    **options: Any,
+) -> dict[str, Any] | None:
+    """The row :func:`run_row` would read back from ``run`` with these options, or None when it
+    is not finished there (nothing is trained)."""
+    return saved_row(Path(run), _settings(store, model, constraint, run, options)[1])
+
+
+def _settings(
+    store: str | os.PathLike[str],
+    model: str,
+    constraint: str,
+    run: str | os.PathLike[str],
+    options: Mapping[str, Any],
+) -> tuple[inspect.BoundArguments, dict[str, Any]]:
+    """:func:`train_and_score`'s bound call, and the settings that identify its row."""
     call = inspect.signature(train_and_score).bind(store, model, constraint, run, **options)
     call.apply_defaults()
     given = call.arguments
     trained = {k: given[k] for k in ("epochs", "batch_size", "lr", "quick")}
     trained["options"] = dict(given["options"] or {})
+    if given["training"]:  # only when set, so rows cached before it existed are read back
+        trained["training"] = dict(given["training"])
     # the newer settings count only where they differ from the defaults, so rows cached
     # before they existed are read back
     for key in ("seed", "augment", "patience"):
@@ -196,9 +241,7 @@ def run_row(
         **(trained if _has_weights(model) else {}),
         **({"val": True} if given["val"] else {}),
     }
-    return cached_row(
-        Path(run), settings, lambda: {**head, **train_and_score(*call.args, **call.kwargs)}
-    )
+    return call, settings
 
 
 def _has_weights(model: str) -> bool:
