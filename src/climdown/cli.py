@@ -136,6 +136,7 @@ def _cmd_experiments(a: argparse.Namespace) -> int:
         seeds=a.seeds,
         layout=a.layout,
         finished_only=a.finished_only,
+        time_steps=a.time_steps,
     )
     print(table)
     return 0
@@ -380,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--finished-only",
         action="store_true",
         help="train nothing: write the rows finished in --out, list the others as not run",
+    )
+    sp.add_argument(
+        "--time-steps",
+        type=int,
+        default=None,
+        help="time each row not run by N training steps, for the not-run estimates (default: none)",
     )
     sp.set_defaults(func=_cmd_experiments, parser=sp)
 

@@ -55,7 +55,8 @@ def test_only_e4_writes_results_and_resumes(
     assert doc.strip() in printed  # the file holds the table the command printed
     assert "Machine:" in doc and "epoch" in doc
 
-    (study,) = _tables(doc)  # --only E4 has no real-data rows
+    assert "## Real ERA5" not in doc  # --only E4 has no real-data rows
+    study = _tables(doc)[0]
     ids = [r["id"] for r in study]
     assert ids.count("E4") == 1 and not set(ids) & (set(STUDY_IDS) - {"E4"})
     e4 = next(r for r in study if r["id"] == "E4")
@@ -80,7 +81,8 @@ def test_only_e4_writes_results_and_resumes(
     e4_again = next(r for r in _tables(again)[0] if r["id"] == "E4")
     assert e4_again == e4
     kept = results.read_text()  # notes below the marker survive the rewrite, once
-    assert kept.count("Hand-written reading of the table.") == 1 and kept.count("| E4 |") == 1
+    assert kept.count("Hand-written reading of the table.") == 1
+    assert kept.count("## The study's table") == 1
 
 
 def test_unknown_only_id_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,7 +190,7 @@ def test_quick_softmax_conserves_and_none_does_not(quick_table: tuple[Path, str,
 def test_quick_real_data_rows(quick_table: tuple[Path, str, float]) -> None:
     _, doc, _ = quick_table
     assert "## Real ERA5" in doc
-    real = _tables(doc)[1]
+    real = _tables(doc.split("## Real ERA5")[1])[0]
     assert {r["factor"] for r in real} == {"4x"}  # --quick keeps factor 4
     for name in ("global", "Rhine"):
         rows = [r for r in real if name in r["data"]]
@@ -363,3 +365,33 @@ def test_findings_verdicts_account_for_seed_spread() -> None:
     assert verdicts["C9"] == "refuted" and verdicts["C6"] == "not run"
     collapsed = settle(report, {"T1a": rows(20.0, 21.0, ssim=0.2), "T1b": rows(1.0, 1.0)})
     assert [c["verdict"] for c in collapsed if c["id"] == "C9"] == ["confirmed"]
+
+
+def test_time_steps_times_the_rows_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _tiny_plan(
+        tmp_path,
+        [
+            {"id": "A", "recipe": "tiny", "model": "cnn", "constraint": "softmax"},
+            {
+                "id": "B",
+                "recipe": "tiny",
+                "model": "gan",
+                "constraint": "softmax",
+                "training": {"loss": "crps"},
+            },
+        ],
+    )
+    out = tmp_path / "exp"
+    base = ["experiments", str(config), "--quick", "--out", str(out), "--only", "A"]
+    doc = _run(base, capsys)
+    assert (
+        "| B | gan (loss crps) | softmax | 0 of 1 | not selected (--only) | not measured |" in doc
+    )
+    doc = _run([*base, "--time-steps", "1"], capsys)
+    log = json.loads((out / "timing" / "B" / "metrics.jsonl").read_text())
+    assert log["step"] == 1  # one step of B, not its epochs
+    assert not (out / "runs" / "B").exists() and not (out / "timing" / "A").exists()
+    line = next(ln for ln in doc.splitlines() if ln.startswith("| B |"))
+    assert "(timed steps)" in line and "h for the missing seeds at 1 epochs" in line

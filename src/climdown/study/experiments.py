@@ -226,6 +226,7 @@ def run_experiments(
     seeds: int | None = None,
     layout: str = "default",
     finished_only: bool = False,
+    time_steps: int | None = None,
     progress: bool = True,
 ) -> str:
     """Run the experiment table and write it (Markdown) to ``results``.
@@ -257,6 +258,10 @@ def run_experiments(
     finished_only : bool
         Train nothing: write the rows already finished in ``out`` and list the others (with
         the epoch times measured in their run folders) as not run.
+    time_steps : int, optional
+        Time each row this document lacks that has no epoch measured yet: train it for this
+        many steps of one epoch (``out/timing/ID``, kept) so the "Not run" table can give an
+        epoch time (per step x steps per epoch + the validation pass) and an estimate.
     progress : bool
         Progress bars while training.
 
@@ -346,6 +351,13 @@ def run_experiments(
             finished_only=finished_only,
         )
     not_run = _not_run(plan, chosen, missing, done, out, epochs, seeds, quick)
+    if time_steps:
+        todo = [e for e in plan.experiments if e.id in {r["id"] for r in not_run}]
+        for exp in todo:
+            if exp.recipe not in stores:
+                stores[exp.recipe] = _store_for(exp.recipe, out, quick, progress)
+            _time_row(exp, stores[exp.recipe], out, int(time_steps), plan, device)
+        not_run = _not_run(plan, chosen, missing, done, out, epochs, seeds, quick)
     doc = _document(
         rows,
         baselines,
@@ -354,7 +366,7 @@ def run_experiments(
         not_run,
         epochs=epochs,
         quick=quick,
-        command=_command(given_epochs, quick, only, seeds, layout, finished_only),
+        command=_command(given_epochs, quick, only, seeds, layout, finished_only, time_steps),
     )
     write_markdown(Path(results) if results is not None else out / "results.md", doc)
     return doc
@@ -372,6 +384,52 @@ def _seeds_of(exp: Experiment, plan: ExperimentPlan, seeds: int | None, quick: b
 def _run_dir(out: Path, exp_id: str, seed: int) -> Path:
     """``out/runs/ID`` for seed 0 (the folder of single-seed tables), ``ID-seedS`` after."""
     return out / "runs" / (exp_id if seed == 0 else f"{exp_id}-seed{seed}")
+
+
+def _time_row(
+    exp: Experiment, store: Path, out: Path, steps: int, plan: ExperimentPlan, device: str
+) -> None:
+    """Train ``exp`` for ``steps`` steps of one epoch in ``out/timing/ID`` (once), to time it."""
+    from climdown.train import train
+
+    run = out / "timing" / exp.id
+    if (run / "metrics.jsonl").is_file() or _epoch_seconds([_run_dir(out, exp.id, 0)]):
+        return  # timed already, or a whole epoch of it ran
+    print(f"[{exp.id}] timing {steps} step(s) of {exp.label} + {exp.constraint}")
+    train(
+        store,
+        model=exp.model,
+        constraint=exp.constraint,
+        epochs=1,
+        max_steps=steps,
+        batch_size=plan.batch_size,
+        lr=plan.lr,
+        model_options=exp.model_options(),
+        **dict(exp.training),
+        out=run,
+        device=device,
+        progress=False,
+        resume=False,
+    )
+
+
+def _timed_epoch(out: Path, exp_id: str, batch_size: int) -> float | None:
+    """Epoch time (s) estimated from a timing run: per step x steps per epoch + validation."""
+    import math
+
+    from climdown.checkpoint import read_meta
+    from climdown.data.store import store_info
+
+    log = out / "timing" / exp_id / "metrics.jsonl"
+    ckpt = out / "timing" / exp_id / "last.pt"
+    if not log.is_file() or not ckpt.is_file():
+        return None
+    store = str(read_meta(ckpt)["store"])
+    rec = json.loads(log.read_text().splitlines()[-1])
+    n_train = int(store_info(store)["samples"]["train"])
+    per_step = float(rec["train_time_s"]) / max(int(rec["step"]), 1)
+    validation = float(rec["time_s"]) - float(rec["train_time_s"])
+    return per_step * math.ceil(n_train / batch_size) + validation
 
 
 def _epoch_seconds(runs: Iterable[Path]) -> float | None:
@@ -415,6 +473,10 @@ def _not_run(
         if not lacking:
             continue
         per_epoch = _epoch_seconds(_run_dir(out, exp.id, s) for s in range(max(n, 1)))
+        how = "whole epochs"
+        if per_epoch is None:
+            per_epoch = _timed_epoch(out, exp.id, plan.batch_size)
+            how = "timed steps"
         left.append(
             {
                 "id": exp.id,
@@ -423,6 +485,7 @@ def _not_run(
                 "seeds": f"{n - len(lacking)} of {n}",
                 "why": why,
                 "epoch_s": per_epoch,
+                "how": how,
                 "estimate_h": None
                 if per_epoch is None
                 else per_epoch * epochs * len(lacking) / 3600.0,
@@ -438,6 +501,7 @@ def _command(
     seeds: int | None,
     layout: str,
     finished_only: bool,
+    time_steps: int | None = None,
 ) -> str:
     """The ``climdown experiments`` command line that makes this document."""
     parts = ["climdown experiments"]
@@ -447,6 +511,7 @@ def _command(
     parts += [] if layout == "default" else [f"--layout {layout}"]
     parts += ["--only " + " ".join(only)] if only else []
     parts += ["--finished-only"] if finished_only else []
+    parts += [f"--time-steps {time_steps}"] if time_steps else []
     return " ".join(parts)
 
 
@@ -596,7 +661,7 @@ def _not_run_table(left: list[dict[str, Any]], epochs: int) -> str:
                 r["constraint"],
                 r["seeds"],
                 r["why"],
-                "not measured" if r["epoch_s"] is None else f"{r['epoch_s']:.0f}",
+                "not measured" if r["epoch_s"] is None else f"{r['epoch_s']:.0f} ({r['how']})",
                 "–"
                 if r["estimate_h"] is None
                 else f"{r['estimate_h']:.1f} h for the missing seeds at {epochs} epochs",
@@ -701,9 +766,11 @@ def _document(
             "## Not run",
             "",
             "Rows of `experiments.yaml` (or seeds of them) this document has no scores for, "
-            "and why. The measured time per epoch comes from the row's run folders (any "
-            "run of it, e.g. a short timing run); the estimate is that time x epochs x "
-            "missing seeds, on the machine above.",
+            "and why. The time per epoch is measured in the row's run folders (whole "
+            "epochs of any run of it), else estimated from a timing run (`--time-steps N`: "
+            "N training steps, the time per step x steps per epoch + the validation pass "
+            "it measured); the estimate is that time x epochs x missing seeds, on the "
+            "machine above (shared with other work, so an upper bound for a quiet one).",
             "",
             _not_run_table(not_run, epochs),
             "",
