@@ -64,7 +64,9 @@ class ResidualBlock(nn.Module):
         self.conv2 = conv3x3(width, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+        out = self.conv2(torch.relu_(self.conv1(x)))  # in place, as the reference: less memory
+        out += x
+        return torch.relu_(out)
 
 
 def icnr_(conv: nn.Conv2d, factor: int) -> nn.Conv2d:
@@ -151,9 +153,9 @@ class CNN(nn.Module):
         blocks = positive_int(blocks, "option 'blocks'")
         self.layout = layout
         cin = channels + extra_inputs
-        self.inp = nn.Sequential(conv3x3(cin, width), nn.ReLU())
+        self.inp = nn.Sequential(conv3x3(cin, width), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(blocks)))
-        self.post = nn.Sequential(conv3x3(width, width), nn.ReLU())
+        self.post = nn.Sequential(conv3x3(width, width), nn.ReLU(inplace=True))
         if layout == "fast":
             self.head: nn.Module = PixelShuffleHead(width, channels, self.factor)
             return
@@ -165,7 +167,7 @@ class CNN(nn.Module):
             )
         )
         self.rest = self.factor // pow2
-        self.mid = nn.Sequential(conv3x3(width, width), nn.ReLU())
+        self.mid = nn.Sequential(conv3x3(width, width), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(width, channels, kernel_size=1)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
