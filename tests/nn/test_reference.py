@@ -203,3 +203,36 @@ def test_reference_layout_errors() -> None:
         flow(torch.rand(1, 4, 1, 16, 16))
     with pytest.raises(ConfigError, match="skip"):
         get_model("flowconvgru", 2, layout="reference", skip="bicubic")
+
+
+def test_reference_gan_and_convgru_train_and_downscale(tmp_path) -> None:
+    """climdown train on the reference layouts, then the checkpoint through the accessor."""
+    from importlib import resources
+
+    import numpy as np
+    import yaml
+
+    from climdown.data.recipe import load_recipe
+    from climdown.data.store import build_store
+    from climdown.testing import tcw_dataarray
+    from climdown.train import train
+
+    recipes = Path(str(resources.files("climdown.study") / "recipes"))
+    recipe = yaml.safe_load((recipes / "tiny.yaml").read_text())
+    recipe["output"] = str(tmp_path / "tiny.zarr")
+    store = build_store(load_recipe(recipe))
+    small = {"layout": "reference", "width": 8, "blocks": 1}
+    for name in ("gan", "convgru"):
+        out = tmp_path / name
+        summary = train(
+            store, model=name, constraint="softmax", epochs=1, out=out, batch_size=8,
+            progress=False, model_options=small,
+        )  # fmt: skip
+        assert summary["epochs"] == 1
+        lr = tcw_dataarray(nlat=8, nlon=16, spacing=4.0)  # the tiny store's spacing
+        hr = lr.climdown.downscale(factor=4, constraint="softmax", model=out / "best.pt")
+        assert hr.shape == (lr.shape[0], 32, 64)
+        assert float(hr.min()) >= 0
+        budget = lr.climdown.conservation(hr)
+        assert float(np.abs(budget["mass_rel_diff"]).max()) < 1e-6
+        assert float(budget["max_block_violation"].max()) < 1e-4 * float(lr.max())

@@ -1,7 +1,9 @@
 """Model families of the study (CNN, GAN, ConvGRU, FlowConvGRU, baselines) and their registry.
 
 ``get_model(name, factor, constraint, ...)`` builds any model x constraint;
-``build_model(model.config)`` rebuilds it (see :mod:`climdown.nn.models.registry`).
+``build_model(model.config)`` rebuilds it (see :mod:`climdown.nn.models.registry`);
+``from_reference(state_dict, name)`` loads weights saved by the study's reference code into its
+layout (:mod:`climdown.nn.models.reference`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,32 @@ from climdown.nn.models.cnn import CNN, ResidualBlock
 from climdown.nn.models.convgru import ConvGRU, ConvGRUCell
 from climdown.nn.models.flow import FlowConvGRU, warp
 from climdown.nn.models.gan import GANGenerator, GANModel, PatchDiscriminator, make_discriminator
-from climdown.nn.models.registry import MODELS, RECURRENT, build_model, get_model
+from climdown.nn.models.reference import (
+    ReferenceConvGRU,
+    ReferenceDiscriminator,
+    ReferenceFlowConvGRU,
+    ReferenceGANGenerator,
+    from_reference,
+)
+from climdown.nn.models.registry import (
+    MODELS,
+    RECURRENT,
+    REFERENCE_LAYOUTS,
+    build_model,
+    get_model,
+)
 
 __all__ = [
     "MODELS",
     "RECURRENT",
     "get_model",
     "build_model",
+    "from_reference",
+    "REFERENCE_LAYOUTS",
+    "ReferenceGANGenerator",
+    "ReferenceDiscriminator",
+    "ReferenceConvGRU",
+    "ReferenceFlowConvGRU",
     "CNN",
     "ResidualBlock",
     "GANGenerator",
