@@ -787,6 +787,14 @@ class GridMapping:
         pyproj = _pyproj()
         if pyproj is None:
             return None
+        key = repr(sorted((str(k), repr(v)) for k, v in self.attrs.items()))
+        if key not in _PLANES:  # building a CRS from CF takes ~1 s (PROJ's database)
+            if len(_PLANES) > 16:
+                _PLANES.clear()
+            _PLANES[key] = self._projection(pyproj)
+        return _PLANES[key]
+
+    def _projection(self, pyproj: Any) -> _Plane:
         try:
             crs = pyproj.CRS.from_cf(dict(self.attrs))
         except Exception as exc:  # pyproj raises its own CRSError, or KeyError for odd attrs
@@ -800,6 +808,8 @@ class GridMapping:
 
 class _Plane:
     """Forward (lat/lon -> plane) and inverse maps of a grid's native plane."""
+
+    # (subclasses below; _PLANES caches the projections' by their CF attributes)
 
     def forward(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -837,6 +847,9 @@ class _ProjPlane(_Plane):
     def inverse(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lon, lat = self.inv.transform(np.asarray(x, np.float64), np.asarray(y, np.float64))
         return np.asarray(lat), np.asarray(lon)
+
+
+_PLANES: dict[str, _Plane] = {}
 
 
 def _unwrap_2d(lon: np.ndarray) -> np.ndarray:
