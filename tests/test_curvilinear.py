@@ -379,3 +379,20 @@ def test_projection_without_pyproj_and_without_latlon_is_refused(monkeypatch) ->
     monkeypatch.setitem(sys.modules, "pyproj", None)
     with pytest.raises(CoordinateError, match="pyproj"):
         grid_of(lcc)
+
+
+def test_plot_on_the_grids_own_projection() -> None:
+    import cartopy.crs as ccrs
+
+    from climdown import plot
+
+    for lr, kind in (
+        (rotated_pole_field(8, 8, 1), ccrs.RotatedPole),
+        (lambert_conformal_field(8, 8, 1), ccrs.LambertConformal),
+        (polar_stereographic_field(8, 8, 1), ccrs.Stereographic),
+    ):
+        hr = lr.climdown.downscale(factor=2, model="bicubic", progress=False)
+        fig = lr.climdown.plot(hr)
+        assert all(isinstance(ax.projection, kind) for ax in fig.axes if hasattr(ax, "projection"))
+        fig.canvas.draw()
+        plot.field(hr["tcw"])  # one panel of the fine field

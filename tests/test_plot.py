@@ -287,8 +287,8 @@ def test_bad_inputs(rhine_like):
         dims=("y", "x"),
         coords={"lat": (("y", "x"), lat2d), "lon": (("y", "x"), lon2d)},
     )
-    with pytest.raises(CoordinateError, match="curvilinear"):
-        plot.field(curvi)
+    with pytest.raises(CoordinateError, match="2-D latitude/longitude"):
+        plot.field(curvi.drop_vars(["lat", "lon"]))
     member = hr.expand_dims(member=2)
     with pytest.raises(GridShapeError, match="member"):
         plot.compare(lr, member)

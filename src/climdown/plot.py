@@ -31,7 +31,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from climdown.errors import ClimdownError, CoordinateError, GridShapeError
-from climdown.grid import Grid, find_latlon, infer_factor, wrap_lon
+from climdown.grid import (
+    EARTH_RADIUS,
+    AnyGrid,
+    CurvilinearGrid,
+    Grid,
+    find_horizontal,
+    find_latlon,
+    grid_of,
+    infer_factor,
+    wrap_lon,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -300,8 +310,11 @@ def _map_dims(da: Any, what: str) -> tuple[str, str, tuple[str, str], str | None
             f"{what} must be an xarray DataArray with 1-D latitude/longitude coordinates, got "
             f"{type(da).__name__}; wrap arrays with xr.DataArray(values, coords=...) first"
         )
-    lat_name, lon_name = find_latlon(da)
-    spatial = (str(da[lat_name].dims[0]), str(da[lon_name].dims[0]))
+    h = find_horizontal(da)
+    spatial = (str(h.dims[0]), str(h.dims[1]))
+    lat_name, lon_name = (
+        str(n if n is not None else d) for n, d in zip((h.lat, h.lon), spatial, strict=True)
+    )
     return lat_name, lon_name, spatial, _time_dim(da, spatial)
 
 
@@ -358,13 +371,13 @@ def _shared_time(fields: dict[str, xr.DataArray], time: Any) -> Any:
     return shared[0]
 
 
-def _grid(da: Any, what: str) -> Grid:
+def _grid(da: Any, what: str) -> AnyGrid:
     """The grid of a field to map (its cells, whatever its other dims)."""
-    lat_name, lon_name, _, _ = _map_dims(da, what)
-    return Grid.from_xarray(da, lat_name, lon_name)
+    _map_dims(da, what)
+    return grid_of(da)
 
 
-def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str | None]:
+def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, AnyGrid, str | None]:
     """The 2-D ``[lat, lon]`` slice of ``da`` to draw, its grid and its time label."""
     lat_name, lon_name, spatial, tdim = _map_dims(da, what)
     label = None
@@ -393,21 +406,78 @@ def _select_map(da: Any, time: Any, what: str) -> tuple[xr.DataArray, Grid, str 
             f"but {extra} remain; select one index first, e.g. da.isel({extra[0]}=0)"
         )
     da = da.transpose(*spatial)
-    return da, Grid.from_xarray(da, lat_name, lon_name), label
+    return da, grid_of(da), label
 
 
-def _edges(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The grid's cell bounds ``(lat_b, lon_b)`` in degrees (always set once it is built)."""
+def _edges(grid: AnyGrid) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's cell bounds ``(lat_b, lon_b)`` in degrees (always set once it is built); a
+    curvilinear grid's corners, flattened, longitudes continuous across the date line."""
+    if isinstance(grid, CurvilinearGrid):
+        return grid.lat_c.ravel(), _corner_lon(grid).ravel()
     return np.asarray(grid.lat_b, dtype=np.float64), np.asarray(grid.lon_b, dtype=np.float64)
 
 
-def _centre(grid: Grid) -> float:
+def _corner_lon(grid: CurvilinearGrid) -> np.ndarray:
+    """Corner longitudes ``[H+1, W+1]`` without jumps of 360 (one piece for pcolormesh)."""
+    lon = grid.lon_c
+    first = np.concatenate(
+        [[lon[0, 0]], lon[0, 0] + np.cumsum(wrap_lon(np.diff(lon[:, 0]), -180.0))]
+    )
+    steps = wrap_lon(np.diff(lon, axis=1), -180.0)
+    return np.concatenate([first[:, None], first[:, None] + np.cumsum(steps, axis=1)], axis=1)
+
+
+def _own_projection(grid: AnyGrid) -> Any:
+    """The cartopy projection of a curvilinear grid's CF grid mapping (rotated pole, Lambert
+    conformal, polar stereographic), or None (then a centred PlateCarree)."""
+    import cartopy.crs as ccrs
+
+    m = grid.mapping if isinstance(grid, CurvilinearGrid) else None
+    if m is None:
+        return None
+    a = m.attrs
+    radius = float(a.get("earth_radius", EARTH_RADIUS))
+    globe = ccrs.Globe(ellipse=None, semimajor_axis=radius, semiminor_axis=radius)
+    if m.rotated:
+        return ccrs.RotatedPole(
+            pole_longitude=float(a["grid_north_pole_longitude"]),
+            pole_latitude=float(a["grid_north_pole_latitude"]),
+            central_rotated_longitude=float(a.get("north_pole_grid_longitude", 0.0)),
+        )
+    if m.kind == "lambert_conformal_conic":
+        parallels = tuple(float(v) for v in np.atleast_1d(a["standard_parallel"]))
+        return ccrs.LambertConformal(
+            central_longitude=float(a.get("longitude_of_central_meridian", 0.0)),
+            central_latitude=float(a.get("latitude_of_projection_origin", 0.0)),
+            standard_parallels=parallels if len(parallels) == 2 else parallels * 2,
+            globe=globe,
+        )
+    if m.kind == "polar_stereographic":
+        return ccrs.Stereographic(
+            central_latitude=float(a.get("latitude_of_projection_origin", 90.0)),
+            central_longitude=float(a.get("straight_vertical_longitude_from_pole", 0.0)),
+            true_scale_latitude=a.get("standard_parallel"),
+            globe=globe,
+        )
+    return None
+
+
+def _projected_box(proj: Any, grid: CurvilinearGrid) -> tuple[float, float, float, float]:
+    """``(x0, x1, y0, y1)`` of the grid's corners in the projection ``proj``."""
+    import cartopy.crs as ccrs
+
+    pts = proj.transform_points(ccrs.PlateCarree(), _corner_lon(grid), grid.lat_c)
+    x, y = pts[..., 0], pts[..., 1]
+    return float(x.min()), float(x.max()), float(y.min()), float(y.max())
+
+
+def _centre(grid: AnyGrid) -> float:
     """Central longitude of the grid's (unwrapped) span, in degrees."""
     lon_b = _edges(grid)[1]
     return float(0.5 * (lon_b[0] + lon_b[-1]))
 
 
-def _x_bounds(grid: Grid, central_longitude: float) -> np.ndarray:
+def _x_bounds(grid: AnyGrid, central_longitude: float) -> np.ndarray:
     """Longitude bounds in the frame of a PlateCarree projection centred on ``central_longitude``.
 
     The bounds stay monotonic (one piece across the date line); the whole run is shifted by a
@@ -429,9 +499,19 @@ def _projection_centre(ax: GeoAxes) -> float | None:
     return None
 
 
-def _mesh(ax: GeoAxes, values: np.ndarray, grid: Grid, **kw: Any) -> Any:
+def _mesh(ax: GeoAxes, values: np.ndarray, grid: AnyGrid, **kw: Any) -> Any:
     """pcolormesh of ``values`` on the cells of ``grid`` in ``ax``'s projection."""
     import cartopy.crs as ccrs
+
+    if isinstance(grid, CurvilinearGrid):  # the cells' corners, from lon/lat
+        return ax.pcolormesh(
+            _corner_lon(grid),
+            grid.lat_c,
+            values,
+            transform=ccrs.PlateCarree(),
+            shading="flat",
+            **kw,
+        )
 
     centre = _projection_centre(ax)
     lat_b, lon_b = _edges(grid)
@@ -443,7 +523,13 @@ def _mesh(ax: GeoAxes, values: np.ndarray, grid: Grid, **kw: Any) -> Any:
     return ax.pcolormesh(x, lat_b, values, transform=ax.projection, shading="flat", **kw)
 
 
-def _set_extent(ax: GeoAxes, grid: Grid) -> None:
+def _set_extent(ax: GeoAxes, grid: AnyGrid) -> None:
+    if isinstance(grid, CurvilinearGrid):  # the corners' box in the map's own coordinates
+        x0, x1, y0, y1 = _projected_box(ax.projection, grid)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_adjustable("box")
+        return
     centre = _projection_centre(ax)
     lat_b, lon_b = _edges(grid)
     lat = (float(np.min(lat_b)), float(np.max(lat_b)))
@@ -472,13 +558,21 @@ def _label(da: xr.DataArray, units: str) -> str:
     return f"{name} [{units}]" if units else str(name)
 
 
-def _new_map_figure(n: int, grid: Grid, width_per_panel: float = 4.0) -> tuple[Figure, list[Any]]:
+def _new_map_figure(
+    n: int, grid: AnyGrid, width_per_panel: float = 4.0
+) -> tuple[Figure, list[Any]]:
     import cartopy.crs as ccrs
     from matplotlib.figure import Figure
 
-    proj = ccrs.PlateCarree(central_longitude=_centre(grid))
-    lat_b, lon_b = _edges(grid)
-    aspect = (np.ptp(lat_b) or 1.0) / (np.ptp(lon_b) or 1.0)
+    proj = _own_projection(grid)  # a regional model grid on its own projection
+    if proj is None:
+        proj = ccrs.PlateCarree(central_longitude=_centre(grid))
+    if isinstance(grid, CurvilinearGrid):
+        x0, x1, y0, y1 = _projected_box(proj, grid)
+        aspect = ((y1 - y0) or 1.0) / ((x1 - x0) or 1.0)
+    else:
+        lat_b, lon_b = _edges(grid)
+        aspect = (np.ptp(lat_b) or 1.0) / (np.ptp(lon_b) or 1.0)
     # + room for the title, the colour bar and the gridline labels
     height = min(max(width_per_panel * aspect, 1.6), 2.0 * width_per_panel) + 1.9
     fig = Figure(figsize=(width_per_panel * n, height), layout="constrained")
@@ -581,7 +675,7 @@ def field(
 
 def _decorate(
     ax: GeoAxes,
-    grid: Grid,
+    grid: AnyGrid,
     *,
     coast: bool = True,
     border_file: pathlib.Path | None = None,
@@ -778,7 +872,7 @@ def compare(
     return fig
 
 
-def _check_refines(coarse: Grid, fine: Grid, fine_name: str, coarse_name: str) -> int:
+def _check_refines(coarse: AnyGrid, fine: AnyGrid, fine_name: str, coarse_name: str) -> int:
     """The factor by which ``fine`` refines ``coarse``; raise naming the mismatch otherwise.
 
     ``fine`` must be an integer refinement with one factor on both axes
@@ -796,7 +890,7 @@ def _check_refines(coarse: Grid, fine: Grid, fine_name: str, coarse_name: str) -
     off_lon = np.abs(wrap_lon(np.sort(back_lon) - np.sort(lon_b), -180.0)).max()
     if off_lat > 0.5 * dlat or off_lon > 0.5 * dlon:
 
-        def box(g: Grid) -> str:
+        def box(g: AnyGrid) -> str:
             lat, lon = _edges(g)
             lon = np.sort(lon)
             return (
