@@ -236,3 +236,22 @@ def test_reference_gan_and_convgru_train_and_downscale(tmp_path) -> None:
         budget = lr.climdown.conservation(hr)
         assert float(np.abs(budget["mass_rel_diff"]).max()) < 1e-6
         assert float(budget["max_block_violation"].max()) < 1e-4 * float(lr.max())
+
+
+@needs_fixtures
+@pytest.mark.parametrize("filename", ["cnn_c32.pt", "gan_generator_c32.pt"])
+def test_reference_minmax_on_physical_units(filename: str) -> None:
+    """With the reference's min-max (offset, scale) its weights run on kg m-2 fields."""
+    name = FILES[filename][0]
+    fixture = _load(filename)
+    offset, scale = 0.4, 71.0  # a TCW range: min 0.4, max 71.4 kg m-2
+    for case in fixture["cases"]:
+        model = from_reference(
+            fixture["state_dict"], name, constraint=case["constraint"], scale=scale, offset=offset
+        ).eval()
+        kwargs = {"noise": case["z"]} if "z" in case else {}
+        with torch.no_grad():
+            out = model(offset + scale * case["input"], **kwargs)
+        expected = offset + scale * case["output"]
+        err = float((out - expected).abs().max() / expected.abs().max())
+        assert err <= RTOL, (filename, case["constraint"], err)

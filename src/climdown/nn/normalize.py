@@ -7,6 +7,13 @@ takes logits (softmax, whose z is dimensionless), and then put in the form the l
 never asks which layer it holds. The constraint therefore conserves and keeps positivity in
 kg m-2, not merely in normalised space. Scale-only (no offset) keeps zero at zero,
 so dry cells stay dry and the map lr -> lr / scale commutes with the block means.
+
+``offset`` (default 0) is the reference code's min-max normalisation, an option for
+reproducing it: the backbone sees ``(lr - offset) / scale`` and, as in the reference, the
+constraint runs on the normalised field, ``y = offset + scale * constraint(z, (lr - offset) /
+scale)``. Mass is still conserved exactly (the map is affine and block means commute with it),
+but a positive constraint keeps ``y >= 0`` only where ``lr >= offset`` (the reference's
+softmax gives ``min + (x - min) w``): the default, scale-only form keeps it everywhere.
 """
 
 from __future__ import annotations
@@ -51,11 +58,16 @@ class ConstrainedModel(nn.Module):
         Downscaling factor.
     scale : float
         Normalisation scale in physical units (e.g. the training HR standard deviation).
+    offset : float
+        Normalisation offset in physical units (0: scale-only; the training minimum for the
+        reference's min-max normalisation, with ``scale`` = max - min). Not a weight: it is
+        recorded in ``config`` and rebuilt from there.
     config : dict, optional
         The arguments that rebuild this model (recorded in checkpoints).
     """
 
     scale: torch.Tensor  # buffer: the normalisation scale, a 0-d tensor
+    offset: torch.Tensor  # buffer (not in the state dict): the min-max offset, 0-d
 
     def __init__(
         self,
@@ -64,12 +76,15 @@ class ConstrainedModel(nn.Module):
         factor: int,
         scale: float = 1.0,
         config: dict[str, Any] | None = None,
+        offset: float = 0.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.constraint = get_constraint(constraint)
         self.factor = int(factor)
         self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("offset", torch.tensor(float(offset)), persistent=False)
+        self.minmax = float(offset) != 0.0
         self.config = dict(config or {})
 
     @property
@@ -77,10 +92,14 @@ class ConstrainedModel(nn.Module):
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical units -> what the backbone sees: ``(x - offset) / scale``."""
+        return (x - self.offset) / self.scale if self.minmax else x / self.scale
+
     def raw(self, lr: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Backbone output z in the form the constraint expects (:attr:`Constraint.expects`)."""
-        z = self.backbone(lr / self.scale, **kwargs)
-        if not self.constraint.logits:
+        z = self.backbone(self.normalise(lr), **kwargs)
+        if not self.constraint.logits and not self.minmax:
             z = z * self.scale
         return self.constraint.activation(z)
 
@@ -100,7 +119,10 @@ class ConstrainedModel(nn.Module):
         self._check_shapes(lr, z, area)
         with torch.autocast(device_type=z.device.type, enabled=False):
             z, x = z.to(dtype), lr.to(dtype)
-            return self.constraint(z, x, area_weights(area, self.factor, z))
+            w = area_weights(area, self.factor, z)
+            if self.minmax:  # the reference's form: constrain the normalised field
+                return self.offset + self.scale * self.constraint(z, self.normalise(x), w)
+            return self.constraint(z, x, w)
 
     def _check_shapes(self, lr: torch.Tensor, z: torch.Tensor, area: torch.Tensor | None) -> None:
         want = (lr.shape[-2] * self.factor, lr.shape[-1] * self.factor)
@@ -128,4 +150,4 @@ class ConstrainedModel(nn.Module):
     ) -> torch.Tensor:
         """The constraint's loss term (soft constraint), on the normalised scale."""
         w = area_weights(area, self.factor, y)
-        return self.constraint.penalty(y / self.scale, lr / self.scale, w)
+        return self.constraint.penalty(self.normalise(y), self.normalise(lr), w)

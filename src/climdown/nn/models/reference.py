@@ -588,6 +588,7 @@ def from_reference(
     factor: int = 4,
     constraint: str = "none",
     scale: float = 1.0,
+    offset: float = 0.0,
     channels: int | None = None,
     blocks: int | None = None,
     **model_options: Any,
@@ -601,12 +602,14 @@ def from_reference(
         ``torch.load(path, weights_only=True)``).
     name : {"cnn", "gan", "convgru", "flowconvgru", "discriminator"}
         The reference model (``--model`` of its ``main.py``; ``discriminator`` for the GAN's).
-    factor, constraint, scale
-        As :func:`~climdown.nn.models.get_model`. The reference's data were min-max scaled to
-        0..1; to run its weights on kg m-2, use ``scale`` = the data's maximum for a minimum
-        of 0 (its min-max offset is not modelled: see docs/models.md).
-        ``constraint="mult"`` loads the reference's raw form (``constraint_options``
-        ``{"raw": True}``), since the weights were trained on it.
+    factor, constraint
+        As :func:`~climdown.nn.models.get_model`. ``constraint="mult"`` loads the reference's
+        raw form (``constraint_options`` ``{"raw": True}``), since the weights were trained on it.
+    scale, offset : float
+        The reference min-max scaled its data to 0..1: to run its weights on fields in kg m-2,
+        pass its training data's ``offset`` = minimum and ``scale`` = maximum - minimum. Then
+        ``model(x)`` is ``offset + scale * reference_model((x - offset) / scale)`` for every
+        constraint. The defaults (0, 1) take and return the reference's 0..1 values.
     channels, blocks : int, optional
         Default: read off the state dict (the reference's ``number_channels`` and
         ``number_residual_blocks``).
@@ -635,6 +638,7 @@ def from_reference(
         factor,
         constraint,
         scale=scale,
+        offset=offset,
         layout="reference",
         width=width,
         blocks=nblocks,

@@ -11,6 +11,7 @@ state dict).
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from climdown.errors import ConfigError
@@ -94,6 +95,7 @@ CONFIG_KEYS = (
     "constraint",
     "constraint_options",
     "scale",
+    "offset",
     "frames",
     "channels",
     "options",
@@ -126,6 +128,7 @@ def get_model(
     constraint: str | Constraint = "none",
     *,
     scale: float = 1.0,
+    offset: float = 0.0,
     frames: int = 1,
     channels: int = 1,
     constraint_options: dict[str, Any] | None = None,
@@ -146,6 +149,10 @@ def get_model(
         (:mod:`climdown.nn.constraints`).
     scale : float
         Normalisation scale in physical units (kg m-2), e.g. the training HR standard deviation.
+    offset : float
+        Normalisation offset (kg m-2): 0 (climdown's scale-only normalisation) or the training
+        minimum for the reference code's min-max normalisation (``scale`` = max - min; see
+        :class:`~climdown.nn.normalize.ConstrainedModel`).
     frames : int
         Number of time frames T of the data the model is made for (recorded in the config;
         CNN-type models treat frames independently, recurrent ones run over any T).
@@ -199,6 +206,8 @@ def get_model(
         _check_size(value, option, option=True)
     if not float(scale) > 0:
         raise ConfigError(f"scale must be a positive number (physical units), got {scale!r}")
+    if not math.isfinite(float(offset)):
+        raise ConfigError(f"offset must be a finite number (physical units), got {offset!r}")
     layer, cname, cargs = _constraint_args(constraint, constraint_options)
     resolved = {**cls.options, **options}
     if getattr(cls, "parameter_free", False):
@@ -226,13 +235,14 @@ def get_model(
         "constraint": cname,
         "constraint_options": cargs,
         "scale": float(scale),
+        "offset": float(offset),
         "frames": frames,
         "channels": channels,
         "options": resolved,
         "skip": skip,
     }
     wrapper = _WRAPPERS.get(cls, ConstrainedModel)
-    return wrapper(backbone, layer, factor, scale=float(scale), config=config)
+    return wrapper(backbone, layer, factor, scale=float(scale), config=config, offset=float(offset))
 
 
 def _check_size(value: int, name: str, *, option: bool = False) -> None:
