@@ -775,6 +775,14 @@ def _document(
             _not_run_table(not_run, epochs),
             "",
         ]
+    if not real_rows and plan.real_data is not None:
+        parts += [
+            "## Real ERA5",
+            "",
+            "Not in this document: no real-ERA5 row was run or finished in this out folder "
+            "(they run without `--only`, or with `--only real`).",
+            "",
+        ]
     if real_rows and plan.real_data is not None:
         rd = plan.real_data
         real_epochs, batch = rd.training(epochs=epochs, batch_size=plan.batch_size, quick=quick)
