@@ -396,3 +396,18 @@ def test_plot_on_the_grids_own_projection() -> None:
         assert all(isinstance(ax.projection, kind) for ax in fig.axes if hasattr(ax, "projection"))
         fig.canvas.draw()
         plot.field(hr["tcw"])  # one panel of the fine field
+
+
+def test_downscale_file_keeps_the_grid(tmp_path) -> None:
+    # what the CLI's downscale runs: file in, file out, lazily in chunks
+    from climdown.fileio import downscale_file
+
+    lambert_conformal_field(16, 16).to_netcdf(tmp_path / "in.nc")
+    out = downscale_file(
+        tmp_path / "in.nc", tmp_path / "out.nc", factor=2, model="bicubic", max_chunk=8
+    )
+    with xr.open_dataset(out) as hr, xr.open_dataset(tmp_path / "in.nc") as lr:
+        assert hr["tcw"].attrs["grid_mapping"] == "crs" and "crs" in hr.variables
+        assert hr["lat_bnds"].shape == (32, 32, 4)
+        report = lr.climdown.assert_conserves(hr, rtol=1e-6)
+        assert float(abs(report["mass_rel_diff"]).max()) < 1e-7

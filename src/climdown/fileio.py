@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Hashable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import xarray as xr
 from climdown._version import __version__
 from climdown.data.store import OUTPUT_MARKER, written_by_climdown
 from climdown.errors import StoreError
-from climdown.grid import find_latlon
+from climdown.grid import find_horizontal
 from climdown.inference import downscale
 from climdown.validate import positive_int
 
@@ -110,12 +111,13 @@ def _open(src: Path) -> xr.Dataset:
         ) from err
 
 
-def _rechunk(ds: xr.Dataset, lat: str, lon: str, max_cells: int) -> xr.Dataset:
+def _rechunk(ds: xr.Dataset, spatial: tuple[Hashable, Hashable], max_cells: int) -> xr.Dataset:
     """One time step (index of every non-spatial dim) per chunk, at most ``max_cells`` LR
-    cells along lat and lon, so memory stays bounded on any file."""
-    spatial = (ds[lat].dims[0], ds[lon].dims[0])
+    cells along the grid's two dims, so memory stays bounded on any file. Only the fields
+    are chunked: coordinates and cell bounds (small) stay as they are read."""
     chunks = {d: (min(max_cells, n) if d in spatial else 1) for d, n in ds.sizes.items()}
-    return ds.chunk(chunks)
+    fields = {k: v.chunk({d: chunks[d] for d in v.dims}) for k, v in ds.data_vars.items() if v.ndim}
+    return ds.assign(fields)
 
 
 def downscale_file(
@@ -166,8 +168,8 @@ def downscale_file(
     _check_output(dst, zarr, overwrite)
     ds = _open(src)
     try:
-        lat_name, lon_name = find_latlon(ds, lat=options.get("lat"), lon=options.get("lon"))
-        ds = _rechunk(ds, lat_name, lon_name, positive_int(max_chunk, "max_chunk"))
+        h = find_horizontal(ds, lat=options.get("lat"), lon=options.get("lon"))
+        ds = _rechunk(ds, h.dims, positive_int(max_chunk, "max_chunk"))
         out = downscale(ds, **options)
         for v in out.variables.values():  # the input's chunking and compression do not fit;
             # the CF encoding the library set (time units and type, no fill on coordinates) does
