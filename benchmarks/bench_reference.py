@@ -32,7 +32,8 @@ from _docs import write_section
 from bench_models import machine
 
 from climdown.nn.models import PatchDiscriminator, get_model
-from climdown.nn.models.reference import ReferenceDiscriminator, reference_keys
+from climdown.nn.models.reference import ReferenceDiscriminator
+from climdown.nn.models.weights import reference_keys
 
 SECTION = "## Reference layouts against the reference code (CPU)"
 START, END = "<!-- bench_reference:start -->", "<!-- bench_reference:end -->"

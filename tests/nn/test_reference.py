@@ -15,12 +15,8 @@ import torch
 
 from climdown.errors import CheckpointError, ConfigError, GridShapeError
 from climdown.nn.models import build_model, get_model, make_discriminator
-from climdown.nn.models.reference import (
-    ReferenceDiscriminator,
-    ReferenceFlowModel,
-    from_reference,
-    reference_keys,
-)
+from climdown.nn.models.reference import ReferenceDiscriminator, ReferenceFlowModel
+from climdown.nn.models.weights import from_reference, reference_keys
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "reference"
 

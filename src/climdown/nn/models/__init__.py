@@ -3,7 +3,7 @@
 ``get_model(name, factor, constraint, ...)`` builds any model x constraint;
 ``build_model(model.config)`` rebuilds it (see :mod:`climdown.nn.models.registry`);
 ``from_reference(state_dict, name)`` loads weights saved by the study's reference code into its
-layout (:mod:`climdown.nn.models.reference`).
+layouts (:mod:`climdown.nn.models.reference`, :mod:`climdown.nn.models.weights`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from climdown.nn.models.reference import (
     ReferenceDiscriminator,
     ReferenceFlowConvGRU,
     ReferenceGANGenerator,
-    from_reference,
 )
 from climdown.nn.models.registry import (
     MODELS,
@@ -27,6 +26,7 @@ from climdown.nn.models.registry import (
     build_model,
     get_model,
 )
+from climdown.nn.models.weights import from_reference
 
 __all__ = [
     "MODELS",

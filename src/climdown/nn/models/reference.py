@@ -3,7 +3,8 @@
 Harder et al. published their code as RolnickLab/constrained-downscaling; this module rebuilds
 the networks of its ``models.py`` (HEAD, commit ``02fa5b1``) as climdown backbones, so that
 ``get_model(name, layout="reference")`` has the reference's layers and parameter counts and
-:func:`from_reference` can load a state dict the reference code saved. Each class says where it
+:func:`climdown.nn.models.weights.from_reference` can load a state dict the reference code
+saved. Each class says where it
 departs from the reference, and why. The CNN's reference layout is
 :class:`climdown.nn.models.cnn.CNN` with ``layout="reference"`` (the reference's ``ResNet``).
 
@@ -23,13 +24,12 @@ makes these layouts as fast as the reference's own models (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from climdown.errors import CheckpointError, ConfigError, GridShapeError
+from climdown.errors import ConfigError, GridShapeError
 from climdown.nn.models.cnn import fold_frames, unfold_frames
 from climdown.nn.normalize import ConstrainedModel
 from climdown.validate import positive_int
@@ -41,8 +41,6 @@ __all__ = [
     "VoxelFlow",
     "ReferenceFlowConvGRU",
     "ReferenceFlowModel",
-    "from_reference",
-    "reference_keys",
 ]
 
 #: Latent size of the reference GAN's noise vector z.
@@ -494,184 +492,6 @@ class ReferenceFlowConvGRU(nn.Module):
         ``interpolated=True``: ``x`` is already ``[t0, t1, t2]`` from :meth:`frames`.
         """
         return self.spatial_sr(x if interpolated else self.frames(x))
-
-
-# --------------------------------------------------------------------------------------------
-# Loading the reference code's state dicts
-# --------------------------------------------------------------------------------------------
-
-#: Reference class of each climdown model name, as the reference's ``utils.load_model`` builds it.
-REFERENCE_CLASSES = {
-    "cnn": "ResNet",
-    "gan": "ResNet(noise=True)",
-    "discriminator": "Discriminator",
-    "convgru": "ConvGRUGeneratorDet",
-    "flowconvgru": "TimeEndToEndModel",
-}
-
-
-def _cnn_key(key: str) -> str:
-    """Reference ``ResNet`` key -> climdown ``CNN(layout='reference')`` key."""
-    head, _, rest = key.partition(".")
-    table = {"conv1": "inp", "upsampling": "up", "conv2": "mid", "res_blocks": "blocks",
-             "conv3": "post", "conv4": "head"}  # fmt: skip
-    if head not in table:
-        raise KeyError(key)
-    return f"{table[head]}.{rest}"
-
-
-def _gan_key(key: str) -> str:
-    head = key.partition(".")[0]
-    if head not in {"conv_trans0", "conv1", "res_blocks", "conv2", "upsampling", "conv3", "conv4"}:
-        raise KeyError(key)
-    return key
-
-
-def _convgru_key(key: str) -> str:
-    head = key.partition(".")[0]
-    if head not in {"initialize", "conv1", "res_blocks", "convgru", "upsampling", "conv2"}:
-        raise KeyError(key)
-    return key
-
-
-def _flow_key(key: str) -> str:
-    head, _, rest = key.partition(".")
-    if head == "spatial_sr":
-        return f"spatial_sr.{_convgru_key(rest)}"
-    if head != "temporal_sr":
-        raise KeyError(key)
-    return key
-
-
-def _disc_key(key: str) -> str:
-    head = key.partition(".")[0]
-    if head not in {f"conv{i}" for i in (1, 2, 3, 4, 5, 6, 9)}:
-        raise KeyError(key)
-    return key
-
-
-_KEYMAPS = {
-    "cnn": _cnn_key,
-    "gan": _gan_key,
-    "convgru": _convgru_key,
-    "flowconvgru": _flow_key,
-    "discriminator": _disc_key,
-}
-
-
-def reference_keys(state_dict: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """A reference state dict with climdown's backbone keys (no ``backbone.`` prefix).
-
-    Raises
-    ------
-    CheckpointError
-        For a key the reference model of ``name`` does not have (a state dict of another model).
-    """
-    if name not in _KEYMAPS:
-        raise ConfigError(f"no reference mapping for {name!r}; choose one of {', '.join(_KEYMAPS)}")
-    out = {}
-    for key, value in state_dict.items():
-        try:
-            out[_KEYMAPS[name](key)] = value
-        except KeyError:
-            raise CheckpointError(
-                f"key {key!r} is not a parameter of the reference {REFERENCE_CLASSES[name]}: "
-                f"this state dict is not the reference {name!r} model"
-            ) from None
-    return out
-
-
-def from_reference(
-    state_dict: Mapping[str, Any],
-    name: str,
-    *,
-    factor: int = 4,
-    constraint: str = "none",
-    scale: float = 1.0,
-    offset: float = 0.0,
-    channels: int | None = None,
-    blocks: int | None = None,
-    **model_options: Any,
-) -> nn.Module:
-    """Build the reference layout of ``name`` and load a state dict saved by the reference code.
-
-    Parameters
-    ----------
-    state_dict : mapping
-        What the reference code's ``torch.save(model.state_dict(), ...)`` wrote (load it with
-        ``torch.load(path, weights_only=True)``).
-    name : {"cnn", "gan", "convgru", "flowconvgru", "discriminator"}
-        The reference model (``--model`` of its ``main.py``; ``discriminator`` for the GAN's).
-    factor, constraint
-        As :func:`~climdown.nn.models.get_model`. ``constraint="mult"`` loads the reference's
-        raw form (``constraint_options`` ``{"raw": True}``), since the weights were trained on it.
-    scale, offset : float
-        The reference min-max scaled its data to 0..1: to run its weights on fields in kg m-2,
-        pass its training data's ``offset`` = minimum and ``scale`` = maximum - minimum. Then
-        ``model(x)`` is ``offset + scale * reference_model((x - offset) / scale)`` for every
-        constraint. The defaults (0, 1) take and return the reference's 0..1 values.
-    channels, blocks : int, optional
-        Default: read off the state dict (the reference's ``number_channels`` and
-        ``number_residual_blocks``).
-
-    Returns
-    -------
-    ConstrainedModel, or a :class:`ReferenceDiscriminator` for ``discriminator``.
-
-    Raises
-    ------
-    CheckpointError
-        When the state dict is not the reference model of ``name`` (other keys or shapes).
-    """
-    from climdown.nn.models.registry import get_model
-
-    mapped = reference_keys(state_dict, name)
-    if name == "discriminator":
-        disc = ReferenceDiscriminator(scale=scale)
-        _load(disc, {**mapped, "scale": disc.scale}, name)  # the scale is climdown's, not a weight
-        return disc
-    width = channels if channels is not None else _width(mapped, name)
-    nblocks = blocks if blocks is not None else _blocks(mapped, name)
-    raw = {"raw": True} if str(constraint) == "mult" else None
-    model = get_model(
-        name,
-        factor,
-        constraint,
-        scale=scale,
-        offset=offset,
-        layout="reference",
-        width=width,
-        blocks=nblocks,
-        constraint_options=raw,
-        **model_options,
-    )
-    _load(model.backbone, mapped, name)
-    return model
-
-
-def _width(mapped: Mapping[str, Any], name: str) -> int:
-    key = {"cnn": "inp.0.weight", "gan": "conv1.0.weight", "convgru": "conv1.module.weight",
-           "flowconvgru": "spatial_sr.conv1.module.weight"}[name]  # fmt: skip
-    if key not in mapped:
-        raise CheckpointError(f"the reference {name!r} state dict has no {key!r}")
-    return int(mapped[key].shape[0])
-
-
-def _blocks(mapped: Mapping[str, Any], name: str) -> int:
-    prefix = {"cnn": "blocks.", "gan": "res_blocks.", "convgru": "res_blocks.",
-              "flowconvgru": "spatial_sr.res_blocks."}[name]  # fmt: skip
-    found = {int(k[len(prefix) :].split(".")[0]) for k in mapped if k.startswith(prefix)}
-    return max(found) + 1 if found else 0
-
-
-def _load(module: nn.Module, mapped: Mapping[str, Any], name: str) -> None:
-    try:
-        module.load_state_dict(dict(mapped), strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"the state dict does not fit climdown's reference {name!r} layout "
-            f"({REFERENCE_CLASSES[name]}): {err}"
-        ) from None
 
 
 class ReferenceFlowModel(ConstrainedModel):
