@@ -35,6 +35,7 @@ from climdown.errors import CoordinateError
 from climdown.grid import (
     CurvilinearGrid,
     Grid,
+    Horizontal,
     add_cf_bounds,
     coarsen_dataarray,
     find_horizontal,
@@ -105,6 +106,13 @@ def _bounds_names(ds: xr.Dataset) -> tuple[str | None, str | None]:
     h = find_horizontal(ds)
     lat, lon = (None if n is None else ds[n].attrs.get("bounds") for n in (h.lat, h.lon))
     return lat, lon
+
+
+def _mapping_coord(ds: xr.Dataset, h: Horizontal) -> dict[str, xr.Variable]:
+    """The grid mapping variable as a coordinate for the fields, where it is a data variable."""
+    if h.mapping is None or h.mapping not in ds.data_vars:
+        return {}
+    return {h.mapping: ds[h.mapping].variable}
 
 
 def _each_gridded(ds: xr.Dataset, fn: Callable[[xr.DataArray], xr.DataArray]) -> xr.Dataset:
@@ -202,7 +210,13 @@ class ClimdownDatasetAccessor(_Base[xr.Dataset]):
         """
         grid = grid_of(self._obj)
         h = find_horizontal(self._obj)
+        # a grid mapping held as a data variable (CORDEX files) travels with each field, so a
+        # field with only rlat/rlon still finds its grid
+        mapping = _mapping_coord(self._obj, h)
         out = _each_gridded(
-            self._obj, lambda da: coarsen_dataarray(da, factor, h.lat, h.lon, grid=grid)
+            self._obj,
+            lambda da: coarsen_dataarray(
+                da.assign_coords(mapping), factor, h.lat, h.lon, grid=grid
+            ),
         )
         return add_cf_bounds(out, grid.coarsen(factor), names=_bounds_names(self._obj))
