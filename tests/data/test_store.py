@@ -195,13 +195,13 @@ def test_build_reads_only_the_source_steps_it_samples(tmp_path, monkeypatch):
     real_open = store_mod._open_source
 
     def recording_open(recipe):
-        da = real_open(recipe)
+        da, grid = real_open(recipe)
 
         def record(block, block_info=None):
             computed.append(block_info[0]["chunk-location"][0])
             return block
 
-        return da.copy(data=da.data.map_blocks(record, dtype=da.dtype))
+        return da.copy(data=da.data.map_blocks(record, dtype=da.dtype)), grid
 
     monkeypatch.setattr(store_mod, "_open_source", recording_open)
     splits = {

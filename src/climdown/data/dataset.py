@@ -5,8 +5,10 @@ tensors in physical units (kg m-2):
 
 * ``lr``   [T, C, h, w]: the coarse patch (C = 1 channel),
 * ``hr``   [T, C, H, W]: the fine patch,
-* ``area`` [H, W]: the fine cells' areas in m^2 (``Grid(lat, lon).area`` of this patch), the
-  weights of the area-weighted coarsening that links ``lr`` and ``hr``,
+* ``area`` [H, W]: the fine cells' areas in m^2 (``Grid(lat, lon).area`` of this patch; in a
+  store cut from a curvilinear source, the patch's window of the domain's areas, which
+  :class:`climdown.grid.CurvilinearGrid` computed on the sphere), the weights of the
+  area-weighted coarsening that links ``lr`` and ``hr``,
 * ``index``: the sample's position in the split.
 
 The zarr arrays are opened lazily in each process that reads (so the dataset is safe with
@@ -25,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from climdown.data.store import normalisation, split_arrays, store_info
-from climdown.errors import DataValueError
-from climdown.grid import Grid
+from climdown.errors import DataValueError, StoreError
+from climdown.grid import CurvilinearGrid, Grid
 
 __all__ = ["PatchDataset", "make_loader"]
 
@@ -57,6 +59,9 @@ class PatchDataset(Dataset):
         ``"kg m-2"`` and the variable name (e.g. ``"tcw"``).
     attrs : dict
         All root attributes of the store (recipe text and hash, source, version, ...).
+    curvilinear : bool
+        True for a store cut from a curvilinear source: its patches are index windows of one
+        domain; :meth:`grid` gives each patch's cells (``lat``/``lon`` are a regular store's).
 
     Raises
     ------
@@ -88,9 +93,17 @@ class PatchDataset(Dataset):
         self.units = str(self.attrs["units"])
         self.variable = str(self.attrs["variable"])
         self._n = int(self.attrs["samples"][split])
-        # coordinates are small ([N, H] each): read once, used for the areas
-        self.lat = np.asarray(arrays["lat"][:], dtype=np.float64)
-        self.lon = np.asarray(arrays["lon"][:], dtype=np.float64)
+        self.curvilinear = self.attrs.get("grid") == "curvilinear"
+        # coordinates are small ([N, H] each, or the domain's [rows, cols] once): read once
+        self._domain: dict[str, np.ndarray] | None = None
+        self._lat: np.ndarray | None = None
+        self._lon: np.ndarray | None = None
+        if self.curvilinear:
+            names = ("y0", "x0", "lat", "lon", "lat_c", "lon_c", "area")
+            self._domain = {k: np.asarray(arrays[k][:]) for k in names}
+        else:
+            self._lat = np.asarray(arrays["lat"][:], dtype=np.float64)
+            self._lon = np.asarray(arrays["lon"][:], dtype=np.float64)
         self._cache: dict[str, np.ndarray] | None = None
         if cache:
             self._cache = {k: np.asarray(arrays[k][:]) for k in ("hr", "lr")}
@@ -113,9 +126,51 @@ class PatchDataset(Dataset):
             self._pid = os.getpid()
         return np.asarray(self._arrays[name][i])
 
+    @property
+    def lat(self) -> np.ndarray:
+        """Latitudes ``[N, H]`` (degrees) of a regular store's patches, one row per sample."""
+        return self._regular("lat", self._lat)
+
+    @property
+    def lon(self) -> np.ndarray:
+        """Longitudes ``[N, W]`` (degrees) of a regular store's patches, one row per sample."""
+        return self._regular("lon", self._lon)
+
+    def _regular(self, name: str, value: np.ndarray | None) -> np.ndarray:
+        if value is None:
+            raise StoreError(
+                f"store {str(self.path)!r} was cut from a curvilinear source: its patches have "
+                f"2-D coordinates, not 1-D {name}; use dataset.grid(i) (a CurvilinearGrid: "
+                "lat, lon, corners, area, spacing, orientation) for the cells of sample i"
+            )
+        return value
+
+    def grid(self, index: int) -> Grid | CurvilinearGrid:
+        """The fine cells of sample ``index``: its :class:`~climdown.grid.Grid`, or in a store cut
+        from a curvilinear source its :class:`~climdown.grid.CurvilinearGrid` (the domain's
+        window: 2-D centres, corners and the areas the store holds; without the grid mapping,
+        which the root attribute ``grid_mapping`` records)."""
+        i = self._check_index(index)
+        if self._domain is None:
+            return Grid(self.lat[i], self.lon[i])
+        d, p = self._domain, self.patch
+        y, x = int(d["y0"][i]), int(d["x0"][i])
+        cells, corners = np.s_[y : y + p, x : x + p], np.s_[y : y + p + 1, x : x + p + 1]
+        return CurvilinearGrid(
+            d["lat"][cells],
+            d["lon"][cells],
+            d["lat_c"][corners],
+            d["lon_c"][corners],
+            cell_areas=d["area"][cells],
+        )
+
     def area(self, index: int) -> np.ndarray:
         """Fine-cell areas ``[H, W]`` in m^2 of sample ``index`` (float64)."""
         i = self._check_index(index)
+        if self._domain is not None:
+            d, p = self._domain, self.patch
+            y, x = int(d["y0"][i]), int(d["x0"][i])
+            return np.asarray(d["area"][y : y + p, x : x + p], dtype=np.float64)
         return Grid(self.lat[i], self.lon[i]).area
 
     def _check_index(self, index: int) -> int:

@@ -21,6 +21,12 @@ Rules (see ``docs/data.md``):
   and its patches with it (their columns wrap round; :func:`patch_columns`);
 * each split draws from its own random stream (``seed`` and the split's name), in time-major
   order so that a chunk of samples needs few source steps.
+
+A curvilinear source (rotated pole, map projection: 2-D latitude/longitude ``[H, W]``) is
+planned the same way in index space: its rows and columns are the grid's own (e.g.
+``rlat``/``rlon`` or ``y``/``x``), a patch is an index window of that domain, and the window is
+the whole domain (a latitude/longitude ``region`` does not cut a curvilinear grid into rows
+and columns: cut the source with ``isel`` first).
 """
 
 from __future__ import annotations
@@ -71,18 +77,21 @@ def source_window(
     recipe : Recipe
         Its ``time_range``, ``region`` and ``patch`` are used.
     time, lat, lon : numpy.ndarray
-        The source's 1-D coordinates (datetime64; degrees, either longitude convention).
+        The source's 1-D coordinates (datetime64; degrees, either longitude convention), or
+        for a curvilinear source its 2-D ``[H, W]`` latitude and longitude.
 
     Returns
     -------
     dict
         ``{"time": slice, "lat": slice or indices, "lon": slice or indices}``; the longitude
         indices run eastward from the region's ``lon_min`` (one piece across the date line).
+        For a curvilinear source ``"lat"`` and ``"lon"`` index its rows and columns.
 
     Raises
     ------
     RecipeError
-        If the source has no time step in the range, or its times are not increasing there.
+        If the source has no time step in the range, or its times are not increasing there;
+        if the recipe or a split has a ``region`` and the source is curvilinear.
     GridShapeError
         If the window holds fewer cells than one patch either way.
     """
@@ -96,16 +105,23 @@ def source_window(
     if np.any(np.diff(time[keep]) <= np.timedelta64(0)):
         raise RecipeError("source times are not strictly increasing; sort the source by time")
     region = recipe.region
+    ny, nx = _shape(lat, lon)
+    if lat.ndim == 2:
+        _check_no_region(recipe, ny, nx)
     if region is None:
-        rows, cols = np.arange(lat.size), np.arange(lon.size)
+        rows, cols = np.arange(ny), np.arange(nx)
     else:
         rows, cols = region.indices(lat, lon)
     p = recipe.patch
     if rows.size < p or cols.size < p:
         where = "the source" if region is None else f"region {region.as_tuple()}"
-        raise GridShapeError(
-            f"{where} holds {rows.size} x {cols.size} cells, fewer than one {p} x {p} patch; "
+        fix = (
             f"widen the region (at least {p} cells each way) or lower patch"
+            if lat.ndim == 1
+            else f"lower patch to at most {min(ny, nx)} (a multiple of factor {recipe.factor})"
+        )
+        raise GridShapeError(
+            f"{where} holds {rows.size} x {cols.size} cells, fewer than one {p} x {p} patch; {fix}"
         )
     return {
         "time": slice(int(keep[0]), int(keep[-1]) + 1),
@@ -175,12 +191,15 @@ def plan_split(
     else:
         assert s.stride is not None and s.time_stride is not None
         step, tt = s.stride, starts[:: s.time_stride]
-    rows, cols, wrap = np.arange(lat.size), np.arange(lon.size), False
+    ny, nx = _shape(lat, lon)
+    rows, cols, wrap = np.arange(ny), np.arange(nx), False
     if split.region is not None:  # a spatial split: the patches wholly inside its box
+        if lat.ndim == 2:
+            _check_no_region(recipe, ny, nx)
         rows, cols = split.region.indices(lat, lon)
         wrap = lon.size > 1 and Grid(lat, lon).periodic
-    ty = _lattice(rows, p, step, lat.size, wrap=False)
-    tx = _lattice(cols, p, step, lon.size, wrap=wrap)
+    ty = _lattice(rows, p, step, ny, wrap=False)
+    tx = _lattice(cols, p, step, nx, wrap=wrap)
     if split.region is not None and (ty.size == 0 or tx.size == 0):
         raise RecipeError(
             f"{where}: region {split.region.as_tuple()} holds no whole {p} x {p} patch of "
@@ -214,8 +233,21 @@ def patch_coords(
         ``lat`` [n, patch], ``lon`` [n, patch] (degrees, in the source's order and
         convention), ``lat_lr``/``lon_lr`` [n, patch / factor] (centres of
         ``Grid(lat, lon).coarsen(factor)``) and ``time`` [n, frames] (datetime64[ns]).
+        For a curvilinear source (2-D ``lat``/``lon``): ``y0``/``x0`` [n], each patch's
+        first row and column in the domain, ``time``, ``patch`` and the domain's 2-D
+        ``domain_lat``/``domain_lon`` (patch ``i`` covers rows ``y0[i] .. y0[i] + patch - 1``
+        and columns ``x0[i] .. x0[i] + patch - 1``).
     """
     p, f = recipe.patch, recipe.factor
+    if np.ndim(lat) == 2:
+        return {
+            "y0": plan.y0,
+            "x0": plan.x0,
+            "time": time[plan.t].astype("datetime64[ns]"),
+            "patch": np.int64(p),
+            "domain_lat": lat,
+            "domain_lon": lon,
+        }
     plat = lat[plan.y0[:, None] + np.arange(p)[None, :]]
     plon = lon[patch_columns(plan.x0, p, lon.size)]
     lat_lr = np.empty((plan.n, p // f))
@@ -228,12 +260,42 @@ def patch_coords(
 
 
 def describe_patch(coords: dict[str, Any], i: int) -> str:
-    """Where sample ``i`` of :func:`patch_coords` lies, for messages: time, lat and lon ranges."""
+    """Where sample ``i`` of :func:`patch_coords` lies, for messages: time, lat and lon ranges
+    (and, for a curvilinear source, its rows and columns)."""
+    if "y0" in coords:
+        p, y, x = int(coords["patch"]), int(coords["y0"][i]), int(coords["x0"][i])
+        lat = coords["domain_lat"][y : y + p, x : x + p]
+        lon = coords["domain_lon"][y : y + p, x : x + p]
+        return (
+            f"{_fmt_time(coords['time'][i, 0])}, rows {y}..{y + p - 1}, columns {x}..{x + p - 1} "
+            f"(lat {lat.min():.2f}..{lat.max():.2f}, lon {lon.min():.2f}..{lon.max():.2f})"
+        )
     lat, lon = coords["lat"][i], coords["lon"][i]
     return (
         f"{_fmt_time(coords['time'][i, 0])}, lat {lat.max():.2f}..{lat.min():.2f}, lon "
         f"{lon[0]:.2f}..{lon[-1]:.2f}"
     )
+
+
+def _shape(lat: np.ndarray, lon: np.ndarray) -> tuple[int, int]:
+    """Rows and columns of the source: 1-D latitude x longitude, or a curvilinear ``[H, W]``."""
+    if np.ndim(lat) == 2:
+        return int(lat.shape[0]), int(lat.shape[1])
+    return int(np.size(lat)), int(np.size(lon))
+
+
+def _check_no_region(recipe: Recipe, ny: int, nx: int) -> None:
+    """A curvilinear source is cut in index space: a latitude/longitude box is refused."""
+    where = ["region"] if recipe.region is not None else []
+    where += [f"splits.{s.name}.region" for s in recipe.splits if s.region is not None]
+    if where:
+        raise RecipeError(
+            f"{' and '.join(where)}: the source is a curvilinear grid ({ny} x {nx} cells, 2-D "
+            "latitude/longitude), whose patches are index windows of the whole domain, not a "
+            "latitude/longitude box; drop the region(s) and cut the source to the rows and "
+            "columns you want first (e.g. ds.isel(rlat=slice(10, 74), rlon=slice(0, 64)) "
+            "saved as the source), and split by time"
+        )
 
 
 def _fmt_time(t: Any) -> str:

@@ -38,6 +38,7 @@ from climdown.validate import check_keys, integer, number
 
 __all__ = [
     "STORE_FORMAT",
+    "CURVILINEAR_STORE_FORMAT",
     "SPLIT_NAMES",
     "SCALE_METHODS",
     "SAMPLING_MODES",
@@ -52,6 +53,12 @@ __all__ = [
 
 #: Version of the store layout; part of the recipe hash so a layout change forces a rebuild.
 STORE_FORMAT = 1
+#: Version of the layout of a store cut from a curvilinear source (rotated pole, map
+#: projection): patches are index windows of one domain, whose 2-D centres, corners and cell
+#: areas each split holds once (``docs/data.md``). A separate number, so regular stores keep
+#: theirs (and their recipe hashes), and a climdown that reads only ``STORE_FORMAT`` refuses
+#: such a store instead of misreading it.
+CURVILINEAR_STORE_FORMAT = 2
 #: Split names a recipe may use, in store order.
 SPLIT_NAMES = ("train", "val", "test")
 #: Named scales for the scale-only normalisation (``x / scale``), computed on train HR.

@@ -36,7 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from climdown.errors import ClimdownError, CoordinateError, DataValueError, RecipeError, UnitsError
-from climdown.grid import find_latlon
+from climdown.grid import Horizontal, find_horizontal, find_latlon
 from climdown.units import (
     CANONICAL,
     append_history,
@@ -346,11 +346,15 @@ def open_dataarray(
     return ds[find_variable(ds, var)]
 
 
-def _drop_singletons(ds: xr.Dataset, keep: Sequence[str]) -> xr.Dataset:
+def _drop_singletons(
+    ds: xr.Dataset, keep: Sequence[Any], keep_scalars: Sequence[Any] = ()
+) -> xr.Dataset:
     for dim, size in list(ds.sizes.items()):
         if size == 1 and dim not in keep:
             ds = ds.isel({dim: 0}, drop=True)
-    scalars = [n for n, c in ds.coords.items() if c.ndim == 0 and n != "time"]
+    scalars = [
+        n for n, c in ds.coords.items() if c.ndim == 0 and n != "time" and n not in keep_scalars
+    ]
     return ds.drop_vars(scalars)
 
 
@@ -407,6 +411,9 @@ def normalize_dataset(
     """
     name = find_variable(ds, var)
     out = ds[[name]]
+    h = _curvilinear(ds, out)
+    if h is not None:
+        return _normalize_curvilinear(ds, name, h, source)
     lat_name, lon_name = find_latlon(out)  # kept: the file's names, not climdown's
     for coord in (lat_name, lon_name):
         dim = out[coord].dims[0]
@@ -441,6 +448,66 @@ def normalize_dataset(
         attrs["climdown_source"] = source
     out.attrs = append_history(attrs, f"opened {source or 'dataset'}, variable {name!r}")
     return out
+
+
+def _curvilinear(ds: xr.Dataset, out: xr.Dataset) -> Horizontal | None:
+    """The horizontal grid of ``out`` (one variable of ``ds``) when it is curvilinear, else None.
+
+    A regular grid (1-D latitude/longitude) gives None; a grid without 1-D latitude/longitude
+    is curvilinear when :func:`climdown.grid.find_horizontal` finds one (2-D latitude/longitude,
+    or rlat/rlon or projection y/x with the grid mapping ``ds`` holds), else its error.
+    """
+    try:
+        find_latlon(out)
+        return None
+    except CoordinateError:
+        h = find_horizontal(ds)  # names what is missing and how to add it
+    if not h.curvilinear:
+        find_latlon(out)  # the 1-D grid is another variable's: say so as before
+    return h
+
+
+def _normalize_curvilinear(
+    ds: xr.Dataset, name: str, h: Horizontal, source: str | None
+) -> xr.Dataset:
+    """:func:`normalize_dataset` of a curvilinear grid: the variable on ``(..., time, rows,
+    columns)`` under the file's names, its 2-D latitude/longitude (float64), native 1-D
+    coordinates, CF bounds and grid mapping (a scalar coordinate) kept as coordinates, so
+    :func:`climdown.grid.grid_of` of the result is the file's grid."""
+    extra: dict[Any, Any] = {}
+    if h.mapping is not None and h.mapping in ds.variables:
+        extra[h.mapping] = ds[h.mapping].variable
+    for coord in (h.lat, h.lon, h.y, h.x):
+        bounds = None if coord is None else ds[coord].attrs.get("bounds")
+        if bounds is not None and bounds in ds.variables:
+            extra[bounds] = ds[bounds].variable
+    out = ds[[name]]
+    out = _normalise_time(out)
+    out = _drop_singletons(out, keep=("time", *h.dims), keep_scalars=tuple(extra))
+    if "time" not in out[name].dims:
+        raise CoordinateError(
+            f"variable {name!r} has dims {out[name].dims} without 'time' although the dataset "
+            "has a time coordinate; select a variable that varies in time"
+        )
+    units = out[name].attrs.get("units")
+    da = to_kg_m2(out[name])
+    if canonical_units(units) != CANONICAL:
+        da.attrs["units_original"] = units
+    if da.dtype == np.float64 and np.dtype(out[name].encoding.get("dtype", "f8")).kind in "iu":
+        da = da.astype(np.float32)
+    others = [d for d in da.dims if d not in ("time", *h.dims)]
+    da = da.transpose(*others, "time", *h.dims)
+    res = da.to_dataset(name=name).assign_coords(extra)  # bounds: dims the field lacks
+    for coord in (h.lat, h.lon):
+        if coord is not None:
+            attrs = without_packing(res[coord].attrs)
+            res = res.assign_coords({coord: res[coord].astype(np.float64)})
+            res[coord].attrs = attrs
+    attrs = dict(ds.attrs)
+    if source is not None:
+        attrs["climdown_source"] = source
+    res.attrs = append_history(attrs, f"opened {source or 'dataset'}, variable {name!r}")
+    return res
 
 
 # ---------------------------------------------------------------------------------------
@@ -590,7 +657,12 @@ def open_source(
 
 
 def _source_names(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its latitude/longitude renamed to ``lat``/``lon``, the stores' names."""
+    """``ds`` with its latitude/longitude renamed to ``lat``/``lon``, the stores' names.
+
+    A curvilinear grid keeps its own names: its patches are cut in index space.
+    """
+    if find_horizontal(ds).curvilinear:
+        return ds
     lat_name, lon_name = find_latlon(ds)  # "lat" and "lon" come first when a dataset has both
     return ds.rename({k: v for k, v in ((lat_name, "lat"), (lon_name, "lon")) if k != v})
 

@@ -51,9 +51,9 @@ from climdown.data.patches import (
     plan_splits,
     source_window,
 )
-from climdown.data.recipe import STORE_FORMAT, Recipe
+from climdown.data.recipe import CURVILINEAR_STORE_FORMAT, STORE_FORMAT, Recipe
 from climdown.errors import DataValueError, RecipeError, StoreError
-from climdown.grid import Grid, coarsen
+from climdown.grid import CurvilinearGrid, Grid, coarsen, find_horizontal, grid_of
 from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
 
 __all__ = [
@@ -71,6 +71,8 @@ __all__ = [
 
 _MARKER = "complete"
 _FORMAT_ATTR = "climdown_store_format"
+#: The layouts this climdown reads: regular grids' and curvilinear sources' (docs/data.md).
+_READS = (STORE_FORMAT, CURVILINEAR_STORE_FORMAT)
 #: Root attribute that marks a zarr store written by :func:`climdown.fileio.downscale_file`.
 OUTPUT_MARKER = "climdown_output"
 
@@ -160,8 +162,8 @@ def build_store(
                 "path"
             )
 
-    src = _open_source(recipe)
-    plans = plan_splits(recipe, *_coords(src))
+    src, grid = _open_source(recipe)
+    plans = plan_splits(recipe, *_coords(src, grid))
 
     tmp = partial_path(final)
     if tmp.exists():  # left by a killed run
@@ -171,7 +173,7 @@ def build_store(
 
     try:
         with dask_client(scheduler, workers) as client:
-            _write_all(recipe, src, plans, tmp.resolve(), progress, client)
+            _write_all(recipe, src, grid, plans, tmp.resolve(), progress, client)
     except DataValueError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -205,7 +207,10 @@ def up_to_date(recipe: Recipe) -> bool:
     """
     attrs = _root_attrs_or_none(Path(recipe.output))
     return (
-        attrs is not None and attrs.get(_MARKER) is True and attrs.get("recipe_hash") == recipe.hash
+        attrs is not None
+        and attrs.get(_MARKER) is True
+        and attrs.get("recipe_hash") == recipe.hash
+        and attrs.get(_FORMAT_ATTR) in _READS
     )
 
 
@@ -322,6 +327,9 @@ def split_arrays(path: str | os.PathLike[str], split: str = "train") -> dict[str
         ``hr``, ``lr``, ``lat``, ``lon``, ``lat_lr``, ``lon_lr`` and ``time`` as read-only
         :class:`zarr.Array` objects (``time`` holds encoded integers; use
         :func:`open_store` for decoded times). Indexing one sample reads one zarr chunk.
+        A curvilinear store (``store_info(path)["grid"] == "curvilinear"``) has ``hr``,
+        ``lr``, ``time``, ``y0``, ``x0`` and the domain's ``lat``, ``lon`` [row, col],
+        ``lat_c``, ``lon_c`` [row + 1, col + 1] and ``area`` [row, col] (m^2) instead.
 
     Raises
     ------
@@ -333,7 +341,11 @@ def split_arrays(path: str | os.PathLike[str], split: str = "train") -> dict[str
     p = Path(path)
     _split_attrs(p, split)
     group = zarr.open_group(p, path=split, mode="r")
-    return {k: group[k] for k in ("hr", "lr", "lat", "lon", "lat_lr", "lon_lr", "time")}
+    return {k: group[k] for k in (_CURVILINEAR_ARRAYS if "area" in group else _ARRAYS)}
+
+
+_ARRAYS = ("hr", "lr", "lat", "lon", "lat_lr", "lon_lr", "time")
+_CURVILINEAR_ARRAYS = ("hr", "lr", "time", "y0", "x0", "lat", "lon", "lat_c", "lon_c", "area")
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,10 +396,11 @@ def _complete_attrs(path: Path) -> dict[str, Any]:
             "`climdown build RECIPE.yaml --overwrite`"
         )
     fmt = attrs.get("climdown_store_format")
-    if fmt != STORE_FORMAT:
+    if fmt not in _READS:
         raise StoreError(
-            f"store {str(path)!r} has layout version {fmt}, this climdown reads {STORE_FORMAT}; "
-            "rebuild it with `climdown build RECIPE.yaml --overwrite`"
+            f"store {str(path)!r} has layout version {fmt}, this climdown reads "
+            f"{' and '.join(map(str, _READS))}; rebuild it with `climdown build RECIPE.yaml "
+            "--overwrite`"
         )
     return attrs
 
@@ -399,8 +412,13 @@ def _is_synthetic(source: Any) -> bool:
     return source == "synthetic" or (isinstance(source, dict) and source.get("kind") == "synthetic")
 
 
-def _open_source(recipe: Recipe) -> xr.DataArray:
-    """The recipe's variable as a dask DataArray (time, lat, lon) in kg m-2, region/time cut."""
+def _open_source(recipe: Recipe) -> tuple[xr.DataArray, CurvilinearGrid | None]:
+    """The recipe's variable as a dask DataArray (time, lat, lon) in kg m-2, region/time cut.
+
+    A curvilinear source gives (time, rows, columns) under its own dims (``rlat``/``rlon``,
+    ``y``/``x``, ...) and its grid (:func:`climdown.grid.grid_of`: CF bounds and grid mapping
+    read); a regular one None for the grid.
+    """
     import pandas as pd
 
     from climdown.data.sources import open_source
@@ -423,6 +441,8 @@ def _open_source(recipe: Recipe) -> xr.DataArray:
     da = ds[recipe.variable]  # open_source keeps that variable or raises, never another one
     canonical_units(da.attrs.get("units"))  # UnitsError with the fix if not a column mass
     da = to_kg_m2(da)
+    if find_horizontal(ds).curvilinear:
+        return _curvilinear_source(recipe, ds, da)
     if set(da.dims) != {"time", "lat", "lon"}:
         raise RecipeError(
             f"source variable {da.name!r} has dims {da.dims}, expected (time, lat, lon); select "
@@ -434,11 +454,38 @@ def _open_source(recipe: Recipe) -> xr.DataArray:
 
     da = da.isel(source_window(recipe, *_coords(da)))
     da.attrs["climdown_description"] = _describe_source(recipe, ds)
-    return da
+    return da, None
 
 
-def _coords(src: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``time``, ``lat`` and ``lon`` of the source as numpy arrays (for :mod:`.patches`)."""
+def _curvilinear_source(
+    recipe: Recipe, ds: xr.Dataset, da: xr.DataArray
+) -> tuple[xr.DataArray, CurvilinearGrid]:
+    """:func:`_open_source` of a curvilinear source: the field on (time, rows, columns), its grid."""
+    h = find_horizontal(ds)
+    if set(da.dims) != {"time", *h.dims}:
+        raise RecipeError(
+            f"source variable {da.name!r} has dims {da.dims}, expected (time, "
+            f"{', '.join(map(str, h.dims))}) on its curvilinear grid; select one level or "
+            "member first (e.g. ds.isel(level=0)) and save that as the source"
+        )
+    grid = grid_of(ds)  # CoordinateError naming the fix for bad bounds or a missing mapping
+    assert isinstance(grid, CurvilinearGrid)
+    da = da.transpose("time", *h.dims)
+    if da.chunks is None:
+        da = da.chunk({"time": 1})
+    window = source_window(recipe, *_coords(da, grid))  # rows/columns: the whole domain
+    da = da.isel({"time": window["time"], h.dims[0]: window["lat"], h.dims[1]: window["lon"]})
+    da.attrs["climdown_description"] = _describe_source(recipe, ds)
+    return da, grid
+
+
+def _coords(
+    src: xr.DataArray, grid: CurvilinearGrid | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``time``, ``lat`` and ``lon`` of the source as numpy arrays (for :mod:`.patches`): 1-D,
+    or the curvilinear grid's 2-D centres."""
+    if grid is not None:
+        return src["time"].values, grid.lat, grid.lon
     return src["time"].values, src["lat"].values, src["lon"].values
 
 
@@ -452,12 +499,33 @@ def _describe_source(recipe: Recipe, ds: xr.Dataset) -> str:
 # Writing
 # ---------------------------------------------------------------------------------------
 def _layout(
-    recipe: Recipe, plan: SplitPlan, coords: dict[str, Any], src: xr.DataArray
+    recipe: Recipe,
+    plan: SplitPlan,
+    coords: dict[str, Any],
+    src: xr.DataArray,
+    grid: CurvilinearGrid | None = None,
 ) -> xr.Dataset:
     import dask.array as dsa
 
     n, t, p, f, c = plan.n, recipe.frames, recipe.patch, recipe.factor, recipe.chunks
     name = src.attrs.get("long_name", recipe.variable)
+    if grid is not None:
+        patch_coords: dict[str, Any] = _domain_coords(grid, coords)
+    else:
+        patch_coords = {
+            "lat": (
+                ("sample", "y"),
+                coords["lat"],
+                {"units": "degrees_north", "standard_name": "latitude"},
+            ),
+            "lon": (
+                ("sample", "x"),
+                coords["lon"],
+                {"units": "degrees_east", "standard_name": "longitude"},
+            ),
+            "lat_lr": (("sample", "y_lr"), coords["lat_lr"], {"units": "degrees_north"}),
+            "lon_lr": (("sample", "x_lr"), coords["lon_lr"], {"units": "degrees_east"}),
+        }
     ds = xr.Dataset(
         {
             "hr": (
@@ -475,18 +543,7 @@ def _layout(
             ),
         },
         coords={
-            "lat": (
-                ("sample", "y"),
-                coords["lat"],
-                {"units": "degrees_north", "standard_name": "latitude"},
-            ),
-            "lon": (
-                ("sample", "x"),
-                coords["lon"],
-                {"units": "degrees_east", "standard_name": "longitude"},
-            ),
-            "lat_lr": (("sample", "y_lr"), coords["lat_lr"], {"units": "degrees_north"}),
-            "lon_lr": (("sample", "x_lr"), coords["lon_lr"], {"units": "degrees_east"}),
+            **patch_coords,
             "time": (("sample", "frame"), coords["time"], {"standard_name": "time"}),
         },
         attrs={
@@ -499,17 +556,45 @@ def _layout(
     return ds
 
 
-def _encoding(recipe: Recipe) -> dict[str, Any]:
+def _domain_coords(grid: CurvilinearGrid, coords: dict[str, Any]) -> dict[str, Any]:
+    """A curvilinear split's coordinates: each patch's first row and column (``y0``/``x0``) in
+    the domain, and the domain's cells once: 2-D centres, corners and areas (m^2)."""
+    deg_n, deg_e = {"units": "degrees_north"}, {"units": "degrees_east"}
+    return {
+        "y0": (("sample",), coords["y0"], {"long_name": "first row of the patch in the domain"}),
+        "x0": (
+            ("sample",),
+            coords["x0"],
+            {"long_name": "first column of the patch in the domain"},
+        ),
+        "lat": (("row", "col"), grid.lat, {**deg_n, "standard_name": "latitude"}),
+        "lon": (("row", "col"), grid.lon, {**deg_e, "standard_name": "longitude"}),
+        "lat_c": (("row_c", "col_c"), grid.lat_c, {**deg_n, "long_name": "cell corners"}),
+        "lon_c": (("row_c", "col_c"), grid.lon_c, {**deg_e, "long_name": "cell corners"}),
+        "area": (
+            ("row", "col"),
+            grid.area,
+            {"units": "m2", "long_name": "cell area on the sphere (climdown.grid)"},
+        ),
+    }
+
+
+def _encoding(recipe: Recipe, curvilinear: bool = False) -> dict[str, Any]:
     """Data: a zarr chunk per sample (cheap random reads) in shards of ``chunks`` samples."""
     t, p, f, c = recipe.frames, recipe.patch, recipe.factor, recipe.chunks
-    return {
+    data = {
         "hr": {"chunks": (1, t, p, p), "shards": (c, t, p, p)},
         "lr": {"chunks": (1, t, p // f, p // f), "shards": (c, t, p // f, p // f)},
+        "time": {"chunks": (c, t)},
+    }
+    if curvilinear:  # the domain's arrays are small: one chunk each
+        return {**data, "y0": {"chunks": (c,)}, "x0": {"chunks": (c,)}}
+    return {
+        **data,
         "lat": {"chunks": (c, p)},
         "lon": {"chunks": (c, p)},
         "lat_lr": {"chunks": (c, p // f)},
         "lon_lr": {"chunks": (c, p // f)},
-        "time": {"chunks": (c, t)},
     }
 
 
@@ -542,10 +627,37 @@ class _SourceHours:
         )
 
 
+class _PatchAreas:
+    """The fine-cell areas (m^2) of one chunk's patches, computed or read inside its task.
+
+    A regular grid's come from each patch's 1-D coordinates (``Grid(lat, lon).area``); a
+    curvilinear store's are windows of the domain's areas (:class:`climdown.grid.CurvilinearGrid`),
+    which the store holds from its layout on: LR is coarsened with the very areas the store
+    gives training.
+    """
+
+    def __init__(self, coords: dict[str, Any], lo: int, hi: int) -> None:
+        self.curvilinear = "y0" in coords
+        if self.curvilinear:
+            self.y0, self.x0 = coords["y0"][lo:hi], coords["x0"][lo:hi]
+            self.patch = int(coords["patch"])
+        else:
+            self.lat, self.lon = coords["lat"][lo:hi], coords["lon"][lo:hi]
+
+    def read(self, tmp: str, split: str) -> np.ndarray:
+        """Areas ``[n, patch, patch]`` float64."""
+        if not self.curvilinear:
+            return np.stack([Grid(la, lo).area for la, lo in zip(self.lat, self.lon, strict=True)])
+        import zarr
+
+        area = np.asarray(zarr.open_array(tmp, path=f"{split}/area", mode="r")[...])
+        p = self.patch
+        return np.stack([area[y : y + p, x : x + p] for y, x in zip(self.y0, self.x0, strict=True)])
+
+
 def _build_chunk(
     source: _SourceHours,
-    lat: np.ndarray,
-    lon: np.ndarray,
+    areas: _PatchAreas,
     tmp: str,
     split: str,
     lo: int,
@@ -566,7 +678,7 @@ def _build_chunk(
     if bad.any():
         first = int(np.flatnonzero(bad.reshape(hr.shape[0], -1).any(axis=1))[0])
         return {"lo": lo, "bad": int(bad.sum()), "first_bad": lo + first, "moments": None}
-    area = np.stack([Grid(lat[i], lon[i]).area for i in range(hr.shape[0])])
+    area = areas.read(tmp, split)
     lr = coarsen(hr.astype(np.float64), area[:, None], factor).astype(np.float32)
     _write_chunk(Path(tmp), split, lo, lo + hr.shape[0], hr, lr)
     return {
@@ -619,8 +731,7 @@ def _chunk_tasks(
             hi = min(lo + c, plan.n)
             task = dask.delayed(_build_chunk, pure=False)(
                 _SourceHours(src, plan, lo, hi, p),
-                pc["lat"][lo:hi],
-                pc["lon"][lo:hi],
+                _PatchAreas(pc, lo, hi),
                 str(tmp),
                 name,
                 lo,
@@ -697,6 +808,7 @@ def _run_tasks(
 def _write_all(
     recipe: Recipe,
     src: xr.DataArray,
+    grid: CurvilinearGrid | None,
     plans: list[SplitPlan],
     tmp: Path,
     progress: bool,
@@ -706,15 +818,14 @@ def _write_all(
     from tqdm.auto import tqdm
 
     c, p, f = recipe.chunks, recipe.patch, recipe.factor
+    fmt = STORE_FORMAT if grid is None else CURVILINEAR_STORE_FORMAT
     root = zarr.open_group(tmp, mode="w", zarr_format=3)
     # identify the store at once, marked incomplete until the very end
-    root.attrs.update(
-        {"climdown_store_format": STORE_FORMAT, "recipe_hash": recipe.hash, _MARKER: False}
-    )
+    root.attrs.update({"climdown_store_format": fmt, "recipe_hash": recipe.hash, _MARKER: False})
     coords = {}
     for plan in plans:
-        coords[plan.split.name] = patch_coords(recipe, plan, *_coords(src))
-        ds = _layout(recipe, plan, coords[plan.split.name], src)
+        coords[plan.split.name] = patch_coords(recipe, plan, *_coords(src, grid))
+        ds = _layout(recipe, plan, coords[plan.split.name], src, grid)
         ds.to_zarr(
             tmp,
             group=plan.split.name,
@@ -722,7 +833,7 @@ def _write_all(
             compute=False,
             zarr_format=3,
             consolidated=False,
-            encoding=_encoding(recipe),
+            encoding=_encoding(recipe, curvilinear=grid is not None),
         )
 
     tasks = _chunk_tasks(
@@ -750,14 +861,15 @@ def _write_all(
         "frames": recipe.frames,
         "normalisation": norm,
         "recipe_hash": recipe.hash,
-        **_trained_layout(src, coords[plans[0].split.name]),
+        **_trained_layout(src, coords[plans[0].split.name], grid),
+        **_grid_attrs(grid),
     }
     root = zarr.open_group(tmp, mode="r+")
     for plan in plans:
         root[plan.split.name].attrs.update(shared)
     long_name = src.attrs.get("long_name", recipe.variable)
     attrs = {
-        "climdown_store_format": STORE_FORMAT,
+        "climdown_store_format": fmt,
         "title": f"climdown training store {recipe.name}",
         "name": recipe.name,
         "long_name": long_name,
@@ -781,20 +893,51 @@ def _write_all(
     _consolidate(tmp)
 
 
-def _trained_layout(src: xr.DataArray, coords: dict[str, Any]) -> dict[str, Any]:
+def _trained_layout(
+    src: xr.DataArray, coords: dict[str, Any], grid: CurvilinearGrid | None = None
+) -> dict[str, Any]:
     """How a model trained on the store must be given its input, for the checkpoint to record.
 
     ``orientation``: the order of the patches' rows and columns as stored (the source's, e.g.
-    ERA5's latitude descending and longitude ascending; :class:`climdown.grid.Orientation`).
+    ERA5's latitude descending and longitude ascending; :class:`climdown.grid.Orientation`;
+    a curvilinear grid's is :attr:`CurvilinearGrid.orientation`, the one downscaling reads
+    off its input the same way).
     ``time_step_s``: seconds between consecutive source steps (the median step, the one a
     sequence's frames are apart), None for a single step.
     """
-    orientation = Grid(coords["lat"][0], coords["lon"][0]).orientation
+    if grid is not None:
+        orientation = grid.orientation
+    else:
+        orientation = Grid(coords["lat"][0], coords["lon"][0]).orientation
     time = np.asarray(src["time"].values)
     step = None
     if time.size > 1:
         step = float(np.median(np.diff(time)) / np.timedelta64(1, "s"))
     return {"orientation": orientation.as_dict(), "time_step_s": step}
+
+
+def _grid_attrs(grid: CurvilinearGrid | None) -> dict[str, Any]:
+    """``grid`` (``"regular"`` or ``"curvilinear"``) and, for a curvilinear source, its
+    domain's shape and CF grid mapping (name and attributes, for provenance)."""
+    if grid is None:
+        return {}  # a regular store's attributes are what they were before curvilinear ones
+    mapping = None
+    if grid.mapping is not None:
+        mapping = {"name": grid.mapping.name, "attributes": _plain(dict(grid.mapping.attrs))}
+    return {"grid": "curvilinear", "domain_shape": list(grid.shape), "grid_mapping": mapping}
+
+
+def _plain(value: Any) -> Any:
+    """Attribute values as JSON types (numpy numbers and arrays to numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _consolidate(path: Path) -> None:
