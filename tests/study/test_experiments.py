@@ -311,7 +311,7 @@ def test_seeds_and_finished_only(tmp_path: Path, capsys: pytest.CaptureFixture[s
     seeds = {r["id"]: r for r in _tables(doc)[1]}
     assert set(seeds) == {"A"} and seeds["A"]["seeds"] == "2"
     assert "±" in seeds["A"]["RMSE"]
-    assert "| B | cnn | none | 0 of 2 | not finished" in doc
+    assert "| B | cnn | none | 0 of 2 | not started: seeds 0, 1 |" in doc
     assert "--finished-only" in doc.splitlines()[2]  # the command that made the file
 
 

@@ -334,7 +334,6 @@ def run_experiments(
                     **settings,
                 )
             rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_seconds([run])})
-    done = {r["id"] for r in rows}
     stores_done = [st for st in stores.values() if Path(st).exists()]
     baselines = _baseline_rows(stores_done, out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []
@@ -350,14 +349,14 @@ def run_experiments(
             progress=progress,
             finished_only=finished_only,
         )
-    not_run = _not_run(plan, chosen, missing, done, out, epochs, seeds, quick)
+    not_run = _not_run(plan, chosen, missing, out, epochs, seeds, quick)
     if time_steps:
         todo = [e for e in plan.experiments if e.id in {r["id"] for r in not_run}]
         for exp in todo:
             if exp.recipe not in stores:
                 stores[exp.recipe] = _store_for(exp.recipe, out, quick, progress)
             _time_row(exp, stores[exp.recipe], out, int(time_steps), plan, device)
-        not_run = _not_run(plan, chosen, missing, done, out, epochs, seeds, quick)
+        not_run = _not_run(plan, chosen, missing, out, epochs, seeds, quick)
     doc = _document(
         rows,
         baselines,
@@ -450,7 +449,6 @@ def _not_run(
     plan: ExperimentPlan,
     chosen: list[Experiment],
     missing: list[tuple[Experiment, int]],
-    done: set[str],
     out: Path,
     epochs: int,
     seeds: int | None,
@@ -462,7 +460,10 @@ def _not_run(
         n = _seeds_of(exp, plan, seeds, quick)
         if exp in chosen:
             lacking = [s for e, s in missing if e is exp]
-            why = "not finished in this out folder (--finished-only trains nothing)"
+            started = [p for p in (_progress(out, exp.id, s, epochs) for s in lacking) if p]
+            idle = [str(s) for s in lacking if not _progress(out, exp.id, s, epochs)]
+            idle_text = f"not started: seed{'s' if len(idle) > 1 else ''} {', '.join(idle)}"
+            why = "; ".join(started + ([idle_text] if idle else []))
         else:
             lacking = list(range(n))
             why = (
@@ -492,6 +493,17 @@ def _not_run(
             }
         )
     return left
+
+
+def _progress(out: Path, exp_id: str, seed: int, epochs: int) -> str:
+    """What a seed's run folder holds of an unfinished row ("" when it was not started)."""
+    log = _run_dir(out, exp_id, seed) / "metrics.jsonl"
+    done = len([ln for ln in log.read_text().splitlines() if ln.strip()]) if log.is_file() else 0
+    if not done:
+        return ""
+    return (
+        f"seed {seed}: {done} of {epochs} epochs, resumes from {_run_dir(out, exp_id, seed).name}/"
+    )
 
 
 def _command(
