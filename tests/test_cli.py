@@ -336,6 +336,28 @@ def test_plot_writes_png(
     _png_is_drawn(png)
 
 
+def test_downscale_and_plot_a_rotated_pole_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from climdown.testing import rotated_pole_field
+
+    # as CORDEX writes it: rlat/rlon, the grid mapping a data variable, no 2-D lat/lon
+    lr = rotated_pole_field(12, 12, ntime=2)
+    lr = lr.drop_vars(["lat", "lon", "lat_bnds", "lon_bnds"]).reset_coords("rotated_pole")
+    lr.to_netcdf(tmp_path / "cordex.nc")
+    out, png = tmp_path / "cordex_x2.nc", tmp_path / "cordex.png"
+    argv = ["downscale", str(tmp_path / "cordex.nc"), str(out), "--factor", "2"]
+    assert main(argv + ["--model", "bicubic", "--constraint", "softmax"]) == 0
+    with xr.open_dataset(tmp_path / "cordex.nc") as src, xr.open_dataset(out) as hr:
+        assert hr["tcw"].sizes == {"time": 2, "rlat": 24, "rlon": 24}
+        assert hr["tcw"].attrs["grid_mapping"] == "rotated_pole" and hr["lat"].shape == (24, 24)
+        report = src.climdown.assert_conserves(hr, rtol=1e-6)
+        assert float(abs(report["mass_rel_diff"]).max()) < 1e-6
+    assert main(["plot", str(tmp_path / "cordex.nc"), str(out), "--out", str(png)]) == 0
+    assert f"wrote {png}" in capsys.readouterr().out
+    _png_is_drawn(png)
+
+
 # ---------------------------------------------------------------------------------------
 # version
 # ---------------------------------------------------------------------------------------

@@ -411,3 +411,19 @@ def test_downscale_file_keeps_the_grid(tmp_path) -> None:
         assert hr["lat_bnds"].shape == (32, 32, 4)
         report = lr.climdown.assert_conserves(hr, rtol=1e-6)
         assert float(abs(report["mass_rel_diff"]).max()) < 1e-7
+
+
+def test_cordex_layout_coarsens_and_budgets_through_the_accessor() -> None:
+    # rlat/rlon only, the grid mapping a data variable (as CORDEX files hold it)
+    full = rotated_pole_field(16, 16)
+    cordex = full.drop_vars(["lat", "lon", "lat_bnds", "lon_bnds"]).reset_coords("rotated_pole")
+    assert "rotated_pole" in cordex.data_vars
+    lr = cordex.climdown.coarsen(4)
+    np.testing.assert_array_equal(lr["tcw"].values, full.climdown.coarsen(4)["tcw"].values)
+    assert lr["tcw"].attrs["grid_mapping"] == "rotated_pole" and lr["lat"].shape == (4, 4)
+    hr = cordex.climdown.downscale(factor=2, model="bicubic", constraint="softmax", progress=False)
+    report = cordex.climdown.assert_conserves(hr, rtol=1e-6)
+    assert float(abs(report["mass_rel_diff"]).max()) < 1e-7
+    # contrast: the field alone has lost its grid mapping, and says what is missing
+    with pytest.raises(CoordinateError, match="grid mapping"):
+        cordex["tcw"].climdown.coarsen(4)

@@ -84,15 +84,16 @@ def _variable(obj: xr.DataArray | xr.Dataset, var: str | None) -> xr.DataArray:
     """``obj`` itself (DataArray), or its variable ``var`` / its only gridded variable."""
     if not isinstance(obj, xr.Dataset):
         return obj
-    if var is not None:
-        return obj[var]
-    names = _gridded(obj)
-    if len(names) != 1:
-        raise CoordinateError(
-            f"the dataset has {len(names)} variables on its lat/lon grid ({names}); pass "
-            "var='name' to choose one"
-        )
-    return obj[names[0]]
+    if var is None:
+        names = _gridded(obj)
+        if len(names) != 1:
+            raise CoordinateError(
+                f"the dataset has {len(names)} variables on its lat/lon grid ({names}); pass "
+                "var='name' to choose one"
+            )
+        var = names[0]
+    # a grid mapping held as a data variable (CORDEX) goes with the field: its grid needs it
+    return obj[var].assign_coords(_mapping_coord(obj, find_horizontal(obj)))
 
 
 def _cells(obj: xr.DataArray | xr.Dataset) -> Grid | CurvilinearGrid | None:

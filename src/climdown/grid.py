@@ -49,6 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EARTH_RADIUS",
+    "like_dtype",
+    "tidy_centres",
     "Grid",
     "lat_bounds",
     "lon_bounds",
@@ -619,8 +621,8 @@ class Grid:
         back has its own centres again.
         """
         return Grid(
-            _lat_centres(lat_b),
-            _wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon),
+            tidy_centres(_lat_centres(lat_b), lat_b),
+            tidy_centres(_wrap_like(0.5 * (lon_b[:-1] + lon_b[1:]), self.lon), lon_b),
             lat_b,
             lon_b,
             self.radius,
@@ -654,6 +656,43 @@ def _split(b: np.ndarray, factor: int) -> np.ndarray:
     frac = np.arange(factor) / factor
     inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * frac[None, :]
     return np.concatenate([inner.ravel(), b[-1:]])
+
+
+def tidy_centres(c: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Computed cell centres with their float round-off taken off, where it is only round-off.
+
+    Centres midway between refined or coarsened edges carry round-off (0.44 deg cells give
+    ``-23.209999999999997`` for a file's ``-23.21``), and xarray aligns by exact coordinate
+    values: ``hr.climdown.coarsen(4) - lr`` would silently drop every cell whose centre is one
+    ulp off. Each array is rounded to the fewest decimals (at most 10) that move no value by
+    more than 1e-9 of the smallest edge spacing, so grids written in decimals (every CF file,
+    CORDEX's 0.11 and 0.44 deg) come back as written; centres that need more digits are kept.
+    Edges (which carry the areas and the mass) are never changed.
+    """
+    c = np.asarray(c, dtype=np.float64)
+    steps = np.abs(np.diff(np.asarray(edges, dtype=np.float64)))
+    steps = steps[steps > 0]
+    if c.size == 0 or steps.size == 0 or not np.all(np.isfinite(c)):
+        return c
+    tol = 1e-9 * float(steps.min())
+    for decimals in range(11):
+        r = np.round(c, decimals)
+        if np.all(np.abs(r - c) <= tol):
+            return r
+    return c
+
+
+def like_dtype(values: np.ndarray, ref: Any) -> np.ndarray:
+    """``values`` in the floating dtype of the coordinate ``ref`` where it is narrower than float64.
+
+    A file whose coordinates are float32 gets float32 coordinates back: compared in float64,
+    a float32 ``-23.21`` is ``-23.209999084472656``, and xarray, which aligns by exact values,
+    would drop those cells from ``coarsen(hr) - lr`` without a word.
+    """
+    dtype = getattr(ref, "dtype", None)
+    if dtype is not None and np.issubdtype(dtype, np.floating) and dtype.itemsize < 8:
+        return np.asarray(values).astype(dtype)
+    return values
 
 
 def _lat_centres(lat_b: np.ndarray) -> np.ndarray:
@@ -1355,7 +1394,8 @@ def great_circle_deg(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
 
 def _with_native(g: CurvilinearGrid, y_b: np.ndarray, x_b: np.ndarray) -> CurvilinearGrid:
     """``g`` with native 1-D edges ``y_b``, ``x_b`` and centres midway between them."""
-    y, x = 0.5 * (y_b[:-1] + y_b[1:]), 0.5 * (x_b[:-1] + x_b[1:])
+    y = tidy_centres(0.5 * (y_b[:-1] + y_b[1:]), y_b)
+    x = tidy_centres(0.5 * (x_b[:-1] + x_b[1:]), x_b)
     return replace(g, y=y, x=x, y_b=y_b, x_b=x_b)
 
 
@@ -2073,7 +2113,12 @@ def coarsen_dataarray(
     if isinstance(coarse, CurvilinearGrid):
         return out.assign_coords(curvilinear_coords(coarse, h, da))
     lat_name, lon_name = str(h.lat), str(h.lon)
-    out = out.assign_coords({lat_name: (lat_dim, coarse.lat), lon_name: (lon_dim, coarse.lon)})
+    out = out.assign_coords(
+        {
+            lat_name: (lat_dim, like_dtype(coarse.lat, da[lat_name])),
+            lon_name: (lon_dim, like_dtype(coarse.lon, da[lon_name])),
+        }
+    )
     for name in (lat_name, lon_name):
         # a CF bounds pointer would name the fine cells' bounds: add_cf_bounds writes coarse ones
         out[name].attrs = {k: v for k, v in da[name].attrs.items() if k != "bounds"}
@@ -2119,9 +2164,10 @@ def curvilinear_coords(
 
     2-D latitude/longitude (named as in ``like``, else ``lat``/``lon``) with CF attributes,
     the 1-D native coordinates (``rlat``/``rlon``, ``y``/``x``) where ``like`` has them, and
-    the grid mapping variable (a 0-d coordinate with its CF attributes). ``clean`` filters
-    the attributes taken from ``like`` (the caller drops packing). No ``_FillValue``
-    (:data:`NO_FILL`); no ``bounds`` pointers (:func:`add_cf_bounds` writes bounds).
+    the grid mapping variable (a 0-d coordinate with its CF attributes, and a ``long_name``
+    where it has none). ``clean`` filters the attributes taken from ``like`` (the caller drops
+    packing). No ``_FillValue`` (:data:`NO_FILL`); no ``bounds`` pointers
+    (:func:`add_cf_bounds` writes bounds).
     """
     import xarray as xr
 
@@ -2134,12 +2180,18 @@ def curvilinear_coords(
     for name, values, kind in ((h.lat, grid.lat, "lat"), (h.lon, grid.lon, "lon")):
         attrs = cf_coordinate_attrs(attrs_of(name), kind)
         attrs.pop("axis", None)  # CF: axis is for 1-D coordinate variables, not 2-D auxiliaries
+        if name is not None and name in like.coords:
+            values = like_dtype(values, like[name])
         coords[name or kind] = xr.Variable(h.dims, values, attrs, dict(NO_FILL))
     for name, axis, dim in ((h.y, grid.y, h.dims[0]), (h.x, grid.x, h.dims[1])):
         if name is not None and axis is not None:
+            if name in like.coords:
+                axis = like_dtype(axis, like[name])
             coords[name] = xr.Variable(dim, axis, attrs_of(name), dict(NO_FILL))
     if grid.mapping is not None:
-        coords[grid.mapping.name] = xr.Variable((), np.int32(0), dict(grid.mapping.attrs))
+        # CF checkers ask every variable for a long_name or standard_name, this one too
+        attrs = {"long_name": f"grid mapping ({grid.mapping.kind})", **grid.mapping.attrs}
+        coords[grid.mapping.name] = xr.Variable((), np.int32(0), attrs)
     return coords
 
 
