@@ -15,7 +15,9 @@ from climdown.study import recipes_dir
 from climdown.study.experiments import NOTES_MARKER, load_experiments
 
 RECIPES = recipes_dir()
-STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b", "E10c", "E12c"]  # default layouts
+# the default layouts' rows: the study's 14, the CRPS-trained GANs, the same pair on real ERA5
+STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b", "E10c", "E12c"]
+STUDY_IDS += ["E10-rhine", "E10c-rhine"]
 REFERENCE_IDS = ["E3r", "E4r", "E6r", "E10r", "T1br"]  # opt-in: --layout reference
 EXACT = 1e-5  # the issue's bound on the relative mass violation of hard constraints
 
@@ -154,16 +156,21 @@ def test_quick_runs_every_study_row(quick_table: tuple[Path, str, float]) -> Non
             plan[row["id"]].constraint,
         )
     data = {r["data"] for r in study}
-    assert data == {"TCW2-QUICK", "TCW4-QUICK", "TCW8-QUICK", "T1-QUICK"}
+    assert data == {"TCW2-QUICK", "TCW4-QUICK", "TCW8-QUICK", "T1-QUICK", "ERA5-RHINE-X4-QUICK"}
     for d in data:  # bicubic baselines (none and softmax) on every store
         assert {r["constraint"] for r in study if r["data"] == d and r["model"] == "bicubic"} == {
             "none",
             "softmax",
         }
     gans = [r for r in study if r["model"].startswith("gan")]
-    assert len(gans) == 7 and all(float(r["CRPS"]) > 0 for r in gans)  # ensembles drawn
+    assert len(gans) == 9 and all(float(r["CRPS"]) > 0 for r in gans)  # ensembles drawn
     assert all(r["CRPS"] == "–" for r in study if not r["model"].startswith("gan"))
     assert "E3r" in doc.split("## Not run")[1]  # the reference rows are opt-in, and said so
+    ensembles = _tables(doc.split("## Ensembles")[1])[0]  # spread/skill of every GAN row
+    assert {r["id"] for r in ensembles} == {r["id"] for r in gans}
+    assert all(float(r["spread / skill"]) >= 0 for r in ensembles)
+    rhine = json.loads((out / "runs" / "E10-rhine" / "scores.json").read_text())
+    assert rhine["settings"]["batch_size"] == 16  # the row's own batch
 
 
 @pytest.mark.integration
@@ -175,7 +182,7 @@ def test_quick_softmax_conserves_and_none_does_not(quick_table: tuple[Path, str,
     plan = {e.id: e.constraint for e in load_experiments().experiments}
     softmax = [i for i in STUDY_IDS if plan[i] == "softmax"]
     none = [i for i in STUDY_IDS if plan[i] == "none"]
-    assert len(softmax) == 8 and len(none) == 6
+    assert len(softmax) == 10 and len(none) == 6
     for i in softmax:
         assert scores[i]["neg_num"] == 0, i
         assert scores[i]["mass_violation_rel"] <= EXACT, (i, scores[i]["mass_violation_rel"])
@@ -229,7 +236,7 @@ def test_quick_rerun_reuses_study_rows(
     out, doc, _ = quick_table
     before, after, again, _ = quick_rerun
     study = [f for f in before if (out / "runs") in f.parents]
-    assert len(study) == len(STUDY_IDS) + 8  # 14 rows + bicubic none/softmax on 4 stores
+    assert len(study) == len(STUDY_IDS) + 10  # the rows + bicubic none/softmax on 5 stores
     assert {f: after[f] for f in study} == {f: before[f] for f in study}
     assert _tables(again)[0] == _tables(doc)[0]
 
@@ -322,6 +329,7 @@ def test_seeds_and_finished_only(tmp_path: Path, capsys: pytest.CaptureFixture[s
         ({"training": {"los": "crps"}}, "los"),
         ({"training": {"loss": "crps"}}, "needs a model that samples"),
         ({"seeds": 0}, "seeds"),
+        ({"batch_size": -4}, "batch_size"),
     ],
 )
 def test_bad_row_options_are_recipe_errors(tmp_path: Path, row: dict, match: str) -> None:

@@ -49,7 +49,17 @@ __all__ = [
 #: ``--quick`` stores: HR patch size (at least 4 LR cells) and samples per split.
 _QUICK = {"patch": 32, "train": 64, "val": 16, "test": 16}
 _TOP_KEYS = ("epochs", "batch_size", "lr", "members", "seeds", "experiments", "real_data")
-_ROW_KEYS = ("id", "recipe", "model", "constraint", "options", "layout", "training", "seeds")
+_ROW_KEYS = (
+    "id",
+    "recipe",
+    "model",
+    "constraint",
+    "options",
+    "layout",
+    "training",
+    "seeds",
+    "batch_size",
+)
 #: :class:`climdown.train.TrainConfig` fields a row may set under ``training:``.
 _TRAINING_KEYS = ("adversarial_weight", "loss", "crps_members", "precision", "soft_lambda")
 #: ``--layout`` choices: the rows of the default (fast) layouts, the reference code's, or both.
@@ -62,7 +72,7 @@ class Experiment:
 
     ``layout`` is the model's ``layout`` option (``default`` or ``reference``), ``training``
     extra :class:`climdown.train.TrainConfig` fields (``{loss: crps}``), ``seeds`` the row's
-    own number of seeds (None: the plan's).
+    own number of seeds and ``batch_size`` its own batch (None: the plan's).
     """
 
     id: str
@@ -73,6 +83,7 @@ class Experiment:
     layout: str = "default"
     training: Mapping[str, Any] = field(default_factory=dict)
     seeds: int | None = None
+    batch_size: int | None = None
 
     def model_options(self) -> dict[str, Any]:
         """``options`` plus ``layout`` (absent for the default layout, as rows before it)."""
@@ -156,6 +167,11 @@ def _plan(raw: Any, path: Path) -> ExperimentPlan:
                 seeds=None
                 if e.get("seeds") is None
                 else validate.positive_int(e["seeds"], f"{where}.seeds", error=RecipeError),
+                batch_size=None
+                if e.get("batch_size") is None
+                else validate.positive_int(
+                    e["batch_size"], f"{where}.batch_size", error=RecipeError
+                ),
             )
         )
     real = RealData.from_mapping(raw["real_data"]) if raw.get("real_data") else None
@@ -183,7 +199,10 @@ def _quick_recipe(raw: dict[str, Any]) -> dict[str, Any]:
     ):
         r["source"] = {"kind": "synthetic", "resolution": 1.0, "seed": 0}
     r["patch"] = max(_QUICK["patch"], 4 * int(r["factor"]))
-    r["splits"] = {k: {**v, "samples": _QUICK.get(k, 16)} for k, v in r["splits"].items()}
+    r["splits"] = {  # stride-sampled (real) splits keep every patch: they are small
+        k: {**v, "samples": _QUICK.get(k, 16)} if "samples" in v else v
+        for k, v in r["splits"].items()
+    }
     r["chunks"] = 16
     r["name"] = f"{r.get('name', 'store')}-quick"
     return r
@@ -307,7 +326,7 @@ def run_experiments(
             head = {"id": exp.id, "data": _data_name(store), "model": exp.label}
             settings = dict(
                 epochs=epochs,
-                batch_size=plan.batch_size,
+                batch_size=exp.batch_size or plan.batch_size,
                 lr=plan.lr,
                 options=exp.model_options(),
                 training=exp.training,
@@ -401,7 +420,7 @@ def _time_row(
         constraint=exp.constraint,
         epochs=1,
         max_steps=steps,
-        batch_size=plan.batch_size,
+        batch_size=exp.batch_size or plan.batch_size,
         lr=plan.lr,
         model_options=exp.model_options(),
         **dict(exp.training),
@@ -476,7 +495,7 @@ def _not_run(
         per_epoch = _epoch_seconds(_run_dir(out, exp.id, s) for s in range(max(n, 1)))
         how = "whole epochs"
         if per_epoch is None:
-            per_epoch = _timed_epoch(out, exp.id, plan.batch_size)
+            per_epoch = _timed_epoch(out, exp.id, exp.batch_size or plan.batch_size)
             how = "timed steps"
         left.append(
             {
