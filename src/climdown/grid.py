@@ -664,10 +664,11 @@ def tidy_centres(c: np.ndarray, edges: np.ndarray) -> np.ndarray:
     Centres midway between refined or coarsened edges carry round-off (0.44 deg cells give
     ``-23.209999999999997`` for a file's ``-23.21``), and xarray aligns by exact coordinate
     values: ``hr.climdown.coarsen(4) - lr`` would silently drop every cell whose centre is one
-    ulp off. Each array is rounded to the fewest decimals (at most 10) that move no value by
-    more than 1e-9 of the smallest edge spacing, so grids written in decimals (every CF file,
-    CORDEX's 0.11 and 0.44 deg) come back as written; centres that need more digits are kept.
-    Edges (which carry the areas and the mass) are never changed.
+    ulp off. Each array is rounded to the fewest decimals (at most 6, as grids are written)
+    that move no value by more than 1e-9 of the smallest edge spacing, so grids written in
+    decimals (every CF file, CORDEX's 0.11 and 0.44 deg, 1/64 deg) come back as written, and
+    centres that need every digit (thirds) are kept. Edges (which carry the areas and the mass)
+    are never changed.
     """
     c = np.asarray(c, dtype=np.float64)
     steps = np.abs(np.diff(np.asarray(edges, dtype=np.float64)))
@@ -675,7 +676,7 @@ def tidy_centres(c: np.ndarray, edges: np.ndarray) -> np.ndarray:
     if c.size == 0 or steps.size == 0 or not np.all(np.isfinite(c)):
         return c
     tol = 1e-9 * float(steps.min())
-    for decimals in range(11):
+    for decimals in range(7):
         r = np.round(c, decimals)
         if np.all(np.abs(r - c) <= tol):
             return r
@@ -687,12 +688,22 @@ def like_dtype(values: np.ndarray, ref: Any) -> np.ndarray:
 
     A file whose coordinates are float32 gets float32 coordinates back: compared in float64,
     a float32 ``-23.21`` is ``-23.209999084472656``, and xarray, which aligns by exact values,
-    would drop those cells from ``coarsen(hr) - lr`` without a word.
+    would drop those cells from ``coarsen(hr) - lr`` without a word. Centres computed from
+    float32 ones carry float32 round-off, so they are first tidied as :func:`tidy_centres`
+    does, at float32's precision.
     """
     dtype = getattr(ref, "dtype", None)
-    if dtype is not None and np.issubdtype(dtype, np.floating) and dtype.itemsize < 8:
-        return np.asarray(values).astype(dtype)
-    return values
+    if dtype is None or not np.issubdtype(dtype, np.floating) or dtype.itemsize >= 8:
+        return values
+    v = np.asarray(values, dtype=np.float64)
+    if v.size and np.all(np.isfinite(v)):
+        tol = 4.0 * float(np.finfo(dtype).eps) * float(np.abs(v).max())
+        for decimals in range(8):
+            r = np.round(v, decimals)
+            if np.all(np.abs(r - v) <= tol):
+                v = r
+                break
+    return v.astype(dtype)
 
 
 def _lat_centres(lat_b: np.ndarray) -> np.ndarray:

@@ -74,6 +74,7 @@ from climdown.grid import (
     curvilinear_coords,
     find_horizontal,
     grid_of,
+    like_dtype,
 )
 from climdown.tiling import ChunkAxis, TilePlan
 from climdown.units import (
@@ -670,6 +671,7 @@ class Downscaler:
         else:
             for name, values, kind in ((h.lat, fine.lat, "lat"), (h.lon, fine.lon, "lon")):
                 attrs = cf_coordinate_attrs(without_packing(da[name].attrs), kind)
+                values = like_dtype(values, da[name])  # float32 coordinates stay float32
                 coords[name] = xr.Variable(da[name].dims[0], values, attrs, dict(NO_FILL))
         # in the input's units (and its units_original, if any), never its packing, with CF's
         # names where known (climdown.units.cf_variable_attrs); a history line that says so
