@@ -392,8 +392,13 @@ def test_an_epoch_of_too_few_steps_is_a_warning(store, tmp_path, caplog):
         train(store, epochs=1, max_steps=1, out=tmp_path / "a", **{**FAST, "batch_size": 64})
     assert "only 1 optimiser step(s) (32 training samples, batch_size=64)" in caplog.text
     caplog.clear()
+    assert "batch_size=3)" in caplog.text  # the advice is a smaller batch, never a larger one
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="climdown"):  # contrast: 8 steps per epoch
         train(store, epochs=1, out=tmp_path / "b", **{**FAST, "batch_size": 4})
+    assert "optimiser step" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="climdown"):  # cut short on purpose: no advice
+        train(store, epochs=1, max_steps=2, out=tmp_path / "c", **{**FAST, "batch_size": 4})
     assert "optimiser step" not in caplog.text
 
 

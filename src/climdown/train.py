@@ -542,10 +542,12 @@ def augment(
 
 
 def _warn_few_steps(n_samples: int, cfg: TrainConfig) -> None:
-    """A WARNING when an epoch holds fewer than :data:`MIN_STEPS` optimiser steps."""
+    """A WARNING when the data give an epoch fewer than :data:`MIN_STEPS` optimiser steps.
+
+    An epoch cut short on purpose (``max_steps``, e.g. a timing run) is not warned about: the
+    advice (a smaller batch) would be wrong there.
+    """
     steps = math.ceil(n_samples / cfg.batch_size)
-    if cfg.max_steps is not None:
-        steps = min(steps, cfg.max_steps)
     if cfg.epochs == 0 or steps >= MIN_STEPS:
         return
     suggest = max(1, n_samples // (2 * MIN_STEPS))
