@@ -91,3 +91,22 @@ def test_markdown_table_is_the_one_writer():
     assert "| – |" in table[2]  # a score the row lacks
     with pytest.raises(ValueError, match="3 cells for 2 headers"):
         markdown_table(("a", "b"), [(1, 2, 3)])
+
+
+def test_gan_checkpoint_csv_has_one_cell_per_score(store, tmp_path):
+    summary = train(
+        store,
+        model="gan",
+        epochs=1,
+        max_steps=1,
+        batch_size=8,
+        out=tmp_path / "run",
+        progress=False,
+        model_options={"width": 8, "blocks": 1},
+    )
+    evaluate_checkpoint(summary["best"], store, split="test", out=tmp_path / "eval", members=3)
+    head, gan, *_ = (tmp_path / "eval" / "metrics.csv").read_text().splitlines()
+    keys = head.split(",")
+    cells = dict(zip(keys, gan.split(","), strict=True))  # the rank histogram is one cell
+    assert len(cells["rank_histogram"].split()) == 4  # members + 1 ranks
+    assert float(cells["spread_skill"]) >= 0 and float(cells["RMSE_ens_mean"]) > 0

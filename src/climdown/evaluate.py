@@ -345,6 +345,13 @@ def evaluate_checkpoint(
         lines = [",".join(["name", "model", "constraint", *keys])]
         for r in rows:
             cells = [r["name"], r["model"], r["constraint"]]
-            lines.append(",".join(cells + [str(r["scores"].get(k, "")) for k in keys]))
+            lines.append(",".join(cells + [_csv_cell(r["scores"].get(k, "")) for k in keys]))
         (outp / "metrics.csv").write_text("\n".join(lines) + "\n")
     return table
+
+
+def _csv_cell(value: Any) -> str:
+    """A score as one CSV cell: a list (the rank histogram's counts) joined by spaces."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
