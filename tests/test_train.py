@@ -391,7 +391,6 @@ def test_an_epoch_of_too_few_steps_is_a_warning(store, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="climdown"):
         train(store, epochs=1, max_steps=1, out=tmp_path / "a", **{**FAST, "batch_size": 64})
     assert "only 1 optimiser step(s) (32 training samples, batch_size=64)" in caplog.text
-    caplog.clear()
     assert "batch_size=3)" in caplog.text  # the advice is a smaller batch, never a larger one
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="climdown"):  # contrast: 8 steps per epoch
