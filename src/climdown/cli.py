@@ -66,6 +66,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         adversarial_weight=a.adversarial_weight,
         loss=a.loss,
         crps_members=a.crps_members,
+        normalisation=a.normalisation,
     )
     summary = train(
         a.store,
@@ -300,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--crps-members", type=int, default=2, help="GAN members per sample for --loss crps"
     )
     sp.add_argument(
+        "--normalisation",
+        default="scale",
+        choices=("scale", "minmax"),
+        help="model input: x / scale (climdown's), or the reference code's min-max to 0..1",
+    )
+    sp.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
@@ -375,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--layout",
         default="default",
         choices=("default", "reference", "all"),
-        help="rows of the default layouts, of the reference code's (slow), or all",
+        help="rows to run: climdown's default layouts, the reference code's (slow), or all "
+        "(default: default)",
     )
     sp.add_argument(
         "--finished-only",

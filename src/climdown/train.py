@@ -58,9 +58,9 @@ from climdown import metrics, validate
 from climdown.checkpoint import read_checkpoint, save_checkpoint
 from climdown.data.dataset import PatchDataset, make_loader
 from climdown.data.store import normalisation, store_info
-from climdown.errors import CheckpointError, ConfigError
+from climdown.errors import CheckpointError, ConfigError, StoreError
 from climdown.evaluate import validate as validate_split
-from climdown.grid import Grid, Orientation
+from climdown.grid import Orientation
 from climdown.nn.constraints import CONSTRAINTS, get_constraint
 from climdown.nn.device import pick_device, to_device
 from climdown.nn.losses import crps_loss, discriminator_loss, generator_loss, mse_loss
@@ -87,6 +87,8 @@ MIN_STEPS = 5
 SELECT = ("val_rmse_area", "val_rmse")
 #: Data terms of the loss (:attr:`TrainConfig.loss`).
 LOSSES = ("mse", "crps")
+#: How the model's input is normalised (:attr:`TrainConfig.normalisation`).
+NORMALISATIONS = ("scale", "minmax")
 
 log = logging.getLogger("climdown")
 
@@ -159,6 +161,13 @@ class TrainConfig:
         spread can carry information. The adversarial term sees the first member.
     crps_members : int
         Members drawn per sample for ``loss="crps"`` (at least 2; each costs a forward pass).
+    normalisation : {"scale", "minmax"}
+        ``"scale"`` (climdown's): the model sees ``x / scale`` with the store's scale and its
+        constraint works in kg m-2. ``"minmax"`` (the reference code's): it sees
+        ``(x - min) / (max - min)`` with the store's training min and max, and its constraint
+        works on that normalised field, as the reference's did (still exactly conserving;
+        positive only above the training minimum; see
+        :class:`~climdown.nn.normalize.ConstrainedModel`). For reproducing the reference.
     """
 
     model: str = "cnn"
@@ -178,6 +187,7 @@ class TrainConfig:
     adversarial_weight: float = ADV_WEIGHT
     loss: str = "mse"
     crps_members: int = 2
+    normalisation: str = "scale"
 
     #: Fields that must match for a run to resume (epochs and max_steps may change).
     RESUME_KEYS: ClassVar[tuple[str, ...]] = (
@@ -194,6 +204,7 @@ class TrainConfig:
         "adversarial_weight",
         "loss",
         "crps_members",
+        "normalisation",
     )
 
     def __post_init__(self) -> None:
@@ -234,6 +245,7 @@ class TrainConfig:
             "crps_members": validate.integer(
                 self.crps_members, "crps_members", minimum=2, example="crps_members 2"
             ),
+            "normalisation": _choice(self.normalisation, NORMALISATIONS, "normalisation"),
         }
         if fixed["soft_lambda"] < 0:
             raise ConfigError(f"soft_lambda must be >= 0, got {self.soft_lambda!r}")
@@ -360,12 +372,12 @@ def train(
     if env.distributed and dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", env.local_rank)
     amp = _autocast_dtype(cfg.precision, dev)
-    scale = normalisation_scale(store)
+    scale, offset = _normalisation(store, cfg.normalisation)
     train_set = PatchDataset(store, "train", cache=cache)
     val_set = PatchDataset(store, "val", cache=cache)
 
     torch.manual_seed(cfg.seed)
-    net = to_device(_build(cfg, train_set, scale), dev)
+    net = to_device(_build(cfg, train_set, scale, offset), dev)
     if net.n_parameters == 0:
         raise ConfigError(
             f"model {cfg.model!r} has no trainable parameters; score it with evaluate_model "
@@ -677,7 +689,23 @@ def normalisation_scale(store: str | os.PathLike) -> float:
     return float(normalisation(store)["scale"])
 
 
-def _build(cfg: TrainConfig, dataset: PatchDataset, scale: float) -> ConstrainedModel:
+def _normalisation(store: str | os.PathLike, kind: str) -> tuple[float, float]:
+    """(scale, offset) of the model's input normalisation from the store's record."""
+    if kind == "scale":
+        return normalisation_scale(store), 0.0
+    rec = normalisation(store)
+    lo, hi = float(rec.get("min", np.nan)), float(rec.get("max", np.nan))
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise StoreError(
+            f"store {str(store)!r} records no usable training min/max ({lo}, {hi}) for "
+            "normalisation 'minmax'; rebuild it with this climdown or use normalisation 'scale'"
+        )
+    return hi - lo, lo
+
+
+def _build(
+    cfg: TrainConfig, dataset: PatchDataset, scale: float, offset: float = 0.0
+) -> ConstrainedModel:
     """The model of this config, sized for the dataset (factor, frames, channels)."""
     item = dataset[0]
     frames, channels = int(item["lr"].shape[0]), int(item["lr"].shape[1])
@@ -688,6 +716,7 @@ def _build(cfg: TrainConfig, dataset: PatchDataset, scale: float) -> Constrained
         int(dataset.factor),
         cfg.constraint,
         scale=scale,
+        offset=offset,
         frames=frames,
         channels=channels,
         constraint_options=constraint_options,
@@ -780,7 +809,7 @@ def _meta(dataset: PatchDataset, store: Any, cfg: TrainConfig) -> dict[str, Any]
         # its patches' coordinates, in the order the model saw them
         "orientation": Orientation.from_meta(
             dataset.attrs.get("orientation")
-            or Grid(np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0]).orientation
+            or dataset.grid(0).orientation
         ).as_dict(),
         "time_step_s": dataset.attrs.get("time_step_s"),
         "store": str(store),
@@ -798,7 +827,7 @@ def _fingerprint(store: str | os.PathLike) -> dict[str, Any]:
 def patch_spacing(dataset: PatchDataset) -> dict[str, list[float]]:
     """Grid spacing ``[dlat, dlon]`` (deg, :attr:`climdown.grid.Grid.spacing`) of the training
     patches, fine and coarse: what :class:`climdown.inference.Downscaler` compares inputs with."""
-    fine = Grid(np.asarray(dataset.lat)[0], np.asarray(dataset.lon)[0])
+    fine = dataset.grid(0)  # a Grid, or a CurvilinearGrid for a store cut from regional output
     return {
         "hr_spacing_deg": list(fine.spacing),
         "lr_spacing_deg": list(fine.coarsen(int(dataset.factor)).spacing),

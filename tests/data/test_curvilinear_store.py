@@ -127,16 +127,6 @@ def test_rerun_is_a_noop_and_an_older_reader_refuses(lambert, monkeypatch) -> No
         open_store(path, "train")
 
 
-def _spacing_from_grid(dataset):
-    """What ``climdown.train.patch_spacing`` should compute: ``dataset.grid(0)`` (a Grid or a
-    CurvilinearGrid) instead of ``Grid(dataset.lat[0], dataset.lon[0])``."""
-    fine = dataset.grid(0)
-    return {
-        "hr_spacing_deg": list(fine.spacing),
-        "lr_spacing_deg": list(fine.coarsen(int(dataset.factor)).spacing),
-    }
-
-
 def _train(path: Path, out: Path) -> dict:
     from climdown.train import train
 
@@ -153,22 +143,7 @@ def _train(path: Path, out: Path) -> dict:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreError,
-    reason="climdown.train.patch_spacing builds Grid(dataset.lat[0], dataset.lon[0]); for a "
-    "curvilinear store it must use dataset.grid(0) (train.py is not this change's)",
-)
-def test_train_reads_the_spacing_of_a_curvilinear_store(lambert, tmp_path) -> None:
-    _train(lambert[1], tmp_path / "run")
-
-
-def test_trained_checkpoint_downscales_a_curvilinear_field_exactly(
-    lambert, tmp_path, monkeypatch
-) -> None:
-    import climdown.train
-
-    monkeypatch.setattr(climdown.train, "patch_spacing", _spacing_from_grid)
+def test_trained_checkpoint_downscales_a_curvilinear_field_exactly(lambert, tmp_path) -> None:
     result = _train(lambert[1], tmp_path / "run")
     truth = lambert_conformal_field(32, 32, ntime=2, seed=7)
     lr = truth.climdown.coarsen(4)

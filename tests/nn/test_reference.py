@@ -251,3 +251,35 @@ def test_reference_minmax_on_physical_units(filename: str) -> None:
         expected = offset + scale * case["output"]
         err = float((out - expected).abs().max() / expected.abs().max())
         assert err <= RTOL, (filename, case["constraint"], err)
+
+
+def test_train_with_the_reference_minmax_normalisation(tmp_path) -> None:
+    """normalisation='minmax': the model records the store's min and range, and conserves."""
+    from importlib import resources
+
+    import yaml
+
+    from climdown.checkpoint import load_checkpoint
+    from climdown.data.recipe import load_recipe
+    from climdown.data.store import build_store, normalisation
+    from climdown.train import train
+
+    recipes = Path(str(resources.files("climdown.study") / "recipes"))
+    recipe = yaml.safe_load((recipes / "tiny.yaml").read_text())
+    recipe["output"] = str(tmp_path / "tiny.zarr")
+    store = build_store(load_recipe(recipe))
+    small = {"layout": "reference", "width": 8, "blocks": 1}
+    train(
+        store, model="cnn", constraint="softmax", epochs=1, out=tmp_path / "run", batch_size=4,
+        progress=False, model_options=small, normalisation="minmax",
+    )  # fmt: skip
+    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    rec = normalisation(store)
+    assert model.config["offset"] == pytest.approx(rec["min"])
+    assert float(model.scale) == pytest.approx(rec["max"] - rec["min"])
+    lr = rec["min"] + (rec["max"] - rec["min"]) * torch.rand(2, 1, 1, 4, 4)
+    with torch.no_grad():
+        y = model(lr)
+    torch.testing.assert_close(y.reshape(2, 1, 1, 4, 4, 4, 4).mean((-3, -1)), lr)
+    with pytest.raises(ConfigError, match="normalisation"):
+        train(store, epochs=1, out=tmp_path / "bad", normalisation="zscore")
