@@ -25,7 +25,7 @@ def test_recipes_are_package_data() -> None:
     folder = recipes_dir()
     package = Path(climdown.__file__).resolve().parent
     assert folder.resolve() == package / "study" / "recipes"
-    assert set(packaged_recipes()) == STUDY | REAL | CLOUD | {"experiments"}
+    assert set(packaged_recipes()) == STUDY | REAL | CLOUD | {"experiments", "report"}
 
 
 @pytest.mark.parametrize("name", sorted(STUDY | REAL | CLOUD))
@@ -122,8 +122,9 @@ def test_experiment_rows_find_packaged_recipes_by_name(tmp_path: Path) -> None:
     # a user's experiments file elsewhere: tcw4.yaml is not beside it, so the packaged one is used
     path = _experiments(tmp_path)
     plan = load_experiments(path)
+    # the study's generated sets, and the real Rhine hours of the ensemble rows (E10*-rhine)
     assert {e.recipe for e in plan.experiments} == {
-        recipes_dir() / f"{n}.yaml" for n in ("tcw2", "tcw4", "tcw8", "t1")
+        recipes_dir() / f"{n}.yaml" for n in ("tcw2", "tcw4", "tcw8", "t1", "era5-rhine-x4")
     }
     raw = yaml.safe_load(path.read_text())
     raw["experiments"][0]["recipe"] = "tcw5.yaml"

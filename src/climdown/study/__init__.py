@@ -39,7 +39,8 @@ def recipes_dir() -> Path:
 
 
 def packaged_recipes() -> list[str]:
-    """Names of the packaged recipes (``tcw4``, ``era5-rhine-x4``, ...; ``experiments`` too)."""
+    """Names of the packaged YAML files: the recipes (``tcw4``, ``era5-rhine-x4``, ...), and the
+    study's ``experiments`` table and ``report`` (the course report's table and claims)."""
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
