@@ -787,7 +787,9 @@ def _document(
                 "share of pixels whose truth falls below 0, 1, ... m members (flat when "
                 "reliable; piled at both ends when the ensemble is too narrow). "
                 "Rows with `loss crps` train the generator on the fair CRPS of 2 members "
-                "per sample instead of the MSE of one (`TrainConfig(loss='crps')`).",
+                "per sample (or `crps members`) instead of the MSE of one "
+                "(`TrainConfig(loss='crps')`); `adversarial weight` is the weight of the "
+                "adversarial term where it is not the report's 0.01.",
                 "",
                 _ensemble_table(groups),
                 "",
