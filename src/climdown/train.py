@@ -808,8 +808,7 @@ def _meta(dataset: PatchDataset, store: Any, cfg: TrainConfig) -> dict[str, Any]
         # step between frames (seconds); a store built before they were recorded still has
         # its patches' coordinates, in the order the model saw them
         "orientation": Orientation.from_meta(
-            dataset.attrs.get("orientation")
-            or dataset.grid(0).orientation
+            dataset.attrs.get("orientation") or dataset.grid(0).orientation
         ).as_dict(),
         "time_step_s": dataset.attrs.get("time_step_s"),
         "store": str(store),
