@@ -696,8 +696,17 @@ def like_dtype(values: np.ndarray, ref: Any) -> np.ndarray:
     if dtype is None or not np.issubdtype(dtype, np.floating) or dtype.itemsize >= 8:
         return values
     v = np.asarray(values, dtype=np.float64)
-    if v.size and np.all(np.isfinite(v)):
-        tol = 4.0 * float(np.finfo(dtype).eps) * float(np.abs(v).max())
+    exact = np.abs(v.astype(dtype).astype(np.float64) - v) <= 4 * np.finfo(np.float64).eps * np.abs(
+        v
+    )
+    if v.size and np.all(np.isfinite(v)) and not np.all(exact):
+        # centres that fall between float32 values were computed from decimal ones: the
+        # decimal within two ulps (of each value and of a cell size) is the value meant, so
+        # -23.209999 (a float32 -23.21 refined) snaps back; float32-exact centres such as
+        # 12.015625 (1/32 deg cells) are cast as they are
+        d = np.abs(np.diff(v.ravel()))
+        cell = float(np.median(d)) if d.size else 0.0
+        tol = 2.0 * float(np.finfo(dtype).eps) * (np.abs(v) + cell)
         for decimals in range(8):
             r = np.round(v, decimals)
             if np.all(np.abs(r - v) <= tol):

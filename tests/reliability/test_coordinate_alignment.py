@@ -97,3 +97,15 @@ def test_tidy_centres_removes_only_round_off() -> None:
     assert tidy_centres(mid, edges).tolist() == [-23.21, -22.77]
     thirds = np.array([1 / 3, 2 / 3])  # needs every digit: kept
     assert tidy_centres(thirds, np.array([1 / 6, 1 / 2, 5 / 6])).tolist() == thirds.tolist()
+
+
+def test_float32_fine_binary_grid_keeps_its_exact_centres() -> None:
+    """A float32 1/32 deg grid's centres (12.015625, ...) are exact: none is snapped away."""
+    lat = 50.0 - 0.03125 * (np.arange(16) + 0.5)
+    lon = 12.0 + 0.03125 * (np.arange(16) + 0.5)
+    truth = _field(lat, lon, "float32")
+    lr = truth.climdown.coarsen(2)
+    hr = lr.climdown.downscale(factor=2, constraint="softmax", model="bicubic")
+    np.testing.assert_array_equal(hr.lon.values, truth.lon.values)
+    np.testing.assert_array_equal(hr.lat.values, truth.lat.values)
+    assert (hr - truth).shape == truth.shape
