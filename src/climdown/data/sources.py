@@ -421,18 +421,7 @@ def normalize_dataset(
             out = out.swap_dims({dim: coord})
     out = _normalise_time(out)
     out = _drop_singletons(out, keep=("time", lat_name, lon_name))
-    if "time" not in out[name].dims:
-        raise CoordinateError(
-            f"variable {name!r} has dims {out[name].dims} without 'time' although the dataset "
-            "has a time coordinate; select a variable that varies in time"
-        )
-    units = out[name].attrs.get("units")
-    da = to_kg_m2(out[name])
-    if canonical_units(units) != CANONICAL:
-        # a water depth (mm, m, ...) is a different quantity: record it even when the factor is 1
-        da.attrs["units_original"] = units
-    if da.dtype == np.float64 and np.dtype(out[name].encoding.get("dtype", "f8")).kind in "iu":
-        da = da.astype(np.float32)  # packed data decoded by someone else's xarray call
+    da = _water_field(out, name)
     extra = [d for d in da.dims if d not in ("time", lat_name, lon_name)]
     da = da.transpose(*extra, "time", lat_name, lon_name)
     out = da.to_dataset(name=name)
@@ -443,10 +432,7 @@ def normalize_dataset(
     lat_attrs, lon_attrs = without_packing(ds[lat_name].attrs), without_packing(ds[lon_name].attrs)
     out[lat_name].attrs = {"units": "degrees_north", "standard_name": "latitude", **lat_attrs}
     out[lon_name].attrs = {"units": "degrees_east", "standard_name": "longitude", **lon_attrs}
-    attrs = dict(ds.attrs)
-    if source is not None:
-        attrs["climdown_source"] = source
-    out.attrs = append_history(attrs, f"opened {source or 'dataset'}, variable {name!r}")
+    out.attrs = _opened_attrs(ds, source, name)
     return out
 
 
@@ -484,6 +470,25 @@ def _normalize_curvilinear(
     out = ds[[name]]
     out = _normalise_time(out)
     out = _drop_singletons(out, keep=("time", *h.dims), keep_scalars=tuple(extra))
+    da = _water_field(out, name)
+    others = [d for d in da.dims if d not in ("time", *h.dims)]
+    da = da.transpose(*others, "time", *h.dims)
+    res = da.to_dataset(name=name).assign_coords(extra)  # bounds: dims the field lacks
+    for coord in (h.lat, h.lon):
+        if coord is not None:
+            attrs = without_packing(res[coord].attrs)
+            res = res.assign_coords({coord: res[coord].astype(np.float64)})
+            res[coord].attrs = attrs
+    res.attrs = _opened_attrs(ds, source, name)
+    return res
+
+
+def _water_field(out: xr.Dataset, name: str) -> xr.DataArray:
+    """Variable ``name`` of an opened dataset in kg m-2 (a field that varies in time).
+
+    A water depth (mm, m, ...) keeps its units as ``units_original`` even when the factor is
+    1; packed data another xarray call decoded to float64 comes back as float32.
+    """
     if "time" not in out[name].dims:
         raise CoordinateError(
             f"variable {name!r} has dims {out[name].dims} without 'time' although the dataset "
@@ -495,19 +500,15 @@ def _normalize_curvilinear(
         da.attrs["units_original"] = units
     if da.dtype == np.float64 and np.dtype(out[name].encoding.get("dtype", "f8")).kind in "iu":
         da = da.astype(np.float32)
-    others = [d for d in da.dims if d not in ("time", *h.dims)]
-    da = da.transpose(*others, "time", *h.dims)
-    res = da.to_dataset(name=name).assign_coords(extra)  # bounds: dims the field lacks
-    for coord in (h.lat, h.lon):
-        if coord is not None:
-            attrs = without_packing(res[coord].attrs)
-            res = res.assign_coords({coord: res[coord].astype(np.float64)})
-            res[coord].attrs = attrs
+    return da
+
+
+def _opened_attrs(ds: xr.Dataset, source: str | None, name: str) -> dict[str, Any]:
+    """The source's global attributes, where it came from, and a history line."""
     attrs = dict(ds.attrs)
     if source is not None:
         attrs["climdown_source"] = source
-    res.attrs = append_history(attrs, f"opened {source or 'dataset'}, variable {name!r}")
-    return res
+    return append_history(attrs, f"opened {source or 'dataset'}, variable {name!r}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from climdown.errors import ConfigError, GridShapeError
-from climdown.nn.models.cnn import fold_frames, unfold_frames
+from climdown.nn.models.cnn import ResidualBlock, fold_frames, unfold_frames
 from climdown.nn.normalize import ConstrainedModel
 from climdown.validate import positive_int
 
@@ -53,6 +53,11 @@ def _conv3x3(cin: int, cout: int, *, bias: bool = True, reflect: bool = False) -
     )
 
 
+def _check_layout(layout: str, cls: str) -> None:
+    if layout != "reference":
+        raise ConfigError(f"{cls} is the reference layout, not {layout!r}")
+
+
 def _log2_factor(factor: int, what: str) -> int:
     f = positive_int(factor, "factor")
     if f & (f - 1):
@@ -61,20 +66,6 @@ def _log2_factor(factor: int, what: str) -> int:
             "layout='fast' (any integer factor) or a factor of 2, 4, 8, ..."
         )
     return f.bit_length() - 1
-
-
-class _Block(nn.Module):
-    """The reference's ``ResidualBlock``: ``relu(conv(relu(conv(x))) + x)``, bias-free 3x3."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(width, width, bias=False)
-        self.conv2 = _conv3x3(width, width, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(torch.relu_(self.conv1(x)))
-        out += x
-        return torch.relu_(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,8 +107,7 @@ class ReferenceGANGenerator(nn.Module):
         layout: str = "reference",
     ) -> None:
         super().__init__()
-        if layout != "reference":
-            raise ConfigError(f"ReferenceGANGenerator is the reference layout, not {layout!r}")
+        _check_layout(layout, "ReferenceGANGenerator")
         self.factor = positive_int(factor, "factor")
         steps = _log2_factor(self.factor, "GAN")
         width = positive_int(width, "option 'width'")
@@ -125,7 +115,7 @@ class ReferenceGANGenerator(nn.Module):
         self.conv_trans0 = nn.ConvTranspose2d(LATENT, 1, kernel_size=self.noise_size)
         self.conv1 = nn.Sequential(_conv3x3(channels + 1, width), nn.ReLU(inplace=True))
         self.res_blocks = nn.Sequential(
-            *(_Block(width) for _ in range(positive_int(blocks, "option 'blocks'")))
+            *(ResidualBlock(width) for _ in range(positive_int(blocks, "option 'blocks'")))
         )
         self.conv2 = nn.Sequential(_conv3x3(width, width), nn.ReLU(inplace=True))
         self.upsampling = nn.Sequential(
@@ -352,8 +342,7 @@ class ReferenceConvGRU(nn.Module):
         layout: str = "reference",
     ) -> None:
         super().__init__()
-        if layout != "reference":
-            raise ConfigError(f"ReferenceConvGRU is the reference layout, not {layout!r}")
+        _check_layout(layout, "ReferenceConvGRU")
         self.factor = positive_int(factor, "factor")
         steps = _log2_factor(self.factor, "ConvGRU")
         width = positive_int(width, "option 'width'")
@@ -469,8 +458,7 @@ class ReferenceFlowConvGRU(nn.Module):
         layout: str = "reference",
     ) -> None:
         super().__init__()
-        if layout != "reference":
-            raise ConfigError(f"ReferenceFlowConvGRU is the reference layout, not {layout!r}")
+        _check_layout(layout, "ReferenceFlowConvGRU")
         self.factor = positive_int(factor, "factor")
         self.temporal_sr = VoxelFlow(channels)
         self.spatial_sr = ReferenceConvGRU(factor, channels, width=width, blocks=blocks)
