@@ -175,9 +175,11 @@ def _write(rows: list[dict], args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tile", type=int, default=128)  # the library defaults
-    p.add_argument("--halo", type=int, default=12)
-    p.add_argument("--batch", type=int, default=16)
+    from climdown.inference import DownscaleOptions  # the library's defaults
+
+    p.add_argument("--tile", type=int, default=DownscaleOptions.tile)
+    p.add_argument("--halo", type=int, default=DownscaleOptions.halo)
+    p.add_argument("--batch", type=int, default=DownscaleOptions.batch_size)
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--note", default="", help="free text appended to the docs section")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: one case, JSON

@@ -142,7 +142,7 @@ class DownscaleOptions:
     factor: int = 4
     constraint: str = "softmax"
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int = 8
     tile: int = 128
     halo: int = 12
     progress: bool | None = None
@@ -281,8 +281,10 @@ class Downscaler:
                 f"model must be a checkpoint path, a baseline name ({', '.join(BASELINES)}), "
                 f"a climdown model or None, got {type(model).__name__}: {model!r}"
             )
-        self.model = self.model.to(self.device).eval()
+        from climdown.nn.device import to_device
         from climdown.nn.models import RECURRENT
+
+        self.model = to_device(self.model, self.device).eval()  # channels-last convolutions
 
         config = getattr(self.model, "config", None) or {}
         recurrent = config.get("name") in RECURRENT
