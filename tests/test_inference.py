@@ -405,6 +405,41 @@ def test_default_is_the_regime_nearest_the_input_spacing_or_its_fallback(
         Downscaler(ckpt, factor=4)(tcw_dataarray(6, 8, 1, spacing=0.25).rename("tcwv"))
 
 
+def test_fallback_notice_only_for_the_regime_a_call_runs(monkeypatch, tmp_path, ckpt, caplog):
+    # the finest regime (adopted at construction) ships a baseline; an input of the other
+    # regime must not hear about it, an input of the finest one must, once
+    import logging
+    import shutil
+
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    shutil.copyfile(ckpt, folder / "coarse.pt")
+    entry = {"factor": 4, "constraint": "softmax"}
+    _packaged(
+        monkeypatch,
+        folder,
+        {
+            "4-softmax-fine": {
+                **entry,
+                "fallback": "pycnophylactic",
+                "fallback_constraint": "none",
+                "why": "it lost on validation",
+                "lr_spacing_deg": [1.0, 1.0],
+            },
+            "4-softmax-coarse": {**entry, "file": "coarse.pt", "lr_spacing_deg": [6.0, 6.0]},
+        },
+    )
+    with caplog.at_level(logging.INFO, logger="climdown"):
+        down = Downscaler(None, factor=4)
+        assert down.name == "pycnophylactic" and not caplog.records  # nothing ran yet
+        down(tcw_dataarray(6, 8, 1, spacing=6.0))
+        assert down.name == "coarse.pt" and not caplog.records
+        down(tcw_dataarray(6, 8, 1, spacing=1.0))
+        down(tcw_dataarray(6, 8, 1, spacing=1.0))
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1 and "4-softmax-fine" in notices[0], notices
+
+
 # --------------------------------------------------------------------------- files
 @pytest.mark.parametrize("suffix", [".zarr", ".nc"])
 def test_downscale_file(tmp_path, regional: xr.DataArray, suffix: str) -> None:
