@@ -84,6 +84,22 @@ def test_compare_constraints_map(tmp_path: Path) -> None:
     assert rows["softmax"][4] == 0 and rows["mult"][4] == 0  # positive constraints
 
 
+def test_held_out_sector(tmp_path: Path) -> None:
+    """Whole held-out fields: the Rhine default beats bicubic, softmax rows keep no block
+    structure the truth lacks beyond the documented range, the table is written."""
+    out = run_example("held_out_sector.py", tmp_path)
+    table = (tmp_path / "held_out_sector.md").read_text()
+    rows = {}
+    for line in table.splitlines()[2:]:
+        data, factor, model, rmse, _, blk = (c.strip() for c in line.strip("|").split("|"))
+        rows[(data.split()[0], factor, model)] = (float(rmse), float(blk))
+    assert len(rows) == 8 and "wrote" in out  # 2 fields x (truth + 3 models) at 4x
+    rhine = {m: v for (d, _, m), v in rows.items() if d == "Rhine"}
+    assert rhine["packaged default + softmax"][0] < 0.9 * rhine["bicubic"][0]
+    assert 0.67 <= rhine["packaged default + softmax"][1] <= 1.5
+    assert 0.67 <= rhine["truth"][1] <= 1.5  # the truth's own texture is near 1
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_example_has_docstring_and_help(name: str) -> None:
     text = (EXAMPLES / name).read_text()
