@@ -437,6 +437,22 @@ def test_adversarial_weight_reaches_the_generator(store, tmp_path):
         train(store, model="gan", epochs=2, max_steps=1, out=tmp_path / "w1.0", **FAST)
 
 
+def test_zero_adversarial_weight_skips_the_discriminator(store, tmp_path):
+    # with no adversarial term the discriminator would train unused: it is not trained at all
+    states = {}
+    for steps in (1, 2):
+        out = tmp_path / f"s{steps}"
+        train(
+            store, model="gan", epochs=1, max_steps=steps, adversarial_weight=0.0, out=out, **FAST
+        )
+        states[steps] = read_checkpoint(out / "last.pt")
+        assert "train_d_loss" not in _log(out)[0]
+    d1, d2 = (states[k]["extra"]["discriminator"] for k in (1, 2))
+    assert all(torch.equal(d1[k], d2[k]) for k in d1)  # D never moved
+    g1, g2 = (states[k]["state_dict"] for k in (1, 2))
+    assert any(not torch.equal(g1[k], g2[k]) for k in g1)  # contrast: the generator did
+
+
 def test_crps_loss_trains_a_gan_and_its_ensemble_is_scored(store, tmp_path):
     summary = train(
         store, model="gan", epochs=1, max_steps=2, loss="crps", crps_members=3, out=tmp_path, **FAST

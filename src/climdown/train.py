@@ -151,7 +151,8 @@ class TrainConfig:
     adversarial_weight : float
         Weight of the adversarial term in the GAN generator's loss (GAN only): 0.01 as in the
         study's report and :data:`ADV_WEIGHT`; the reference code used 1e-4. 0 trains the
-        generator on its data loss alone (the discriminator still trains, unused).
+        generator on its data loss alone and skips the discriminator (it keeps its initial
+        weights; the step costs what a plain CNN's does).
     loss : str
         The data term of the loss: ``"mse"`` (the study's) or ``"crps"`` (GAN only): draw
         ``crps_members`` members per sample with independent noise and minimise their fair
@@ -465,7 +466,7 @@ def train(
             train_time = time.perf_counter() - t0
 
             record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1)}
-            if disc is not None:
+            if disc is not None and cfg.adversarial_weight > 0.0:
                 record["train_d_loss"] = d_loss_sum / max(seen, 1)
             if main:  # validation and files on rank 0; the others wait for its record
                 record.update(validate_split(net, val_set, batch_size=cfg.batch_size, device=dev))
@@ -604,7 +605,7 @@ def _step(
     pred = ens[0]
     data_loss = crps_loss(ens / s, y / s) if k > 1 else mse_loss(pred / s, y / s)
     d_loss = torch.zeros(())
-    if disc is None:
+    if disc is None or cfg.adversarial_weight == 0.0:  # no adversarial term: D would be unused
         loss = data_loss
     else:
         # discriminator first, on a detached fake; then the generator against the updated D
