@@ -665,7 +665,8 @@ def tidy_centres(c: np.ndarray, edges: np.ndarray) -> np.ndarray:
     ``-23.209999999999997`` for a file's ``-23.21``), and xarray aligns by exact coordinate
     values: ``hr.climdown.coarsen(4) - lr`` would silently drop every cell whose centre is one
     ulp off. Each array is rounded to the fewest decimals (at most 6, as grids are written)
-    that move no value by more than 1e-9 of the smallest edge spacing, so grids written in
+    that move no value by more than round-off (1e-9 of the smallest edge spacing and 1000
+    ulps of the largest value), so grids written in
     decimals (every CF file, CORDEX's 0.11 and 0.44 deg, 1/64 deg) come back as written, and
     centres that need every digit (thirds) are kept. Edges (which carry the areas and the mass)
     are never changed.
@@ -675,7 +676,10 @@ def tidy_centres(c: np.ndarray, edges: np.ndarray) -> np.ndarray:
     steps = steps[steps > 0]
     if c.size == 0 or steps.size == 0 or not np.all(np.isfinite(c)):
         return c
-    tol = 1e-9 * float(steps.min())
+    # round-off only: at most 1e-9 of a cell and 1000 ulps of the largest value (a 168 deg
+    # cell would otherwise let a centre move by 1.7e-7 deg to a 6-decimal neighbour)
+    scale = max(1.0, float(np.abs(c).max()))
+    tol = min(1e-9 * float(steps.min()), 1e3 * np.finfo(np.float64).eps * scale)
     for decimals in range(7):
         r = np.round(c, decimals)
         if np.all(np.abs(r - c) <= tol):

@@ -97,6 +97,11 @@ def test_tidy_centres_removes_only_round_off() -> None:
     assert tidy_centres(mid, edges).tolist() == [-23.21, -22.77]
     thirds = np.array([1 / 3, 2 / 3])  # needs every digit: kept
     assert tidy_centres(thirds, np.array([1 / 6, 1 / 2, 5 / 6])).tolist() == thirds.tolist()
+    # very coarse cells: 1e-9 of a 168 deg cell (1.7e-7 deg) is not round-off; a centre that
+    # is 1e-7 from its 6-decimal neighbour stays where it is (hypothesis found such a grid)
+    lon = np.array([1.6447091, 169.6447091])
+    edges = np.array([-82.3552909, 85.6447091, 253.6447091])
+    assert np.array_equal(tidy_centres(lon, edges), lon)
 
 
 def test_float32_fine_binary_grid_keeps_its_exact_centres() -> None:
