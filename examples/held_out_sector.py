@@ -47,42 +47,39 @@ MODELS = [
 
 
 def held_out_fields() -> dict[str, tuple[xr.DataArray, np.ndarray]]:
-    """Per sample: (truth, boolean mask of its held-out cells on the truth's last two axes)."""
+    """Per sample: (truth, its cell areas [lat, lon] with 0 outside the held-out part)."""
     g = open_sample("global")
     glob = g[find_variable(g)].isel(latitude=slice(0, 120))  # 120 = 8 x 15 rows
-    lon = glob.longitude.values
     r = open_sample("rhine")
     rhine = r[find_variable(r)].isel(latitude=slice(0, 40), longitude=slice(0, 40))
     rhine = rhine.isel(time=slice(20, 24))  # the held-out hours: every cell of them counts
+    fields = {
+        "global 1.5 deg, held-out 276-360E": (glob, glob.longitude.values >= 276.0),
+        "Rhine 0.25 deg, held-out 20-23 UTC": (rhine, True),
+    }
     return {
-        "global 1.5 deg, held-out 276-360E": (
-            glob,
-            np.broadcast_to(lon >= 276.0, glob.shape[-2:]),
-        ),
-        "Rhine 0.25 deg, held-out 20-23 UTC": (rhine, np.ones(rhine.shape[-2:], dtype=bool)),
+        name: (da, np.where(held_out, Grid(da.latitude.values, da.longitude.values).area, 0.0))
+        for name, (da, held_out) in fields.items()
     }
 
 
 def score(
-    hr: xr.DataArray, truth: xr.DataArray, mask: np.ndarray, factor: int
+    hr: xr.DataArray, truth: xr.DataArray, weights: np.ndarray, factor: int
 ) -> tuple[float, float]:
-    """(area-weighted RMSE over ``mask``, blockiness over ``mask``'s columns, which start and
-    end on coarse-block edges)."""
-    area = Grid(truth.latitude.values, truth.longitude.values).area
-    err = np.asarray(hr.values, dtype=np.float64) - np.asarray(truth.values, dtype=np.float64)
-    w = np.broadcast_to(np.where(mask, area, 0.0), err.shape)
-    rmse = float(np.sqrt((w * err**2).sum() / w.sum()))
-    cols = np.flatnonzero(mask.any(axis=0))
+    """(area-weighted RMSE over the held-out cells (``weights`` > 0), blockiness over their
+    columns, which start and end on coarse-block edges)."""
+    rmse = metrics.rmse(hr.values, truth.values, area=weights)
+    cols = np.flatnonzero((weights > 0).any(axis=0))
     sl = slice(cols[0], cols[-1] + 1)
     return rmse, metrics.blockiness(hr.values[..., sl], factor)
 
 
 def run(factors: list[int], models: list[tuple[str, str | None, str]]) -> list[dict]:
     rows = []
-    for name, (truth, mask) in held_out_fields().items():
+    for name, (truth, weights) in held_out_fields().items():
         for f in factors:
             lr = truth.climdown.coarsen(f)
-            _, own = score(truth, truth, mask, f)  # the truth's own texture, for reference
+            _, own = score(truth, truth, weights, f)  # the truth's own texture, for reference
             rows.append(
                 {
                     "data": name,
@@ -96,7 +93,7 @@ def run(factors: list[int], models: list[tuple[str, str | None, str]]) -> list[d
             base = None
             for label, model, constraint in models:
                 hr = lr.climdown.downscale(factor=f, constraint=constraint, model=model)
-                rmse, blk = score(hr, truth, mask, f)
+                rmse, blk = score(hr, truth, weights, f)
                 base = rmse if base is None else base
                 rows.append(
                     {
