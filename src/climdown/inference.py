@@ -251,7 +251,6 @@ class Downscaler:
         self.meta: dict = {}
         self._default: Any = None  # the packaged choice in use when model is None
         self._noticed: set[str] = set()
-        self._pending: tuple[str, str] | None = None  # a fallback notice not yet said
         if model is None:
             self._use_default(_default_model(self.factor, self.constraint))
         else:
@@ -311,21 +310,19 @@ class Downscaler:
             self._adopt(pick.path)
             return
         self._adopt(pick.fallback)
-        if pick.key not in self._noticed:  # said when a call runs it (not for a regime no
-            self._pending = (  # input used, such as the finest one adopted at construction)
-                pick.key,
-                f"packaged default for factor={self.factor}, constraint={self.constraint!r} "
-                f"({pick.key}): using the {pick.fallback!r} baseline, because {pick.why}",
-            )
 
     def _say_default(self) -> None:
-        """Log the fallback notice of the packaged default about to run, once per regime."""
-        if self._pending is not None and self._default is not None:
-            key, text = self._pending
-            self._pending = None
-            if key == self._default.key and key not in self._noticed:
-                self._noticed.add(key)
-                log.warning(text)
+        """Log, once per regime, why the packaged default about to run is a baseline (said when
+        a call runs it, not for a regime no input used, such as the finest one adopted at
+        construction)."""
+        pick = self._default
+        if pick is None or pick.path is not None or pick.key in self._noticed:
+            return
+        self._noticed.add(pick.key)
+        log.warning(
+            f"packaged default for factor={self.factor}, constraint={self.constraint!r} "
+            f"({pick.key}): using the {pick.fallback!r} baseline, because {pick.why}"
+        )
 
     def _pick_default(self, grid: Grid | CurvilinearGrid) -> None:
         """With no ``model`` given: the packaged default nearest this input's spacing."""
