@@ -390,6 +390,9 @@ def train(
     }
     if disc is not None:
         opts["discriminator"] = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
+    # the discriminator trains only where its term counts: with adversarial_weight 0 it keeps
+    # its initial weights (still saved, so checkpoints keep one layout) and a step is a CNN's
+    adversary = disc if cfg.adversarial_weight > 0.0 else None
     state: dict[str, Any] = {
         "epoch": 0,
         "step": 0,
@@ -440,7 +443,7 @@ def train(
                 x, y, area = x.to(dev), y.to(dev), area.to(dev)
                 pred, loss, d_loss = _step(
                     net,
-                    disc,
+                    adversary,
                     opts,
                     x,
                     y,
@@ -466,7 +469,7 @@ def train(
             train_time = time.perf_counter() - t0
 
             record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1)}
-            if disc is not None and cfg.adversarial_weight > 0.0:
+            if adversary is not None:
                 record["train_d_loss"] = d_loss_sum / max(seen, 1)
             if main:  # validation and files on rank 0; the others wait for its record
                 record.update(validate_split(net, val_set, batch_size=cfg.batch_size, device=dev))
@@ -605,7 +608,7 @@ def _step(
     pred = ens[0]
     data_loss = crps_loss(ens / s, y / s) if k > 1 else mse_loss(pred / s, y / s)
     d_loss = torch.zeros(())
-    if disc is None or cfg.adversarial_weight == 0.0:  # no adversarial term: D would be unused
+    if disc is None:
         loss = data_loss
     else:
         # discriminator first, on a detached fake; then the generator against the updated D
