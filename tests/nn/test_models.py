@@ -303,6 +303,13 @@ def test_gan_noise_draws_members_and_seed_reproduces_them():
     model = tiny("gan", 4, "softmax")
     assert isinstance(model, GANModel)
     lr, area = tcw_like(), polar_area(32, 32)
+    # the learned noise strength starts at 0: the untrained generator is deterministic ...
+    assert torch.equal(model(lr, area), model(lr, area))
+    # ... and the loss reaches the strength, so training can let noise in
+    model(lr, area).square().mean().backward()
+    assert model.backbone.noise_strength.grad.abs().item() > 0
+    with torch.no_grad():
+        model.backbone.noise_strength.fill_(1.0)
     a, b = model(lr, area), model(lr, area)
     assert not torch.allclose(a, b)  # new noise, new member
     ens = model.sample(lr, area, members=3, generator=torch.Generator().manual_seed(7))
@@ -319,6 +326,15 @@ def test_gan_noise_draws_members_and_seed_reproduces_them():
         assert conservation_error(member, lr, area, 4) <= 1e-5
     noise = torch.zeros(2, 1, 1, 8, 8)
     assert torch.equal(model(lr, area, noise=noise), model(lr, area, noise=noise))
+
+
+def test_gan_checkpoint_from_before_the_noise_strength_loads_with_unit_noise():
+    model = tiny("gan", 4, "softmax")
+    old = {k: v for k, v in model.state_dict().items() if not k.endswith("noise_strength")}
+    model.load_state_dict(old)  # strict: the missing strength is filled in, not an error
+    assert model.backbone.noise_strength.tolist() == [1.0]
+    lr, area = tcw_like(), polar_area(32, 32)
+    assert not torch.allclose(model(lr, area), model(lr, area))
 
 
 def test_gan_rejects_misshapen_noise():

@@ -1,8 +1,18 @@
 """The study's GAN: a noise-driven CNN generator (ensembles) and a PatchGAN discriminator.
 
 The generator is :class:`~climdown.nn.models.cnn.CNN` with ``noise_channels`` extra input
-channels of standard-normal noise at the coarse resolution, one draw per frame. A new noise
-draw gives a new ensemble member; a seeded ``torch.Generator`` gives reproducible members.
+channels of standard-normal noise at the coarse resolution, one draw per frame, each scaled by a
+learned strength that starts at zero (climdown's own design; the noise injection of StyleGAN,
+Karras et al. 2019). A new noise draw gives a new ensemble member; a seeded ``torch.Generator``
+gives reproducible members.
+
+Why the strength starts at zero: unit-variance noise beside the normalised input (values about
+0.1-1, far less variable) dominates the first convolution, and on TCW4 the first Adam steps then
+switched off the network's ReLUs; its gradients fell below Adam's epsilon and the generator
+never left its initial (nearest-neighbour) output, even with no adversarial term
+(docs/results.md, E10). Starting at zero, the generator starts as the CNN, which learns there,
+and the data loss decides how much noise to let in: little under MSE (whose optimum ignores the
+noise), as much as the truth's uncertainty under the fair CRPS.
 With a conserving constraint every member conserves the coarse input exactly: the ensemble
 spreads the mass within each coarse cell, never across cells.
 
@@ -45,6 +55,12 @@ class GANGenerator(CNN):
         As :class:`~climdown.nn.models.cnn.CNN`.
     noise_channels : int
         Channels of coarse-resolution noise concatenated to the input (1).
+
+    Attributes
+    ----------
+    noise_strength : Parameter ``[noise_channels]``
+        Learned amplitude of each noise channel (initially 0). Checkpoints saved before it
+        existed were trained with unit noise and load with strength 1.
     """
 
     options: ClassVar[dict[str, Any]] = {**CNN.options, "noise_channels": 1}
@@ -73,6 +89,12 @@ class GANGenerator(CNN):
             layout=layout,
             extra_inputs=self.noise_channels,
         )
+        self.noise_strength = nn.Parameter(torch.zeros(self.noise_channels))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints from before the learned strength fed unit-variance noise: strength 1
+        state_dict.setdefault(prefix + "noise_strength", torch.ones(self.noise_channels))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(
         self,
@@ -82,8 +104,9 @@ class GANGenerator(CNN):
     ) -> torch.Tensor:
         """``x`` ``[B, T, C, h, w]`` -> ``z`` ``[B, T, C, H, W]``.
 
-        ``noise`` ``[B, T, noise_channels, h, w]``; when None it is drawn from N(0, 1) on the
-        device and in the dtype of ``x``, from ``generator`` if given.
+        ``noise`` ``[B, T, noise_channels, h, w]``: standard-normal values, scaled by
+        :attr:`noise_strength` before they enter the network; when None it is drawn from
+        N(0, 1) on the device and in the dtype of ``x``, from ``generator`` if given.
         """
         b, t, _, h, w = x.shape
         shape = (b, t, self.noise_channels, h, w)
@@ -94,7 +117,8 @@ class GANGenerator(CNN):
                 f"noise of shape {tuple(noise.shape)} does not fit the input: expected {shape} "
                 "([B, T, noise_channels, h, w] on the coarse grid); pass noise=None to draw it"
             )
-        z = self.trunk(fold_frames(torch.cat([x, noise.to(x.dtype)], dim=2)))
+        noise = noise.to(x.dtype) * self.noise_strength.to(x.dtype).view(1, 1, -1, 1, 1)
+        z = self.trunk(fold_frames(torch.cat([x, noise], dim=2)))
         return unfold_frames(z, b)
 
 
