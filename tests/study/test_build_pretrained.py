@@ -101,29 +101,29 @@ def test_build_writes_to_out_and_merges_the_index(
     out.mkdir()
     kept = {k: v for k, v in packaged_index().items() if k.startswith("2-softmax")}
     (out / "index.json").write_text(json.dumps(kept))
-    index = build_defaults(tmp_path / "work", out=out, epochs=1, factors=(4,), regimes=("global",))
-    assert set(index) == set(kept) | {"4-softmax-global", "4-none-global"}
+    index = build_defaults(tmp_path / "work", out=out, epochs=1, factors=(4,), regimes=("rhine",))
+    assert set(index) == set(kept) | {"4-softmax-rhine", "4-none-rhine"}
     assert json.loads((out / "index.json").read_text()) == index
     for constraint in ("softmax", "none"):
-        entry = index[f"4-{constraint}-global"]
-        assert entry["recipe"] == "era5-global-x4" and entry["epochs"] == 1
-        assert entry["lr_spacing_deg"][1] == 6.0  # 1.5 deg x 4 (latitude: the cropped cap rows)
+        entry = index[f"4-{constraint}-rhine"]
+        assert entry["recipe"] == "era5-rhine-x4" and entry["epochs"] == 1
+        assert entry["lr_spacing_deg"] == [1.0, 1.0]  # 0.25 deg x 4
         assert len(entry["model_rmse_area_weighted_seeds"]) == len(SEEDS[constraint])
         if entry["fallback"] is None:
             model, meta = load_checkpoint(out / entry["file"])
             assert model.factor == 4 and model.config["constraint"] == constraint
-    assert index["4-softmax-global"]["neg_num"] == 0
-    assert index["4-softmax-global"]["mass_violation_rel"] < 1e-5
+    assert index["4-softmax-rhine"]["neg_num"] == 0
+    assert index["4-softmax-rhine"]["mass_violation_rel"] < 1e-5
     assert (out / "models.md").read_text().strip() == format_index(index)
     assert _digest(PACKAGE) == package_before  # the installed package is untouched
 
     # the default output is under the work folder, not the package; finished rows are reused
     monkeypatch.chdir(tmp_path)
-    main(["--work", "work", "--epochs", "1", "--factors", "4", "--regimes", "global"])
+    main(["--work", "work", "--epochs", "1", "--factors", "4", "--regimes", "rhine"])
     default = tmp_path / "work" / "models"
     assert {"index.json", "models.md"} <= {p.name for p in default.iterdir()}
     again = json.loads((default / "index.json").read_text())
-    for key in ("4-softmax-global", "4-none-global"):
+    for key in ("4-softmax-rhine", "4-none-rhine"):
         assert again[key]["rmse_area_weighted"] == index[key]["rmse_area_weighted"]
     assert _digest(PACKAGE) == package_before
 
