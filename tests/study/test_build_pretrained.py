@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from climdown.checkpoint import load_checkpoint
+from climdown.errors import ConfigError
 from climdown.pretrained import index as packaged_index
 from climdown.study.build_pretrained import (
     BLOCKINESS_RANGE,
@@ -130,6 +131,15 @@ def test_build_writes_to_out_and_merges_the_index(
         again["4-none-rhine"]["rmse_area_weighted"] == index["4-none-rhine"]["rmse_area_weighted"]
     )
     assert _digest(PACKAGE) == package_before
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("constraints", ("clip",)), ("regimes", ("europe",))]
+)
+def test_build_names_an_unknown_regime_or_constraint(tmp_path: Path, option, value) -> None:
+    with pytest.raises(ConfigError, match=f"unknown {option} .*choose from"):
+        build_defaults(tmp_path / "work", **{option: value})
+    assert not (tmp_path / "work").exists()  # refused before anything is written
 
 
 @pytest.mark.slow

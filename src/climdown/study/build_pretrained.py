@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from climdown._version import __version__
+from climdown.errors import ConfigError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
 from climdown.study.runner import run_row, write_markdown
@@ -121,6 +122,15 @@ def build_defaults(
     from climdown.data.store import build_store
     from climdown.train import patch_spacing
 
+    for name, given, known in (
+        ("regimes", regimes, REGIMES),
+        ("constraints", constraints, CONSTRAINTS),
+    ):
+        unknown = [v for v in given if v not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown {name} {unknown} for the packaged defaults; choose from {list(known)}"
+            )
     work = Path(work)
     out = Path(out) if out is not None else work / "models"
     out.mkdir(parents=True, exist_ok=True)
