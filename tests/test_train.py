@@ -14,10 +14,11 @@ import torch
 import yaml
 
 from climdown.checkpoint import load_checkpoint, read_checkpoint, read_meta
+from climdown.data.dataset import PatchDataset
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store
 from climdown.errors import ConfigError, StoreError
-from climdown.evaluate import evaluate_model
+from climdown.evaluate import evaluate_model, validate
 from climdown.nn.models import GANModel, get_model
 from climdown.train import TrainConfig, pick_device, train
 
@@ -413,6 +414,8 @@ def test_adversarial_weight_and_loss_options_validate_themselves():
         ({"model": "gan", "loss": "mae"}, "unknown loss"),
         ({"model": "gan", "loss": "crps", "crps_members": 1}, "crps_members"),
         ({"model": "cnn", "loss": "crps"}, "needs a model that samples"),
+        ({"model": "cnn", "select": "val_crps_area"}, "needs a model that samples"),
+        ({"model": "gan", "select": "val_crps"}, "unknown select"),
     ]
     for options, match in bad:
         with pytest.raises(ConfigError, match=match):
@@ -467,3 +470,40 @@ def test_crps_loss_trains_a_gan_and_its_ensemble_is_scored(store, tmp_path):
     assert scores["spread"] > 0 and scores["spread_skill"] == pytest.approx(
         scores["spread"] / scores["RMSE_ens_mean"]
     )
+
+
+def test_select_by_validation_crps_picks_the_epoch_with_the_lowest_crps(store, tmp_path):
+    summary = train(
+        store, model="gan", epochs=3, max_steps=2, select="val_crps_area", out=tmp_path, **FAST
+    )
+    log = _log(tmp_path)
+    crps = [r["val_crps_area"] for r in log]
+    assert all(c > 0 for c in crps) and summary["select"] == "val_crps_area"
+    assert summary["best_epoch"] == 1 + crps.index(min(crps))
+    assert summary["best_val_rmse"] == min(crps)
+    # the logged score is the area-weighted fair CRPS of the best epoch's members, recomputed
+    model, _ = load_checkpoint(tmp_path / "best.pt")
+    again = validate(model, PatchDataset(store, "val"), batch_size=8, members=2, seed=0)
+    assert again["val_crps_area"] == pytest.approx(min(crps), rel=1e-6)
+    plain = validate(model, PatchDataset(store, "val"), batch_size=8)  # contrast: no members
+    assert "val_crps_area" not in plain
+    assert plain["val_rmse_area"] == pytest.approx(again["val_rmse_area"], rel=0.5)
+
+
+def test_validation_members_need_a_sampling_model(store):
+    from climdown.nn.models import get_model
+
+    net = get_model("cnn", factor=4, constraint="softmax", scale=50.0)
+    with pytest.raises(ConfigError, match="model that samples"):
+        validate(net, PatchDataset(store, "val"), members=2)
+    gan = get_model("gan", factor=4, constraint="softmax", scale=50.0)
+    with pytest.raises(ConfigError, match="at least 2"):
+        validate(gan, PatchDataset(store, "val"), members=1)
+
+
+def test_crps_training_logs_the_validation_crps_without_selecting_by_it(store, tmp_path):
+    train(store, model="gan", epochs=1, max_steps=1, loss="crps", out=tmp_path, **FAST)
+    rec = _log(tmp_path)[0]
+    assert rec["val_crps_area"] > 0
+    train(store, model="gan", epochs=1, max_steps=1, out=tmp_path / "mse", **FAST)
+    assert "val_crps_area" not in _log(tmp_path / "mse")[0]  # contrast: MSE GAN, no members

@@ -298,7 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="data term: mse, or crps (GAN: fair CRPS of --crps-members draws, rewards spread)",
     )
     sp.add_argument(
-        "--crps-members", type=int, default=2, help="GAN members per sample for --loss crps"
+        "--crps-members",
+        type=int,
+        default=2,
+        help="GAN members per sample for --loss crps and --select val_crps_area",
     )
     sp.add_argument(
         "--normalisation",
@@ -321,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--select",
         default="val_rmse_area",
-        choices=("val_rmse_area", "val_rmse"),
-        help="validation score that picks best.pt (area-weighted RMSE, or per cell)",
+        choices=("val_rmse_area", "val_rmse", "val_crps_area"),  # climdown.train.SELECT
+        help="validation score that picks best.pt (area-weighted RMSE, per cell, or, for a "
+        "GAN, the area-weighted fair CRPS of --crps-members members)",
     )
     sp.add_argument(
         "--patience",

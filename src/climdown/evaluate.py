@@ -91,8 +91,18 @@ def validate(
     *,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    members: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Scores of ``net`` on a split, for the training log.
+
+    Parameters
+    ----------
+    members : int
+        0 (default): score one prediction per sample. At least 2, for a model that samples
+        (the GAN): draw that many members per sample, with noise from a generator seeded
+        with ``seed`` (the same draws every epoch), score member 0 as above and add their
+        fair CRPS.
 
     Returns
     -------
@@ -100,9 +110,25 @@ def validate(
         ``val_rmse`` and ``val_rmse_area`` (area-weighted) in kg m-2, ``val_mass_violation``
         (largest ``|coarsen(pred) - lr|`` over all coarse cells, kg m-2),
         ``val_mass_violation_rel`` (that, relative to the mean ``|lr|``) and ``val_neg`` (count
-        of negative pixels).
+        of negative pixels); with ``members``, also ``val_crps_area`` (the fair CRPS per
+        pixel, averaged with the cell areas as weights, kg m-2).
+
+    Raises
+    ------
+    ConfigError
+        If ``members`` is 1, or given for a model that does not sample.
     """
-    p = predict(net, dataset, batch_size, torch.device(device))
+    dev = torch.device(device)
+    extra: dict[str, float] = {}
+    if members:
+        if members < 2 or getattr(net, "sample", None) is None:
+            raise ConfigError(
+                f"validate(members={members}) needs at least 2 members of a model that samples "
+                f"(the GAN), not {type(net).__name__}; pass members=0"
+            )
+        p, extra = _validate_ensemble(net, dataset, batch_size, dev, members, seed)
+    else:
+        p = predict(net, dataset, batch_size, dev)
     area = _per_sample(p["area"])
     mv = metrics.mass_violation(p["pred"], p["lr"], area, net.factor)
     return {
@@ -111,7 +137,33 @@ def validate(
         "val_mass_violation": mv["max_abs"],
         "val_mass_violation_rel": mv["max_rel"],
         "val_neg": metrics.neg_count(p["pred"]),
+        **extra,
     }
+
+
+@torch.no_grad()
+def _validate_ensemble(
+    net: Any, dataset: PatchDataset, batch_size: int, device: torch.device, members: int, seed: int
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Member 0 of each sample (as :func:`predict` gives it) and the area-weighted fair CRPS."""
+    was_training = net.training
+    net.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
+    weighted, weights = 0.0, 0.0
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x, area = batch["lr"].to(device), batch["area"].to(device)
+        ens = net.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
+        crps = metrics.crps_pixels(ens.double(), batch["hr"].double(), member_axis=0, fair=True)
+        w = _per_sample(batch["area"].double()).expand_as(crps)
+        weighted += float((crps * w).sum())
+        weights += float(w.sum())
+        parts["pred"].append(ens[0])
+        for key in ("hr", "lr", "area"):
+            parts[key].append(batch[key])
+    net.train(was_training)
+    pred = {k: torch.cat(v) for k, v in parts.items()}
+    return pred, {"val_crps_area": weighted / weights}
 
 
 @torch.no_grad()

@@ -84,7 +84,7 @@ LOG_NAME, LAST_NAME, BEST_NAME = "metrics.jsonl", "last.pt", "best.pt"
 #: Fewer optimiser steps per epoch than this draws a warning (the model barely moves).
 MIN_STEPS = 5
 #: Validation scores ``best.pt`` can be chosen by (lower is better).
-SELECT = ("val_rmse_area", "val_rmse")
+SELECT = ("val_rmse_area", "val_rmse", "val_crps_area")
 #: Data terms of the loss (:attr:`TrainConfig.loss`).
 LOSSES = ("mse", "crps")
 #: How the model's input is normalised (:attr:`TrainConfig.normalisation`).
@@ -141,8 +141,12 @@ class TrainConfig:
         bit for bit.
     select : str
         The validation score that picks ``best.pt``: ``"val_rmse_area"`` (default: RMSE
-        weighted by cell area, the error on the sphere) or ``"val_rmse"`` (per grid cell, the
-        study's).
+        weighted by cell area, the error on the sphere), ``"val_rmse"`` (per grid cell, the
+        study's) or ``"val_crps_area"`` (GAN only: the area-weighted fair CRPS of
+        ``crps_members`` members per validation sample, drawn with noise seeded by ``seed``
+        so that epochs are compared on the same draws). The RMSE scores judge member 0, one
+        draw; an ensemble trained for its spread (``loss="crps"``) is better judged by
+        its CRPS, which is logged whenever ``loss="crps"`` or this is chosen.
     patience : int, optional
         Stop when ``select`` has not improved for this many epochs (early stopping); None
         trains every epoch.
@@ -259,6 +263,11 @@ class TrainConfig:
             raise ConfigError(
                 f"loss 'crps' needs a model that samples (gan), not {model!r}: a deterministic "
                 "model's members are all equal; use loss 'mse'"
+            )
+        if fixed["select"] == "val_crps_area" and model != "gan":
+            raise ConfigError(
+                f"select 'val_crps_area' needs a model that samples (gan), not {model!r}: a "
+                "deterministic model's CRPS is its MAE; use select 'val_rmse_area'"
             )
         for key, value in fixed.items():
             object.__setattr__(self, key, value)
@@ -472,7 +481,16 @@ def train(
             if adversary is not None:
                 record["train_d_loss"] = d_loss_sum / max(seen, 1)
             if main:  # validation and files on rank 0; the others wait for its record
-                record.update(validate_split(net, val_set, batch_size=cfg.batch_size, device=dev))
+                record.update(
+                    validate_split(
+                        net,
+                        val_set,
+                        batch_size=cfg.batch_size,
+                        device=dev,
+                        members=_val_members(cfg),
+                        seed=cfg.seed,
+                    )
+                )
                 record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
             record = cdist.broadcast_object(record)
             state["epoch"] = epoch
@@ -534,6 +552,11 @@ def train(
         "last": str(last_path) if last_path.is_file() else None,
         "log": str(log_path) if log_path.is_file() else None,
     }
+
+
+def _val_members(cfg: TrainConfig) -> int:
+    """Members per validation sample: ``crps_members`` where the CRPS is logged, else 0."""
+    return cfg.crps_members if cfg.select == "val_crps_area" or cfg.loss == "crps" else 0
 
 
 def augment(
@@ -847,9 +870,11 @@ def _keep_log_until(log_path: Path, epoch: int) -> None:
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
+    crps = record.get("val_crps_area")
     return (
         f"epoch {record['epoch']}: loss {record['train_loss']:.4g}, "
         f"val RMSE {record['val_rmse']:.4g} kg m-2, "
-        f"mass violation {record['val_mass_violation']:.2e} kg m-2, "
+        + (f"val CRPS {crps:.4g} kg m-2, " if crps is not None else "")
+        + f"mass violation {record['val_mass_violation']:.2e} kg m-2, "
         f"neg {record['val_neg']}, {record['time_s']:.1f} s"
     )

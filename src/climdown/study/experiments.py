@@ -61,7 +61,14 @@ _ROW_KEYS = (
     "batch_size",
 )
 #: :class:`climdown.train.TrainConfig` fields a row may set under ``training:``.
-_TRAINING_KEYS = ("adversarial_weight", "loss", "crps_members", "precision", "soft_lambda")
+_TRAINING_KEYS = (
+    "adversarial_weight",
+    "loss",
+    "crps_members",
+    "select",
+    "precision",
+    "soft_lambda",
+)
 #: ``--layout`` choices: the rows of the default (fast) layouts, the reference code's, or both.
 LAYOUTS = ("default", "reference", "all")
 
@@ -789,7 +796,9 @@ def _document(
                 "Rows with `loss crps` train the generator on the fair CRPS of 2 members "
                 "per sample (or `crps members`) instead of the MSE of one "
                 "(`TrainConfig(loss='crps')`); `adversarial weight` is the weight of the "
-                "adversarial term where it is not the report's 0.01.",
+                "adversarial term where it is not the report's 0.01; `select val_crps_area` "
+                "chose the checkpoint by the validation CRPS of `crps members` members "
+                "instead of member 0's area-weighted RMSE.",
                 "",
                 _ensemble_table(groups),
                 "",
