@@ -126,3 +126,22 @@ def test_docs_index_links_every_page_and_images_exist() -> None:
             img = DOCS / target
             assert img.is_file(), f"{page.name} shows {target}, which does not exist"
             assert img.stat().st_size < 300_000, f"{target} is over 300 KB"
+
+
+def test_across_spacings(tmp_path: Path) -> None:
+    """One model per spacing regime against one trained on pooled spacings: both are trained
+    (1 epoch), scored on both held-out sets, and the table is written."""
+    out = run_example("across_spacings.py", tmp_path)
+    table = (tmp_path / "across_spacings.md").read_text()
+    rows = {}
+    for line in table.splitlines()[2:]:
+        model, patches, _, glob, rhine = (c.strip() for c in line.strip("|").split("|"))
+        rows[model] = (patches, float(glob), float(rhine))
+    assert "wrote" in out and len(rows) == 5
+    own, pooled = (
+        rows["cnn + softmax, trained on global"],
+        rows["cnn + softmax, trained on global + rhine"],
+    )
+    assert int(pooled[0]) > int(own[0])  # the Rhine patches were added to the global ones
+    for scores in (own, pooled):  # conserving models start from bicubic + softmax's level
+        assert scores[1] < rows["bicubic"][1] and scores[2] < rows["bicubic"][2]

@@ -464,3 +464,62 @@ def test_spatial_split_patches_stay_inside_their_regions(tmp_path):
         lon = ds["lon"].values
         assert lon.min() >= lo and lon.max() <= hi, split
         assert ds.sizes["sample"] > 0
+
+
+# ---------------------------------------------------------------------------------------
+# pooling stores (several sources or spacings in one training set)
+# ---------------------------------------------------------------------------------------
+def test_concat_stores_pools_train_and_keeps_the_first_stores_val_and_test(tmp_path, tiny):
+    from climdown.data.dataset import PatchDataset
+    from climdown.data.store import concat_stores
+
+    src = _source_nc(tmp_path / "src.nc")
+    other = build_store(_nc_recipe(src, tmp_path / "other.zarr"))
+    a, b = store_info(tiny), store_info(other)
+    assert (a["factor"], a["patch"]) == (b["factor"], b["patch"])
+    out = concat_stores([tiny, other], tmp_path / "pooled.zarr")
+    info = store_info(out)
+    n_a, n_b = a["samples"]["train"], b["samples"]["train"]
+    assert info["samples"] == {**a["samples"], "train": n_a + n_b}
+    assert [p["train"] for p in info["pooled_from"]] == [n_a, n_b]
+    pooled, first, second = (open_store(p, "train").load() for p in (out, tiny, other))
+    np.testing.assert_array_equal(pooled.hr.values[:n_a], first.hr.values)
+    np.testing.assert_array_equal(pooled.hr.values[n_a:], second.hr.values)
+    np.testing.assert_array_equal(pooled.lat.values[n_a:], second.lat.values)  # own coords
+    np.testing.assert_array_equal(pooled.time.values[n_a:], second.time.values)
+    np.testing.assert_array_equal(  # val is the first store's
+        open_store(out, "val").hr.values, open_store(tiny, "val").hr.values
+    )
+    # statistics over the pooled train HR, not the first store's
+    hr = pooled.hr.values.astype(np.float64)
+    norm = info["normalisation"]
+    assert norm["max"] == pytest.approx(hr.max()) and norm["scale"] == pytest.approx(hr.max())
+    assert norm["mean"] == pytest.approx(hr.mean()) and norm["std"] == pytest.approx(hr.std())
+    assert norm["max"] != a["normalisation"]["max"] or norm["mean"] != a["normalisation"]["mean"]
+    ds = PatchDataset(out, "train")  # the trainer reads it like any store
+    assert len(ds) == n_a + n_b and ds[n_a]["area"].shape == (16, 16)
+    assert split_arrays(out, "train")["hr"].chunks[0] == 1  # one zarr chunk per sample, as built
+    assert not partial_path(out).exists()
+    with pytest.raises(StoreError, match="overwrite=True"):
+        concat_stores([tiny, other], out)
+    assert concat_stores([other, tiny], out, overwrite=True) == out
+    assert store_info(out)["pooled_from"][0]["train"] == n_b
+
+
+def test_concat_stores_refuses_stores_that_do_not_pool(tmp_path, tiny):
+    from climdown.data.store import concat_stores
+
+    src = _source_nc(tmp_path / "src.nc")
+    other = build_store(_nc_recipe(src, tmp_path / "f2.zarr", factor=2))
+    with pytest.raises(StoreError, match="differ in factor"):
+        concat_stores([tiny, other], tmp_path / "x.zarr")
+    with pytest.raises(StoreError, match="at least two"):
+        concat_stores([tiny], tmp_path / "x.zarr")
+    with pytest.raises(StoreError, match="one of the stores"):
+        concat_stores([tiny, tiny], tiny)
+    with pytest.raises(StoreError, match="no store"):
+        concat_stores([tiny, tmp_path / "missing.zarr"], tmp_path / "x.zarr")
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(StoreError, match="not a climdown store"):
+        concat_stores([tiny, tiny], tmp_path / "mine")
+    assert not (tmp_path / "x.zarr").exists()

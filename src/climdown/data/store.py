@@ -58,6 +58,7 @@ from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
 
 __all__ = [
     "build_store",
+    "concat_stores",
     "open_store",
     "store_info",
     "normalisation",
@@ -175,6 +176,141 @@ def build_store(
         with dask_client(scheduler, workers) as client:
             _write_all(recipe, src, grid, plans, tmp.resolve(), progress, client)
     except DataValueError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_into_place(tmp, final)
+    return final
+
+
+def concat_stores(
+    stores: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """One store that trains on the ``train`` patches of several: pooled or multi-scale data.
+
+    The ``train`` split of ``out`` holds the train patches of every store in ``stores``, in that
+    order; its ``val`` and ``test`` splits (and so model selection and the held-out scores) are
+    the first store's. The normalisation statistics are recomputed over the pooled train HR
+    (with the first store's ``scale_method``). Each patch keeps its own coordinates, so the
+    trainer weights every patch by its own cell areas. Written atomically
+    (:func:`partial_path`, then renamed).
+
+    Parameters
+    ----------
+    stores : list of paths
+        Complete regular-grid stores (``climdown build``) with the same factor, patch size,
+        frames, units and patch orientation; variables may differ (e.g. ``tcw`` and
+        ``tcwv``), and ``out`` records them all.
+    out : path
+        The new store.
+    overwrite : bool
+        Replace a store climdown wrote at ``out``.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    StoreError
+        If fewer than two stores are given, one is incomplete or curvilinear, they differ in
+        factor, patch, frames, units or orientation, or ``out`` exists (without
+        ``overwrite``, or not written by climdown) or is one of ``stores``.
+    """
+    paths = [Path(s) for s in stores]
+    final = Path(out)
+    if len(paths) < 2:
+        raise StoreError(f"concat_stores needs at least two stores, got {len(paths)}")
+    infos = [store_info(s) for s in paths]  # StoreError for a missing or incomplete store
+    for path, info in zip(paths, infos, strict=True):
+        if info.get("grid") == "curvilinear":
+            raise StoreError(
+                f"store {str(path)!r} is cut from a curvilinear source; concat_stores pools "
+                "regular-grid stores only (train on it alone)"
+            )
+    for key in ("factor", "patch", "frames", "units", "orientation"):
+        values = [info.get(key) for info in infos]
+        if any(v != values[0] for v in values):
+            listed = ", ".join(f"{str(s)!r}: {v!r}" for s, v in zip(paths, values, strict=True))
+            raise StoreError(
+                f"the stores differ in {key} ({listed}); pool stores built at one {key} "
+                "(rebuild the others from recipes that match the first)"
+            )
+    if final.resolve() in {s.resolve() for s in paths}:
+        raise StoreError(f"out {str(final)!r} is one of the stores to pool; choose a new path")
+    if final.exists() and not (overwrite and written_by_climdown(final)):
+        raise StoreError(
+            f"{str(final)!r} exists; pass overwrite=True to replace it"
+            if written_by_climdown(final)
+            else f"{str(final)!r} exists and is not a climdown store; choose another path"
+        )
+    import zarr
+
+    tmp = partial_path(final)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        shutil.copytree(paths[0], tmp)
+        chunks = int(infos[0]["chunks"])
+        first = xr.open_zarr(paths[0], group="train")
+        # the first store's on-disk chunks and compression; times get an encoding that
+        # holds them all (hourly and daily stores may be pooled)
+        encoding = {
+            name: {
+                k: v
+                for k, v in var.encoding.items()
+                if k in ("chunks", "shards", "compressors") and v is not None
+            }
+            for name, var in first.variables.items()
+            if name != "time"
+        }
+        parts = [open_store(s, "train").drop_encoding() for s in paths]
+        pooled = xr.concat(parts, dim="sample", data_vars="all", coords="minimal", join="exact")
+        pooled = pooled.chunk({"sample": chunks})  # whole zarr chunks per dask chunk
+        group_attrs = dict(zarr.open_group(paths[0], mode="r")["train"].attrs)
+        shutil.rmtree(tmp / "train")
+        stats = Moments()
+        hr = pooled["hr"]
+        for lo in range(0, hr.sizes["sample"], chunks):
+            stats.merge(moments(hr.isel(sample=slice(lo, lo + chunks)).values))
+        method = infos[0]["normalisation"].get("scale_method", "max")
+        norm = stats.result(
+            float(infos[0]["normalisation"]["scale"]) if method == "fixed" else method
+        )
+        n_train = int(hr.sizes["sample"])
+        variables = list(dict.fromkeys(str(i["variable"]) for i in infos))
+        pooled.attrs = {**group_attrs, "samples": n_train, "normalisation": norm}
+        pooled.to_zarr(
+            tmp, group="train", mode="w", zarr_format=3, consolidated=False, encoding=encoding
+        )
+        root = zarr.open_group(tmp, mode="r+")
+        samples = {**infos[0]["samples"], "train": n_train}
+        for split in samples:
+            if split != "train":
+                root[split].attrs.update({"normalisation": norm})
+        attrs = append_history(
+            dict(root.attrs),
+            "pooled the train patches of " + ", ".join(str(s) for s in paths),
+        )
+        root.attrs.update(
+            {
+                **attrs,
+                "normalisation": norm,
+                "samples": samples,
+                "variables": variables,
+                "pooled_from": [
+                    {"store": str(s), "name": i.get("name"), "train": int(i["samples"]["train"])}
+                    for s, i in zip(paths, infos, strict=True)
+                ],
+                "title": f"climdown training store pooled from {len(paths)} stores",
+                "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+        _consolidate(tmp)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _swap_into_place(tmp, final)
