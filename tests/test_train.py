@@ -501,9 +501,19 @@ def test_validation_members_need_a_sampling_model(store):
         validate(gan, PatchDataset(store, "val"), members=1)
 
 
-def test_crps_training_logs_the_validation_crps_without_selecting_by_it(store, tmp_path):
+def test_validation_crps_is_drawn_only_when_it_selects(store, tmp_path):
+    # a CRPS-trained GAN selected by RMSE validates as before (one draw, no members), so the
+    # rows trained before select='val_crps_area' existed train the same way
     train(store, model="gan", epochs=1, max_steps=1, loss="crps", out=tmp_path, **FAST)
-    rec = _log(tmp_path)[0]
-    assert rec["val_crps_area"] > 0
-    train(store, model="gan", epochs=1, max_steps=1, out=tmp_path / "mse", **FAST)
-    assert "val_crps_area" not in _log(tmp_path / "mse")[0]  # contrast: MSE GAN, no members
+    assert "val_crps_area" not in _log(tmp_path)[0]
+    train(
+        store,
+        model="gan",
+        epochs=1,
+        max_steps=1,
+        loss="crps",
+        select="val_crps_area",
+        out=tmp_path / "s",
+        **FAST,
+    )
+    assert _log(tmp_path / "s")[0]["val_crps_area"] > 0  # contrast

@@ -144,9 +144,9 @@ class TrainConfig:
         weighted by cell area, the error on the sphere), ``"val_rmse"`` (per grid cell, the
         study's) or ``"val_crps_area"`` (GAN only: the area-weighted fair CRPS of
         ``crps_members`` members per validation sample, drawn with noise seeded by ``seed``
-        so that epochs are compared on the same draws). The RMSE scores judge member 0, one
-        draw; an ensemble trained for its spread (``loss="crps"``) is better judged by
-        its CRPS, which is logged whenever ``loss="crps"`` or this is chosen.
+        so that epochs are compared on the same draws, and logged as ``val_crps_area``). The
+        RMSE scores judge member 0, one draw; an ensemble trained for its spread
+        (``loss="crps"``) may be better judged by its CRPS.
     patience : int, optional
         Stop when ``select`` has not improved for this many epochs (early stopping); None
         trains every epoch.
@@ -555,8 +555,13 @@ def train(
 
 
 def _val_members(cfg: TrainConfig) -> int:
-    """Members per validation sample: ``crps_members`` where the CRPS is logged, else 0."""
-    return cfg.crps_members if cfg.select == "val_crps_area" or cfg.loss == "crps" else 0
+    """Members per validation sample: ``crps_members`` when the CRPS selects, else 0.
+
+    Only then: the ensemble's draws come from a seeded stream of their own, while a plain
+    validation draws member 0's noise from the training run's stream, so switching on the
+    CRPS for other runs would change their training noise from epoch 2 on, and with it the
+    results of rows trained before (docs/results.md, E10c4s-rhine)."""
+    return cfg.crps_members if cfg.select == "val_crps_area" else 0
 
 
 def augment(
