@@ -482,6 +482,11 @@ def test_concat_stores_pools_train_and_keeps_the_first_stores_val_and_test(tmp_p
     n_a, n_b = a["samples"]["train"], b["samples"]["train"]
     assert info["samples"] == {**a["samples"], "train": n_a + n_b}
     assert [p["train"] for p in info["pooled_from"]] == [n_a, n_b]
+    assert info["name"] == "pooled" and info["recipe_hash"] not in (
+        a["recipe_hash"],
+        b["recipe_hash"],
+    )
+    assert open_store(out, "val").attrs["recipe_hash"] == info["recipe_hash"]
     pooled, first, second = (open_store(p, "train").load() for p in (out, tiny, other))
     np.testing.assert_array_equal(pooled.hr.values[:n_a], first.hr.values)
     np.testing.assert_array_equal(pooled.hr.values[n_a:], second.hr.values)

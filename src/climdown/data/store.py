@@ -30,6 +30,7 @@ and rebuilds; a re-run of the same recipe on a complete store is a no-op.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -284,7 +285,12 @@ def concat_stores(
         )
         n_train = int(hr.sizes["sample"])
         variables = list(dict.fromkeys(str(i["variable"]) for i in infos))
-        pooled.attrs = {**group_attrs, "samples": n_train, "normalisation": norm}
+        # the pooled data's own identity: no recipe builds it, so no recipe's hash may match
+        pooled_hash = hashlib.sha256(
+            "pooled:".join(str(i["recipe_hash"]) for i in infos).encode()
+        ).hexdigest()
+        ident: dict[str, Any] = {"normalisation": norm, "recipe_hash": pooled_hash}
+        pooled.attrs = {**group_attrs, "samples": n_train, **ident}
         pooled.to_zarr(
             tmp, group="train", mode="w", zarr_format=3, consolidated=False, encoding=encoding
         )
@@ -292,7 +298,7 @@ def concat_stores(
         samples = {**infos[0]["samples"], "train": n_train}
         for split in samples:
             if split != "train":
-                root[split].attrs.update({"normalisation": norm})
+                root[split].attrs.update(ident)
         attrs = append_history(
             dict(root.attrs),
             "pooled the train patches of " + ", ".join(str(s) for s in paths),
@@ -300,7 +306,8 @@ def concat_stores(
         root.attrs.update(
             {
                 **attrs,
-                "normalisation": norm,
+                **ident,
+                "name": final.name.removesuffix(".zarr"),
                 "samples": samples,
                 "variables": variables,
                 "pooled_from": [
