@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,22 +148,15 @@ def _validate_ensemble(
     """Member 0 of each sample (as :func:`predict` gives it) and the area-weighted fair CRPS."""
     was_training = net.training
     net.eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
-    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
     weighted, weights = 0.0, 0.0
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
-        x, area = batch["lr"].to(device), batch["area"].to(device)
-        ens = net.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch, ens in _ensembles(net, dataset, batch_size, device, members, seed, parts):
         crps = metrics.crps_pixels(ens.double(), batch["hr"].double(), member_axis=0, fair=True)
         w = _per_sample(batch["area"].double()).expand_as(crps)
         weighted += float((crps * w).sum())
         weights += float(w.sum())
-        parts["pred"].append(ens[0])
-        for key in ("hr", "lr", "area"):
-            parts[key].append(batch[key])
     net.train(was_training)
-    pred = {k: torch.cat(v) for k, v in parts.items()}
-    return pred, {"val_crps_area": weighted / weights}
+    return {k: torch.cat(v) for k, v in parts.items()}, {"val_crps_area": weighted / weights}
 
 
 @torch.no_grad()
@@ -248,14 +241,11 @@ def _predict_ensemble(
     CRPS, the ensemble mean's squared error and the spread are means over pixels, so batch
     means weighted by batch size give the set's; the rank histogram's counts add up.
     """
-    gen = torch.Generator(device=device).manual_seed(seed)
-    parts: dict[str, list[torch.Tensor]] = {"pred": [], "hr": [], "lr": [], "area": []}
+    parts: dict[str, list[torch.Tensor]] = {}
     sums = {"CRPS": 0.0, "CRPS_fair": 0.0, "spread2": 0.0, "skill2": 0.0}
     ranks = None
     n = 0
-    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
-        x, area = batch["lr"].to(device), batch["area"].to(device)
-        ens = model.sample(x, area, members=members, generator=gen).cpu()  # [M, B, T, C, H, W]
+    for batch, ens in _ensembles(model, dataset, batch_size, device, members, seed, parts):
         b = ens.shape[1]
         sums["CRPS"] += b * metrics.crps_ensemble(ens, batch["hr"], member_axis=0)
         if members > 1:
@@ -268,9 +258,6 @@ def _predict_ensemble(
         hist = metrics.rank_histogram(ens, batch["hr"], member_axis=0, seed=seed + n)
         ranks = hist if ranks is None else ranks + hist
         n += b
-        parts["pred"].append(ens[0])
-        for key in ("hr", "lr", "area"):
-            parts[key].append(batch[key])
     scores: dict[str, Any] = {"CRPS": sums["CRPS"] / n, "members": members}
     if members > 1:
         spread, skill = math.sqrt(sums["spread2"] / n), math.sqrt(sums["skill2"] / n)
@@ -282,6 +269,30 @@ def _predict_ensemble(
         )
     scores["rank_histogram"] = [int(c) for c in (ranks if ranks is not None else [])]
     return {k: torch.cat(v) for k, v in parts.items()}, scores
+
+
+def _ensembles(
+    model: Any,
+    dataset: PatchDataset,
+    batch_size: int,
+    device: torch.device,
+    members: int,
+    seed: int,
+    parts: dict[str, list[torch.Tensor]],
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """``(batch, members [M, B, T, C, H, W] on the CPU)`` over a split in order, the noise drawn
+    from a generator seeded with ``seed``; appends member 0 (``pred``), ``hr``, ``lr`` and
+    ``area`` of every batch to ``parts`` (filled in place)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for key in ("pred", "hr", "lr", "area"):
+        parts[key] = []
+    for batch in make_loader(dataset, batch_size=batch_size, shuffle=False):
+        x, area = batch["lr"].to(device), batch["area"].to(device)
+        ens = model.sample(x, area, members=members, generator=gen).cpu()
+        parts["pred"].append(ens[0])
+        for key in ("hr", "lr", "area"):
+            parts[key].append(batch[key])
+        yield batch, ens
 
 
 # ---------------------------------------------------------------------------------------
