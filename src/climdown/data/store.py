@@ -258,7 +258,7 @@ def concat_stores(
     try:
         shutil.copytree(paths[0], tmp)
         chunks = int(infos[0]["chunks"])
-        first = xr.open_zarr(paths[0], group="train")
+        parts = [open_store(s, "train") for s in paths]
         # the first store's on-disk chunks and compression; times get an encoding that
         # holds them all (hourly and daily stores may be pooled)
         encoding = {
@@ -267,13 +267,18 @@ def concat_stores(
                 for k, v in var.encoding.items()
                 if k in ("chunks", "shards", "compressors") and v is not None
             }
-            for name, var in first.variables.items()
+            for name, var in parts[0].variables.items()
             if name != "time"
         }
-        parts = [open_store(s, "train").drop_encoding() for s in paths]
-        pooled = xr.concat(parts, dim="sample", data_vars="all", coords="minimal", join="exact")
+        group_attrs = dict(parts[0].attrs)  # the first store's train group attributes
+        pooled = xr.concat(
+            [part.drop_encoding() for part in parts],
+            dim="sample",
+            data_vars="all",
+            coords="minimal",
+            join="exact",
+        )
         pooled = pooled.chunk({"sample": chunks})  # whole zarr chunks per dask chunk
-        group_attrs = dict(zarr.open_group(paths[0], mode="r")["train"].attrs)
         shutil.rmtree(tmp / "train")
         stats = Moments()
         hr = pooled["hr"]
