@@ -189,3 +189,12 @@ def test_regular_stores_keep_their_layout_version() -> None:
     # regular stores (and the recipe hashes of the study) are what they were
     assert STORE_FORMAT == 1 and CURVILINEAR_STORE_FORMAT == 2
     assert climdown.data.store._READS == (1, 2)
+
+
+def test_concat_stores_refuses_a_curvilinear_store(lambert, tmp_path) -> None:
+    from climdown.data.store import concat_stores
+
+    _, path = lambert
+    with pytest.raises(StoreError, match="curvilinear source"):
+        concat_stores([path, path], tmp_path / "pooled.zarr")
+    assert not (tmp_path / "pooled.zarr").exists()
