@@ -10,7 +10,7 @@ import xarray as xr
 
 import climdown.accessor  # noqa: F401  (registers .climdown; climdown/__init__ imports it too)
 from climdown.conservation import conservation
-from climdown.errors import ConservationError, CoordinateError
+from climdown.errors import ConservationError, CoordinateError, UnitsError
 from climdown.grid import coarsen_dataarray
 from climdown.inference import downscale
 from climdown.testing import raise_if_dask_computes, tcw_dataarray
@@ -99,6 +99,19 @@ def test_dataset_coarsen_and_variable_choice(da: xr.DataArray) -> None:
     ds.climdown.assert_conserves(hr, var="tcw2")
     with pytest.raises(CoordinateError, match="pass var="):
         ds.climdown.assert_conserves(hr)
+
+
+def test_dataset_downscale_names_the_variable_that_fails(da: xr.DataArray) -> None:
+    """A dataset holding a temperature beside the water column: the error says which variable
+    fails and how to leave it out, instead of a bare units error."""
+    ds = xr.Dataset({"tcw": da, "t2m": (da * 0 + 280).assign_attrs(units="K")})
+    with pytest.raises(UnitsError, match=r"variable 't2m' of the dataset: units 'K'.*var='tcw'"):
+        ds.climdown.downscale(factor=2, model="nearest")
+    out = ds.climdown.downscale(factor=2, model="nearest", var="tcw")
+    assert set(out.data_vars) == {"tcw"}
+    # one variable: the error is the variable's own, unchanged
+    with pytest.raises(UnitsError, match="^units 'K'"):
+        ds[["t2m"]].climdown.downscale(factor=2, model="nearest")
 
 
 def test_plot_delegates_to_compare(monkeypatch, da: xr.DataArray) -> None:

@@ -61,7 +61,13 @@ import numpy as np
 import xarray as xr
 
 from climdown import validate
-from climdown.errors import CheckpointError, ConfigError, CoordinateError, DataValueError
+from climdown.errors import (
+    CheckpointError,
+    ClimdownError,
+    ConfigError,
+    CoordinateError,
+    DataValueError,
+)
 from climdown.grid import (
     NO_FILL,
     CurvilinearGrid,
@@ -715,7 +721,22 @@ class Downscaler:
                     f"variable(s) {missing} not in the dataset; it has {list(ds.data_vars)}"
                 )
         grid = grid_of(ds, lat=lat, lon=lon)  # reads (and checks) CF bounds
-        out = {n: self._dataarray(ds[n], h.lat, h.lon, grid, h) for n in names}
+        out = {}
+        for n in names:
+            try:
+                out[n] = self._dataarray(ds[n], h.lat, h.lon, grid, h)
+            except ClimdownError as e:
+                if len(names) == 1:
+                    raise
+                # which of several variables failed, and how to leave it out
+                others = [m for m in names if m != n]
+                why = str(e.args[0] if e.args else e).rstrip(".")
+                raise type(e)(
+                    f"variable {n!r} of the dataset: {why}. "
+                    f"Without var=, every variable on the lat/lon grid is downscaled "
+                    f"({names}); pass var={others if len(others) > 1 else others[0]!r} "
+                    f"to leave {n!r} out"
+                ) from e
         keep = {
             k: v
             for k, v in ds.data_vars.items()
