@@ -1060,7 +1060,7 @@ def _read_records(log: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> 
 
 
 # bookkeeping fields of the training log that are not curves to draw
-_NOT_METRICS = frozenset({"epoch", "step", "time_s", "train_time_s"})
+_NOT_METRICS = frozenset({"epoch", "step", "time_s", "train_time_s", "first_step_s"})
 
 #: Titles of the metrics ``climdown.train`` logs, with their units (scores in kg m-2).
 CURVE_TITLES = {

@@ -443,6 +443,7 @@ def train(
             )
             net.train()
             sums = [0.0, 0.0, 0.0]  # loss x samples, discriminator loss x samples, samples
+            first_step = 0.0  # loader set-up + the first step: the one-off cost of an epoch
             for i, batch in enumerate(bar):
                 if i >= n_batches:
                     break
@@ -464,6 +465,8 @@ def train(
                     cfg=cfg,
                 )
                 state["step"] += 1
+                if i == 0:
+                    first_step = time.perf_counter() - t0
                 n_here = len(x) if weights[i] > 0 else 0  # a weight-0 stand-in counts for none
                 sums[0] += loss * n_here
                 sums[1] += d_loss * n_here
@@ -491,7 +494,11 @@ def train(
                         seed=cfg.seed,
                     )
                 )
-                record.update(train_time_s=train_time, time_s=time.perf_counter() - t0)
+                record.update(
+                    train_time_s=train_time,
+                    first_step_s=first_step,
+                    time_s=time.perf_counter() - t0,
+                )
             record = cdist.broadcast_object(record)
             state["epoch"] = epoch
             score = record[cfg.select]

@@ -402,3 +402,24 @@ def test_time_steps_times_the_rows_not_run(
     assert not (out / "runs" / "B").exists() and not (out / "timing" / "A").exists()
     line = next(ln for ln in doc.splitlines() if ln.startswith("| B |"))
     assert "(timed steps)" in line and "h for the missing seeds at 1 epochs" in line
+
+
+def test_timed_epoch_counts_the_first_step_once(tmp_path: Path, monkeypatch) -> None:
+    """A timing run's first step carries the set-up: with it timed apart, an epoch is that step
+    once plus the later steps' time for every other step (not every step at the mean)."""
+    import climdown.checkpoint
+    import climdown.data.store
+    from climdown.study.experiments import _timed_epoch
+
+    run = tmp_path / "timing" / "X"
+    run.mkdir(parents=True)
+    (run / "last.pt").write_bytes(b"")
+    monkeypatch.setattr(climdown.checkpoint, "read_meta", lambda p: {"store": "s"})
+    monkeypatch.setattr(climdown.data.store, "store_info", lambda s: {"samples": {"train": 100}})
+    rec = {"epoch": 1, "step": 3, "train_time_s": 14.0, "time_s": 16.0}
+    (run / "metrics.jsonl").write_text(json.dumps({**rec, "first_step_s": 10.0}) + "\n")
+    # batch 10: 10 steps = the first (10 s) + 9 x (14 - 10) / 2 s + 2 s of validation
+    assert _timed_epoch(tmp_path, "X", 10) == pytest.approx(10.0 + 9 * 2.0 + 2.0)
+    # a log without the first step apart (older runs, or one step): every step at the mean
+    (run / "metrics.jsonl").write_text(json.dumps(rec) + "\n")
+    assert _timed_epoch(tmp_path, "X", 10) == pytest.approx(14.0 / 3 * 10 + 2.0)

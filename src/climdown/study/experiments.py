@@ -439,7 +439,13 @@ def _time_row(
 
 
 def _timed_epoch(out: Path, exp_id: str, batch_size: int) -> float | None:
-    """Epoch time (s) estimated from a timing run: per step x steps per epoch + validation."""
+    """Epoch time (s) estimated from a timing run: per step x steps per epoch + validation.
+
+    The first step of a run carries one-off costs (the loader reading the store, first-call
+    overheads), often more than a few steps' worth: with two or more timed steps and a log that
+    times the first step apart (``first_step_s``), the steps after it give the per-step time
+    and the first counts once, else every step is taken as the mean.
+    """
     import math
 
     from climdown.checkpoint import read_meta
@@ -452,9 +458,14 @@ def _timed_epoch(out: Path, exp_id: str, batch_size: int) -> float | None:
     store = str(read_meta(ckpt)["store"])
     rec = json.loads(log.read_text().splitlines()[-1])
     n_train = int(store_info(store)["samples"]["train"])
-    per_step = float(rec["train_time_s"]) / max(int(rec["step"]), 1)
-    validation = float(rec["time_s"]) - float(rec["train_time_s"])
-    return per_step * math.ceil(n_train / batch_size) + validation
+    steps, train = int(rec["step"]), float(rec["train_time_s"])
+    validation = float(rec["time_s"]) - train
+    per_epoch = math.ceil(n_train / batch_size)
+    first = rec.get("first_step_s")
+    if first is not None and steps >= 2:
+        per_step = (train - float(first)) / (steps - 1)
+        return float(first) + per_step * (per_epoch - 1) + validation
+    return train / max(steps, 1) * per_epoch + validation
 
 
 def _epoch_seconds(runs: Iterable[Path]) -> float | None:
@@ -810,8 +821,9 @@ def _document(
             "Rows of `experiments.yaml` (or seeds of them) this document has no scores for, "
             "and why. The time per epoch is measured in the row's run folders (whole "
             "epochs of any run of it), else estimated from a timing run (`--time-steps N`: "
-            "N training steps, the time per step x steps per epoch + the validation pass "
-            "it measured); the estimate is that time x epochs x missing seeds, on the "
+            "N training steps; the first step, which carries the set-up, counts once and "
+            "the steps after it give the time per step, x steps per epoch, + the validation "
+            "pass it measured); the estimate is that time x epochs x missing seeds, on the "
             "machine above (shared with other work, so an upper bound for a quiet one).",
             "",
             _not_run_table(not_run, epochs),
