@@ -92,6 +92,26 @@ def test_choose_falls_back_on_validation_never_on_test() -> None:
     plain = choose([row(0.97, 0.97)], base, "none")  # none: bicubic is the bar
     assert plain["fallback"] is None
 
+    # a final fit: its candidate ships or falls back on its own validation scores, against
+    # the baselines on its store; the held-out columns stay those of the held-out twin
+    def fit(val: float, seed: int) -> dict:
+        r = row(val, 0.0, seed=seed)
+        del r["scores"]  # a final fit has no test split
+        r["checkpoint"] = f"all-seed{seed}.pt"
+        return r
+
+    final = choose(seeds, base, "softmax", final=[fit(0.7, 0), fit(0.75, 1)], final_base=base)
+    assert final["fallback"] is None and final["checkpoint"] == "all-seed0.pt"
+    assert final["seed"] == 0 and final["val_rmse_area_weighted"] == 0.7
+    assert final["model_rmse_area_weighted"] == 0.99  # held-out twin's candidate (seed 1)
+    assert final["final_fit"]["held_out_seed"] == 1
+    assert final["final_fit"]["val_rmse_area_weighted_seeds"] == [0.7, 0.75]
+    worse = choose(seeds, base, "softmax", final=[fit(0.93, 0)], final_base=base)
+    assert worse["fallback"] == "pycnophylactic" and "0.93" in worse["why"]
+    assert worse["rmse_area_weighted"] == 0.9
+    with pytest.raises(ConfigError, match="final_base"):
+        choose(seeds, base, "softmax", final=[fit(0.7, 0)])
+
 
 @pytest.mark.integration
 def test_build_writes_to_out_and_merges_the_index(

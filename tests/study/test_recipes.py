@@ -19,13 +19,14 @@ from climdown.study.realdata import real_recipe
 STUDY = {"tcw2", "tcw4", "tcw8", "t1", "tiny"}
 REAL = {f"era5-{s}-x{f}" for s in ("global", "rhine") for f in (2, 4, 8)}
 CLOUD = {"era5-arco-tcw4"}  # ARCO-ERA5 on Google Cloud; built offline in test_arco_recipe.py
+FINAL = {f"era5-global-all-x{f}" for f in (2, 4, 8)}  # the global defaults' final fits
 
 
 def test_recipes_are_package_data() -> None:
     folder = recipes_dir()
     package = Path(climdown.__file__).resolve().parent
     assert folder.resolve() == package / "study" / "recipes"
-    assert set(packaged_recipes()) == STUDY | REAL | CLOUD | {"experiments", "report"}
+    assert set(packaged_recipes()) == STUDY | REAL | CLOUD | FINAL | {"experiments", "report"}
 
 
 @pytest.mark.parametrize("name", sorted(STUDY | REAL | CLOUD))
@@ -34,6 +35,27 @@ def test_every_packaged_recipe_is_valid(name: str) -> None:
     assert r.name == name
     assert {s.name for s in r.splits} == {"train", "val", "test"}
     assert r.output == Path.cwd() / "stores" / f"{name}.zarr"  # relative to where you run
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_final_fit_recipes_are_their_twin_with_the_held_out_part_trained(factor: int) -> None:
+    """era5-global-all-x<f> is era5-global-x<f> with 276-360E moved from test into train: the
+    same validation patches, so the same band chooses both."""
+    fit = load_recipe(recipe_path(f"era5-global-all-x{factor}"))
+    twin = load_recipe(recipe_path(f"era5-global-x{factor}"))
+    assert fit.name == f"era5-global-all-x{factor}"
+    assert {s.name for s in fit.splits} == {"train", "val"}
+    split = {s.name: s for s in fit.splits}
+    twin_split = {s.name: s for s in twin.splits}
+    assert split["val"] == twin_split["val"]
+    train = split["train"].region
+    # one box across the 0 meridian: 276E (-84) to 192E, the twin's train and test together
+    assert (train.lon_min, train.lon_max) == (-84.0, 191.9)
+    assert (
+        twin_split["test"].region.lon_min == 276.0 and twin_split["train"].region.lon_max == 191.9
+    )
+    for key in ("factor", "patch", "sampling", "normalisation", "source", "variable"):
+        assert getattr(fit, key) == getattr(twin, key), key
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store
+from climdown.errors import ConfigError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
 from climdown.study.runner import NOTES_MARKER, cached_row, run_row, write_markdown
@@ -78,3 +79,19 @@ def test_baseline_rows_ignore_training_settings(tiny_store: Path, tmp_path: Path
     cnn = {"epochs": 1, "quick": True, "progress": False, "device": "cpu"}
     a = run_row(tmp_path / "c", head, tiny_store, "cnn", "none", **cnn)["settings"]
     assert a["epochs"] == 1 and "epochs" not in row["settings"]  # contrast: a model with weights
+
+
+def test_a_store_without_test_scores_on_val_only(tmp_path: Path) -> None:
+    """A final fit's store (train and val, no test): its row has validation scores only, and
+    asking it for test scores fails before any training, naming the fix."""
+    raw = read_recipe("tiny", stores=tmp_path)
+    del raw["splits"]["test"]
+    store = build_store(load_recipe(raw), progress=False)
+    head = {"id": "F", "model": "cnn", "constraint": "softmax"}
+    kw = {"epochs": 1, "batch_size": 8, "quick": True, "progress": False, "device": "cpu"}
+    with pytest.raises(ConfigError, match="no test split.*val=True"):
+        run_row(tmp_path / "no", head, store, "cnn", "softmax", **kw)
+    assert not (tmp_path / "no").exists() or not list((tmp_path / "no").glob("*.pt"))
+    row = run_row(tmp_path / "fit", head, store, "cnn", "softmax", val=True, **kw)
+    assert "scores" not in row and row["val_scores"]["neg_num"] == 0
+    assert Path(row["checkpoint"]).is_file()

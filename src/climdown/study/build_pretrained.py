@@ -53,6 +53,7 @@ __all__ = [
     "FACTORS",
     "CONSTRAINTS",
     "REGIMES",
+    "FINAL_FIT",
     "OPTIONS",
     "SEEDS",
     "BLOCKINESS_RANGE",
@@ -84,6 +85,22 @@ REGIMES: dict[str, tuple[str, str, str]] = {
         "ERA5 total column water vapour, global 1.5 deg, 2020-06-01 (packaged sample), "
         "longitudes 0-192E; epoch chosen on 192-276E",
         "held-out longitudes 276-360E",
+    ),
+}
+
+#: Regime -> (recipe pattern, training data) of the final fit that ships, where the regime has
+#: one. The global day's train split (0-192E) leaves out the held-out longitudes, so a model
+#: trained on it has never seen their geography (the Andes, the Atlantic, ...), which a field
+#: of another day brings back. The final fit trains with the same settings and seeds on every
+#: longitude but the validation band (which still chooses its epoch, its seed and whether it
+#: ships); the held-out scores in the table are those of the same settings trained without the
+#: held-out longitudes (the regime's own recipe). The Rhine hours cover one box already, so the
+#: Rhine regime ships the models its held-out scores are of.
+FINAL_FIT: dict[str, tuple[str, str]] = {
+    "global": (
+        "era5-global-all-x{factor}",
+        "ERA5 total column water vapour, global 1.5 deg, 2020-06-01 (packaged sample), "
+        "longitudes 276-360E and 0-192E; epoch chosen on 192-276E",
     ),
 }
 
@@ -143,43 +160,26 @@ def build_defaults(
             recipe = recipe_name.format(factor=factor)
             store = build_store(load_recipe(read_recipe(recipe, stores=work / "stores")))
             head = {"factor": factor, "regime": regime}
-            base = {}
-            for model, constraint in (
-                ("bicubic", "none"),
-                ("bicubic", "softmax"),
-                ("pycnophylactic", "none"),
-            ):
-                base[f"{model}+{constraint}"] = run_row(
-                    work / f"x{factor}-{regime}-{model}-{constraint}",
-                    {**head, "model": model, "constraint": constraint},
-                    store,
-                    model,
-                    constraint,
-                    val=True,
-                    device=device,
-                )
+            base = _baselines(work / f"x{factor}-{regime}", head, store, device)
+            fit = FINAL_FIT.get(regime)
+            fit_store, fit_base = None, None
+            if fit is not None:
+                fit_recipe = read_recipe(fit[0].format(factor=factor), stores=work / "stores")
+                fit_store = build_store(load_recipe(fit_recipe))
+                fit_base = _baselines(work / f"x{factor}-{regime}-all", head, fit_store, device)
             for constraint in constraints:
-                rows = [
-                    run_row(
-                        work / f"x{factor}-{regime}-{constraint}-seed{seed}",
-                        {**head, "model": "cnn", "constraint": constraint, "seed": seed},
-                        store,
-                        "cnn",
+                rows = _seeds(work / f"x{factor}-{regime}", head, store, constraint, epochs, device)
+                final = None
+                if fit_store is not None:
+                    final = _seeds(
+                        work / f"x{factor}-{regime}-all",
+                        head,
+                        fit_store,
                         constraint,
-                        epochs=epochs,
-                        batch_size=BATCH,
-                        options=OPTIONS,
-                        seed=seed,
-                        augment=True,
-                        patience=PATIENCE,
-                        val=True,
-                        device=device,
-                        progress=False,
-                        resume=False,
+                        epochs,
+                        device,
                     )
-                    for seed in SEEDS[constraint]
-                ]
-                entry = choose(rows, base, constraint)
+                entry = choose(rows, base, constraint, final=final, final_base=fit_base)
                 key = f"{factor}-{constraint}-{regime}"
                 if entry["fallback"] is None:
                     name = f"cnn-x{factor}-{constraint}-{regime}.pt"
@@ -188,6 +188,10 @@ def build_defaults(
                 else:
                     entry.pop("checkpoint")
                     (out / f"cnn-x{factor}-{constraint}-{regime}.pt").unlink(missing_ok=True)
+                if fit is not None:
+                    entry["final_fit"].update(
+                        recipe=fit[0].format(factor=factor), training_data=fit[1]
+                    )
                 index[key] = {
                     **entry,
                     **patch_spacing(PatchDataset(store, "train")),
@@ -203,7 +207,7 @@ def build_defaults(
                     "augment": True,
                     "patience": PATIENCE,
                     # the rows' own times (train + score), also when read back from the cache
-                    "train_seconds": sum(float(r["seconds"]) for r in rows),
+                    "train_seconds": sum(float(r["seconds"]) for r in [*rows, *(final or [])]),
                     "climdown_version": __version__,
                     "command": command,
                 }
@@ -215,17 +219,64 @@ def build_defaults(
     return index
 
 
-def choose(
-    rows: Sequence[Mapping[str, Any]], base: Mapping[str, Mapping[str, Any]], constraint: str
-) -> dict[str, Any]:
-    """The index entry of one factor, constraint and regime: a trained model, or a fallback.
+def _baselines(
+    prefix: Path, head: Mapping[str, Any], store: Path, device: str
+) -> dict[str, dict[str, Any]]:
+    """The baselines' rows on ``store`` (validation scores too) by ``"model+constraint"``."""
+    return {
+        f"{model}+{constraint}": run_row(
+            Path(f"{prefix}-{model}-{constraint}"),
+            {**head, "model": model, "constraint": constraint},
+            store,
+            model,
+            constraint,
+            val=True,
+            device=device,
+        )
+        for model, constraint in (
+            ("bicubic", "none"),
+            ("bicubic", "softmax"),
+            ("pycnophylactic", "none"),
+        )
+    }
 
-    ``rows`` are the seeds' rows (``scores`` on test, ``val_scores`` on val), ``base`` the
-    baselines' rows by ``"model+constraint"``. The seed with the best validation score is
-    the candidate; it ships if, on validation, it beats the best baseline of its kind and its
-    blockiness is in :data:`BLOCKINESS_RANGE`; otherwise that baseline ships. Only
-    validation scores decide; the held-out (test) scores are reported.
-    """
+
+def _seeds(
+    prefix: Path,
+    head: Mapping[str, Any],
+    store: Path,
+    constraint: str,
+    epochs: int,
+    device: str,
+) -> list[dict[str, Any]]:
+    """The trained CNN's rows on ``store``, one per seed of :data:`SEEDS`, the build's settings."""
+    return [
+        run_row(
+            Path(f"{prefix}-{constraint}-seed{seed}"),
+            {**head, "model": "cnn", "constraint": constraint, "seed": seed},
+            store,
+            "cnn",
+            constraint,
+            epochs=epochs,
+            batch_size=BATCH,
+            options=OPTIONS,
+            seed=seed,
+            augment=True,
+            patience=PATIENCE,
+            val=True,
+            device=device,
+            progress=False,
+            resume=False,
+        )
+        for seed in SEEDS[constraint]
+    ]
+
+
+def _decide(
+    rows: Sequence[Mapping[str, Any]], base: Mapping[str, Mapping[str, Any]], constraint: str
+) -> tuple[Mapping[str, Any], str, str | None]:
+    """The seed with the best validation score, the baseline it must beat, and why it does not
+    ship (None when it does): validation scores only."""
     rmse = "RMSE_area_weighted"
     best = min(rows, key=lambda r: r["val_scores"][rmse])
     if constraint == "none":
@@ -234,7 +285,6 @@ def choose(
         kinds = ["pycnophylactic+none", f"bicubic+{constraint}"]
     kinds = [k for k in kinds if k in base]
     bar = min(kinds, key=lambda k: base[k]["val_scores"][rmse])
-    fallback_model, fallback_constraint = bar.split("+")
     low, high = BLOCKINESS_RANGE
     blocky = best["val_scores"].get("blockiness", 1.0)
     why = None
@@ -245,23 +295,56 @@ def choose(
         )
     elif not low <= blocky <= high:
         why = f"the trained model's validation blockiness {blocky:.2f} is outside {low}-{high}"
+    return best, bar, why
+
+
+def choose(
+    rows: Sequence[Mapping[str, Any]],
+    base: Mapping[str, Mapping[str, Any]],
+    constraint: str,
+    *,
+    final: Sequence[Mapping[str, Any]] | None = None,
+    final_base: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The index entry of one factor, constraint and regime: a trained model, or a fallback.
+
+    ``rows`` are the seeds' rows (``scores`` on test, ``val_scores`` on val), ``base`` the
+    baselines' rows by ``"model+constraint"``. The seed with the best validation score is
+    the candidate; it ships if, on validation, it beats the best baseline of its kind and its
+    blockiness is in :data:`BLOCKINESS_RANGE`; otherwise that baseline ships. Only
+    validation scores decide; the held-out (test) scores are reported.
+
+    ``final`` (with ``final_base``, the baselines on its store): the seeds' rows of the final
+    fit (:data:`FINAL_FIT`, validation scores only). Then the final fit's candidate is the one
+    that ships or falls back, by the same rule on the same validation band, and the held-out
+    columns are those of ``rows``' candidate, the same settings trained without the held-out
+    part (``final_fit`` in the entry says so).
+    """
+    rmse = "RMSE_area_weighted"
+    best, bar, why = _decide(rows, base, constraint)
+    ships = best
+    if final is not None:
+        if final_base is None:
+            raise ConfigError("choose(final=...) needs final_base, the baselines on its store")
+        ships, bar, why = _decide(final, final_base, constraint)
+    fallback_model, fallback_constraint = bar.split("+")
     test = [r["scores"][rmse] for r in rows]
     shipped = base[bar] if why else best
-    return {
+    entry = {
         "fallback": f"{fallback_model}" if why else None,
         "fallback_constraint": fallback_constraint if why else None,
         "why": why,
-        "checkpoint": best.get("checkpoint"),
-        "seed": best["settings"].get("seed", 0),
+        "checkpoint": ships.get("checkpoint"),
+        "seed": ships["settings"].get("seed", 0),
         "seeds": [r["settings"].get("seed", 0) for r in rows],
-        "n_parameters": best.get("n_parameters"),
-        "best_epoch": best.get("best_epoch"),
+        "n_parameters": ships.get("n_parameters"),
+        "best_epoch": ships.get("best_epoch"),
         "rmse_area_weighted": shipped["scores"][rmse],
         "model_rmse_area_weighted": best["scores"][rmse],
         "model_rmse_area_weighted_seeds": test,
         "model_rmse_area_weighted_mean": statistics.fmean(test),
-        "val_rmse_area_weighted": best["val_scores"][rmse],
-        "val_blockiness": blocky,
+        "val_rmse_area_weighted": ships["val_scores"][rmse],
+        "val_blockiness": ships["val_scores"].get("blockiness", 1.0),
         "baselines": {
             k: {
                 "rmse_area_weighted": v["scores"][rmse],
@@ -274,6 +357,14 @@ def choose(
         "neg_num": shipped["scores"]["neg_num"],
         "mass_violation_rel": shipped["scores"]["mass_violation_rel"],
     }
+    if final is not None:
+        entry["final_fit"] = {
+            "held_out_from": "the same settings trained without the held-out part",
+            "held_out_seed": best["settings"].get("seed", 0),
+            "held_out_val_rmse_area_weighted": best["val_scores"][rmse],
+            "val_rmse_area_weighted_seeds": [r["val_scores"][rmse] for r in final],
+        }
+    return entry
 
 
 def _summary_line(key: str, e: Mapping[str, Any]) -> str:
@@ -326,7 +417,10 @@ def format_index(index: Mapping[str, Mapping[str, Any]]) -> str:
         )
         seeds = e["model_rmse_area_weighted_seeds"]
         spread = f"{min(seeds):.4f}-{max(seeds):.4f}" if len(seeds) > 1 else f"{seeds[0]:.4f}"
-        ships = "cnn" if e["fallback"] is None else f"{e['fallback']} (fallback)"
+        if e["fallback"] is not None:
+            ships = f"{e['fallback']} (fallback)"
+        else:  # a final fit (FINAL_FIT) ships: its held-out scores are of its held-out twin
+            ships = "cnn (final fit)" if e.get("final_fit") else "cnn"
         rows.append(
             (
                 f"{e['factor']}x",

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from climdown.errors import ConfigError
+
 __all__ = [
     "QUICK_STEPS",
     "QUICK_WIDTH",
@@ -98,7 +100,8 @@ def train_and_score(
     Parameters
     ----------
     store : path
-        A store with ``train``, ``val`` and ``test`` splits.
+        A store with ``train``, ``val`` and ``test`` splits; without ``test`` (a final fit on
+        all but the validation data), ``val`` must be True and the row has no ``scores``.
     model, constraint : str
         As for :func:`climdown.nn.models.get_model`; baselines (``bicubic``) are not trained.
     run : path
@@ -141,7 +144,14 @@ def train_and_score(
     from climdown.train import train
 
     t0 = time.perf_counter()
-    factor = int(store_info(store)["factor"])
+    info = store_info(store)
+    factor = int(info["factor"])
+    has_test = "test" in info["samples"]
+    if not (has_test or val):
+        raise ConfigError(
+            f"store {store} has no test split to score on; pass val=True to score the "
+            "validation split only (a final fit whose held-out scores come from another store)"
+        )
     net = get_model(model, factor=factor, constraint=constraint)
     row: dict[str, Any] = {}
     if net.n_parameters:
@@ -172,7 +182,8 @@ def train_and_score(
             n_parameters=summary["n_parameters"],
             checkpoint=str(summary["best"]),
         )
-    row["scores"] = evaluate_model(net, store, "test", members=members, device=device)
+    if has_test:
+        row["scores"] = evaluate_model(net, store, "test", members=members, device=device)
     if val:
         row["val_scores"] = evaluate_model(net, store, "val", members=members, device=device)
     row["seconds"] = time.perf_counter() - t0
