@@ -153,6 +153,39 @@ def test_build_writes_to_out_and_merges_the_index(
     assert _digest(PACKAGE) == package_before
 
 
+@pytest.mark.integration
+def test_global_entries_ship_their_final_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The global regime trains its held-out twin and its final fit (every longitude but the
+    validation band); the checkpoint that ships is the final fit's, the held-out scores the
+    twin's, and the index and the table say so."""
+    import climdown.study.build_pretrained as bp
+
+    monkeypatch.setitem(bp.SEEDS, "softmax", (0,))  # one seed: the mechanism, not the spread
+    out = tmp_path / "models"
+    index = build_defaults(tmp_path / "work", out=out, epochs=1, factors=(8,),
+                           regimes=("global",), constraints=("softmax",))  # fmt: skip
+    entry = index["8-softmax-global"]
+    fit = entry["final_fit"]
+    # the entry's training data is what ships; the held-out twin is named beside
+    assert entry["recipe"] == "era5-global-all-x8" and entry["lr_spacing_deg"][1] == 12.0
+    assert "276-360E and 0-192E" in entry["training_data"]
+    assert fit["held_out_recipe"] == "era5-global-x8" and "held-out twin" in entry["test"]
+    twin = json.loads((tmp_path / "work" / "x8-global-softmax-seed0" / "scores.json").read_text())
+    final = json.loads(
+        (tmp_path / "work" / "x8-global-all-softmax-seed0" / "scores.json").read_text()
+    )
+    assert "scores" not in final  # the final fit has no held-out part of its own
+    assert entry["model_rmse_area_weighted"] == twin["scores"]["RMSE_area_weighted"]
+    assert entry["val_rmse_area_weighted"] == final["val_scores"]["RMSE_area_weighted"]
+    assert final["settings"]["store"].endswith("era5-global-all-x8.zarr")
+    if entry["fallback"] is None:
+        shipped = (out / entry["file"]).read_bytes()
+        assert shipped == Path(final["checkpoint"]).read_bytes()
+        assert "| cnn (final fit) |" in (out / "models.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("constraints", ("clip",)), ("regimes", ("europe",))]
 )
