@@ -17,6 +17,7 @@ from climdown.study.build_pretrained import (
     SEEDS,
     build_defaults,
     choose,
+    format_final_fits,
     format_index,
     main,
 )
@@ -38,6 +39,10 @@ def test_docs_table_is_the_packaged_index() -> None:
     assert len(table.splitlines()) == 2 + len(index) == 2 + 12  # 3 factors x 2 x 2 regimes
     docs = DOCS.read_text()
     for line in table.splitlines():
+        assert line in docs, line
+    fits = format_final_fits(index)  # the global entries' final fits, a table of their own
+    assert len(fits.splitlines()) == 2 + 6  # 3 factors x 2 constraints, global regime
+    for line in fits.splitlines():
         assert line in docs, line
 
 
@@ -180,10 +185,12 @@ def test_global_entries_ship_their_final_fit(
     assert entry["model_rmse_area_weighted"] == twin["scores"]["RMSE_area_weighted"]
     assert entry["val_rmse_area_weighted"] == final["val_scores"]["RMSE_area_weighted"]
     assert final["settings"]["store"].endswith("era5-global-all-x8.zarr")
+    table = (out / "models.md").read_text()
+    assert format_final_fits(index) in table and "| 8x | softmax | global |" in table
     if entry["fallback"] is None:
         shipped = (out / entry["file"]).read_bytes()
         assert shipped == Path(final["checkpoint"]).read_bytes()
-        assert "| cnn (final fit) |" in (out / "models.md").read_text()
+        assert "| cnn (final fit) |" in table
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ from climdown.study.runner import run_row, write_markdown
 __all__ = [
     "build_defaults",
     "format_index",
+    "format_final_fits",
     "choose",
     "FACTORS",
     "CONSTRAINTS",
@@ -230,7 +231,8 @@ def build_defaults(
                 tmp = index_path.with_name(f".{index_path.name}.tmp")
                 tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
                 os.replace(tmp, index_path)
-    write_markdown(out / "models.md", format_index(index) + "\n")
+    fits = format_final_fits(index)
+    write_markdown(out / "models.md", format_index(index) + ("\n\n" + fits if fits else "") + "\n")
     return index
 
 
@@ -452,6 +454,55 @@ def format_index(index: Mapping[str, Mapping[str, Any]]) -> str:
                 f"{e['blockiness']:.2f}",
                 int(e["neg_num"]),
                 f"{e['mass_violation_rel']:.1e}",
+            )
+        )
+    return markdown_table(headers, rows)
+
+
+def format_final_fits(index: Mapping[str, Mapping[str, Any]]) -> str:
+    """The table of the final fits (:data:`FINAL_FIT`): their validation scores (they have no
+    held-out part) beside their held-out twins' and the bar they had to beat; empty when no
+    entry has a final fit."""
+    rmse = "val_rmse_area_weighted"
+    entries = sorted(
+        (e for e in index.values() if e.get("final_fit")),
+        key=lambda e: (e["factor"], CONSTRAINTS.index(e["constraint"])),
+    )
+    if not entries:
+        return ""
+    headers = (
+        "factor",
+        "constraint",
+        "regime",
+        "ships",
+        "final fit: val RMSE, chosen seed",
+        "final fit: val RMSE, seeds",
+        "held-out twin: val RMSE",
+        "bar (val RMSE)",
+        "final fit: val blockiness",
+    )
+    rows = []
+    for e in entries:
+        fit, b = e["final_fit"], e["baselines"]
+        seeds = fit["val_rmse_area_weighted_seeds"]
+        kinds = (
+            ["bicubic+none"]
+            if e["constraint"] == "none"
+            else ["pycnophylactic+none", f"bicubic+{e['constraint']}"]
+        )
+        bar = min((k for k in kinds if k in b), key=lambda k: b[k][rmse])
+        ships = f"{e['fallback']} (fallback)" if e["fallback"] else "cnn (final fit)"
+        rows.append(
+            (
+                f"{e['factor']}x",
+                e["constraint"],
+                e["regime"],
+                ships,
+                f"{min(seeds):.4f}",
+                f"{min(seeds):.4f}-{max(seeds):.4f}",
+                f"{fit['held_out_val_rmse_area_weighted']:.4f}",
+                f"{b[bar][rmse]:.4f} ({bar.replace('+', ' + ')})",
+                f"{e['val_blockiness']:.2f}",
             )
         )
     return markdown_table(headers, rows)
