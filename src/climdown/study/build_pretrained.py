@@ -289,6 +289,17 @@ def _seeds(
     ]
 
 
+def _bars(constraint: str, base: Mapping[str, Any]) -> list[str]:
+    """The baselines (``"model+constraint"`` keys of ``base``) a trained model must beat: for
+    a conserving constraint the conserving ones, pycnophylactic and bicubic + it; bicubic for
+    ``none``."""
+    if constraint == "none":
+        kinds = ["bicubic+none"]
+    else:
+        kinds = ["pycnophylactic+none", f"bicubic+{constraint}"]
+    return [k for k in kinds if k in base]
+
+
 def _decide(
     rows: Sequence[Mapping[str, Any]], base: Mapping[str, Mapping[str, Any]], constraint: str
 ) -> tuple[Mapping[str, Any], str, str | None]:
@@ -296,12 +307,7 @@ def _decide(
     ship (None when it does): validation scores only."""
     rmse = "RMSE_area_weighted"
     best = min(rows, key=lambda r: r["val_scores"][rmse])
-    if constraint == "none":
-        kinds = ["bicubic+none"]
-    else:
-        kinds = ["pycnophylactic+none", f"bicubic+{constraint}"]
-    kinds = [k for k in kinds if k in base]
-    bar = min(kinds, key=lambda k: base[k]["val_scores"][rmse])
+    bar = min(_bars(constraint, base), key=lambda k: base[k]["val_scores"][rmse])
     low, high = BLOCKINESS_RANGE
     blocky = best["val_scores"].get("blockiness", 1.0)
     why = None
@@ -485,12 +491,7 @@ def format_final_fits(index: Mapping[str, Mapping[str, Any]]) -> str:
     for e in entries:
         fit, b = e["final_fit"], e["baselines"]
         seeds = fit["val_rmse_area_weighted_seeds"]
-        kinds = (
-            ["bicubic+none"]
-            if e["constraint"] == "none"
-            else ["pycnophylactic+none", f"bicubic+{e['constraint']}"]
-        )
-        bar = min((k for k in kinds if k in b), key=lambda k: b[k][rmse])
+        bar = min(_bars(e["constraint"], b), key=lambda k: b[k][rmse])
         ships = f"{e['fallback']} (fallback)" if e["fallback"] else "cnn (final fit)"
         rows.append(
             (
