@@ -57,6 +57,7 @@ __all__ = [
     "build_defaults",
     "format_index",
     "format_final_fits",
+    "format_tables",
     "choose",
     "FACTORS",
     "CONSTRAINTS",
@@ -231,8 +232,7 @@ def build_defaults(
                 tmp = index_path.with_name(f".{index_path.name}.tmp")
                 tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
                 os.replace(tmp, index_path)
-    fits = format_final_fits(index)
-    write_markdown(out / "models.md", format_index(index) + ("\n\n" + fits if fits else "") + "\n")
+    write_markdown(out / "models.md", format_tables(index) + "\n")
     return index
 
 
@@ -463,6 +463,12 @@ def format_index(index: Mapping[str, Mapping[str, Any]]) -> str:
             )
         )
     return markdown_table(headers, rows)
+
+
+def format_tables(index: Mapping[str, Mapping[str, Any]]) -> str:
+    """``models.md``: :func:`format_index`'s table, then :func:`format_final_fits`' if any."""
+    fits = format_final_fits(index)
+    return format_index(index) + ("\n\n" + fits if fits else "")
 
 
 def format_final_fits(index: Mapping[str, Mapping[str, Any]]) -> str:
