@@ -95,6 +95,17 @@ def _check_output(dst: Path, zarr: bool, overwrite: bool) -> None:
         raise StoreError(f"output {str(dst)!r} exists; remove it or pass overwrite=True")
 
 
+def _check_not_the_input(src: Path, dst: Path) -> None:
+    """Refuse an output that is the input, or holds it or lies inside it (a zarr store): the
+    write would replace the data it is reading, and ``overwrite`` does not make that safe."""
+    a, b = Path(os.path.realpath(src)), Path(os.path.realpath(dst))
+    if a == b or a in b.parents or b in a.parents:
+        raise StoreError(
+            f"output {str(dst)!r} is the input {str(src)!r} (or holds it, or lies inside it): "
+            "writing it would replace the data being downscaled; choose another output path"
+        )
+
+
 def _open(src: Path) -> xr.Dataset:
     if not src.exists():
         raise StoreError(f"input {str(src)!r} not found; pass a netCDF file or a zarr store")
@@ -165,6 +176,7 @@ def downscale_file(
 
     src, dst = Path(src), Path(dst)
     zarr = dst.suffix == ".zarr"  # the output's format is its name's, whatever is there now
+    _check_not_the_input(src, dst)
     _check_output(dst, zarr, overwrite)
     ds = _open(src)
     try:

@@ -168,3 +168,26 @@ def test_downscale_file_checks_before_computing(src, tmp_path, monkeypatch):
     with pytest.raises(StoreError):
         downscale_file(src, _user_folder(tmp_path, "out"), overwrite=True, **OPTIONS)
     assert called == []
+
+
+def test_the_input_is_never_the_output(src: Path, tmp_path: Path) -> None:
+    """``climdown downscale in.nc in.nc --overwrite`` would replace the data it reads: refused,
+    the input untouched, also through another spelling of the path or a link; a zarr input
+    can neither be written over nor have the output put inside it."""
+    copy = tmp_path / "in.nc"
+    copy.write_bytes(src.read_bytes())
+    before = _snapshot(copy)
+    link = tmp_path / "link.nc"
+    link.symlink_to(copy)
+    for dst in (copy, tmp_path / "." / "in.nc", link):
+        with pytest.raises(StoreError, match="is the input"):
+            downscale_file(link if dst is copy else copy, dst, overwrite=True, **OPTIONS)
+    assert _snapshot(copy) == before
+    store = downscale_file(copy, tmp_path / "lr.zarr", factor=1, model="nearest")
+    stored = _snapshot(store)
+    for dst in (store, store / "inside.nc"):
+        with pytest.raises(StoreError, match="is the input"):
+            downscale_file(store, dst, overwrite=True, **OPTIONS)
+    assert _snapshot(store) == stored
+    code = main(["downscale", str(copy), str(copy), "--overwrite", "--model", "bicubic"])
+    assert code == 2 and _snapshot(copy) == before
