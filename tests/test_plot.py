@@ -24,7 +24,12 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from climdown import plot  # noqa: E402
 from climdown.data.sources import open_dataarray  # noqa: E402
-from climdown.errors import ClimdownError, CoordinateError, GridShapeError  # noqa: E402
+from climdown.errors import (  # noqa: E402
+    ClimdownError,
+    CoordinateError,
+    GridShapeError,
+    StoreError,
+)
 from climdown.grid import Grid, coarsen_dataarray  # noqa: E402
 
 
@@ -105,6 +110,25 @@ def test_compare_png_is_non_blank_with_coastlines(tmp_path, rhine_like):
     other = pixels(blank)
     assert other.shape == img.shape
     assert np.abs(other - img).max() > 0.1
+
+
+def test_a_map_replaces_only_a_png(tmp_path, rhine_like):
+    """``path`` that exists and is not a PNG (the user's data, a folder, a link) is refused
+    and left as it was; an earlier map is replaced."""
+    lr, hr = rhine_like
+    data = tmp_path / "data.nc"
+    data.write_bytes(b"CDF\x01 years of data")
+    link = tmp_path / "link.png"
+    link.symlink_to(data)
+    for path in (data, tmp_path, link):
+        with pytest.raises(StoreError, match="is not a PNG image"):
+            plot.compare(lr, hr, path=path)
+    assert data.read_bytes() == b"CDF\x01 years of data" and link.is_symlink()
+    old = tmp_path / "map.png"
+    plot.compare(lr, hr, path=old)
+    first = old.read_bytes()
+    plot.compare(lr, hr + 1.0, path=old)  # a map over a map: replaced
+    assert old.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and old.read_bytes() != first
 
 
 def test_error_panel_absent_without_truth(rhine_like):

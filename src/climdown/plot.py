@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from climdown.errors import ClimdownError, CoordinateError, GridShapeError
+from climdown.errors import ClimdownError, CoordinateError, GridShapeError, StoreError
 from climdown.grid import (
     EARTH_RADIUS,
     AnyGrid,
@@ -593,11 +593,29 @@ def _finite_range(arrays: Iterable[np.ndarray]) -> tuple[float, float]:
     return lo, hi
 
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 def _save(fig: Figure, path: str | os.PathLike[str] | None, dpi: int = 120) -> None:
-    if path is not None:
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, format="png")
+    """Write ``fig`` as PNG to ``path``; an existing path is replaced only if it is a PNG.
+
+    A mistyped ``--out data.nc`` must not turn the user's data into a picture.
+    """
+    if path is None:
+        return
+    path = pathlib.Path(path)
+    if os.path.lexists(path):
+        png = path.is_file() and not path.is_symlink()
+        if png:
+            with open(path, "rb") as f:
+                png = f.read(len(_PNG_MAGIC)) == _PNG_MAGIC
+        if not png:
+            raise StoreError(
+                f"{str(path)!r} exists and is not a PNG image; refusing to replace it with a "
+                "map (climdown writes maps as PNG). Choose another path, e.g. compare.png"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
 
 
 # ---------------------------------------------------------------------------------------
