@@ -21,7 +21,7 @@ import yaml  # noqa: E402
 from climdown import report  # noqa: E402
 from climdown.cli import main  # noqa: E402
 from climdown.conservation import conservation  # noqa: E402
-from climdown.errors import ConfigError  # noqa: E402
+from climdown.errors import ConfigError, StoreError  # noqa: E402
 from climdown.evaluate import markdown_table  # noqa: E402
 from climdown.grid import coarsen_dataarray  # noqa: E402
 from climdown.testing import tcw_dataarray  # noqa: E402
@@ -74,6 +74,40 @@ def test_markdown_report_has_the_table_maps_spectra_budget_and_pngs_beside_it(
     rel = float(row.split("|")[5])
     assert rel == pytest.approx(float(budget["mass_rel_diff"][0]), rel=1e-2)
     assert 0.01 < rel < 0.02  # the 1% (+ offset) gain shows: it is not a conserving field
+
+
+def test_a_report_replaces_only_what_climdown_wrote(
+    tmp_path: Path, fields: tuple[xr.DataArray, ...]
+) -> None:
+    """``--report README.md`` must not eat the user's README: a page without climdown's marker,
+    or a non-PNG where a figure goes, is refused before anything is written; a report over a
+    report (page and figures) is fine."""
+    lr, hr, truth = fields
+    readme = tmp_path / "README.md"
+    readme.write_text("# my project\n")
+    page = tmp_path / "notes.html"
+    page.write_text("<html>mine</html>")
+    for path in (readme, page):
+        with pytest.raises(StoreError, match="refusing to replace"):
+            report.field_report(path, lr, hr, truth)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "notes.html"]
+    assert readme.read_text() == "# my project\n"
+    (tmp_path / "x.md").mkdir()  # a folder where the page goes
+    with pytest.raises(StoreError, match="not a report page"):
+        report.field_report(tmp_path / "x.md", lr, hr, truth)
+    out = tmp_path / "run" / "r.md"
+    report.field_report(out, lr, hr, truth)
+    (out.parent / "r-maps.png").write_text("not a picture")  # a figure path taken over
+    with pytest.raises(StoreError, match="not a PNG figure"):
+        report.field_report(out, lr, hr, truth)
+    (out.parent / "r-maps.png").unlink()
+    first = out.read_text()
+    report.field_report(out, lr, hr + 1.0, truth)  # a report over a report: replaced
+    assert out.read_text() != first and report.MARKER in out.read_text()
+    html = tmp_path / "run" / "r.html"
+    report.field_report(html, lr, hr, truth)
+    report.field_report(html, lr, hr, truth)
+    assert report.MARKER in html.read_text()
 
 
 def test_html_report_is_one_file_with_embedded_pngs(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from climdown._version import __version__
-from climdown.errors import ConfigError
+from climdown.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -131,12 +131,47 @@ def write_report(
     """
     fmt = report_format(path)
     out = Path(path)
+    _check_replaceable(out, sections if fmt == "markdown" else ())
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "markdown":
         out.write_text(_markdown(out, title, sections, intro), encoding="utf-8")
     else:
         out.write_text(_html(title, sections, intro), encoding="utf-8")
     return out
+
+
+#: Written into every report page; a page is replaced only if it carries it.
+MARKER = "written by climdown's report writer, which may replace this file"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_replaceable(out: Path, sections: Sequence[Section]) -> None:
+    """Refuse, before anything is written, to replace a file climdown did not write there: a
+    page without :data:`MARKER` (a README.md, someone's notes) or a figure path holding
+    something other than a PNG."""
+    checks = [(out, "a report page", _is_report)]
+    checks += [
+        (_figure_path(out, s), "a PNG figure", _is_png) for s in sections if s.figure is not None
+    ]
+    for p, what, written_here in checks:
+        if os.path.lexists(p) and (p.is_symlink() or not p.is_file() or not written_here(p)):
+            raise StoreError(
+                f"{str(p)!r} exists and is not {what} climdown wrote; refusing to replace it. "
+                "Choose another report path (e.g. report.md in a new folder), or move it away"
+            )
+
+
+def _is_report(p: Path) -> bool:
+    return MARKER.encode() in p.read_bytes()
+
+
+def _is_png(p: Path) -> bool:
+    with open(p, "rb") as f:
+        return f.read(len(_PNG_MAGIC)) == _PNG_MAGIC
+
+
+def _figure_path(out: Path, sec: Section) -> Path:
+    return out.with_name(f"{out.stem}-{sec.name}.png")
 
 
 def _png(figure: _Figure) -> bytes:
@@ -152,9 +187,10 @@ def _markdown(out: Path, title: str, sections: Sequence[Section], intro: str) ->
         if sec.text.strip():
             parts.append(sec.text.strip())
         if sec.figure is not None:
-            png = out.with_name(f"{out.stem}-{sec.name}.png")
+            png = _figure_path(out, sec)
             png.write_bytes(_png(sec.figure))
             parts.append(f"![{sec.heading}]({png.name})")
+    parts.append(f"<!-- {MARKER} -->")
     return "\n\n".join(parts) + "\n"
 
 
@@ -181,6 +217,7 @@ def _html(title: str, sections: Sequence[Section], intro: str) -> str:
             body.append(f'<p><img alt="{alt}" src="data:image/png;base64,{data}"></p>')
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="generator" content="{MARKER}">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(b for b in body if b)
         + "\n</body>\n</html>\n"
