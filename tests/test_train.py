@@ -297,6 +297,18 @@ def test_train_refuses_unknown_options(store, tmp_path):
     assert not (tmp_path / "last.pt").exists()
 
 
+def test_train_refuses_a_file_as_out_and_negative_workers(store, tmp_path):
+    """Clear errors instead of a bare 'File exists' or torch's DataLoader message."""
+    data = tmp_path / "data.nc"
+    data.write_bytes(b"CDF\x01")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        train(store, out=data, **FAST)
+    assert data.read_bytes() == b"CDF\x01"
+    with pytest.raises(ConfigError, match="num_workers must be an integer >= 0"):
+        train(store, out=tmp_path / "run", num_workers=-2, **FAST)
+    assert not (tmp_path / "run").exists()
+
+
 def test_bf16_precision_still_conserves(store, tmp_path):
     train(
         store,

@@ -374,6 +374,12 @@ def train(
     base = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
     cfg = TrainConfig.from_mapping({**base, **options})
     out = Path(out)
+    num_workers = validate.integer(num_workers, "num_workers", minimum=0, example="0 (no workers)")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"out {str(out)!r} is a file, not a folder: the run writes checkpoints, its log and "
+            "curves into a folder; choose another out path"
+        )
     env = cdist.dist_env()
     main = env.is_main
     out.mkdir(parents=True, exist_ok=True)
