@@ -64,6 +64,19 @@ def test_evaluate_checkpoint_beside_the_baselines(store, tmp_path):
         evaluate_checkpoint(summary["best"], _store_at_factor(store, tmp_path, 2), split="test")
 
 
+def test_evaluate_checkpoint_warns_on_a_grid_far_from_its_training(store, tmp_path):
+    """The packaged Rhine 4x model (trained at 1 deg LR) scored on the tiny store (4 deg LR):
+    the same spacing warning as downscale gives; on its own grid, none."""
+    from climdown.pretrained import select
+
+    rhine = select(4, "softmax", (1.0, 1.0)).path
+    with pytest.warns(UserWarning, match=r"\(4 x 4 deg\) is more than 2x .*\(1 x 1 deg\)"):
+        evaluate_checkpoint(rhine, store, split="test")
+    summary = train(store, epochs=1, max_steps=1, batch_size=8, out=tmp_path / "run",
+                    progress=False, model_options={"width": 8, "blocks": 1})  # fmt: skip
+    evaluate_checkpoint(summary["best"], store, split="test")  # filterwarnings=error: none
+
+
 def _store_at_factor(store: Path, tmp_path: Path, factor: int) -> Path:
     recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
     recipe.update(factor=factor, output=str(tmp_path / f"tiny{factor}.zarr"))

@@ -360,18 +360,32 @@ def evaluate_checkpoint(
     ------
     CheckpointError
         If the checkpoint's factor or variable is not the store's.
+
+    Warns
+    -----
+    UserWarning
+        If the store's grid spacing is more than 2x from the one the checkpoint was trained on
+        (:func:`climdown.checkpoint.check_spacing`).
     """
     from climdown.checkpoint import load_checkpoint
     from climdown.data.store import store_info
     from climdown.nn.models import get_model
 
     info = store_info(store)
-    model, _ = load_checkpoint(
+    model, meta = load_checkpoint(
         checkpoint,
         device="cpu",
         expect_factor=int(info["factor"]),
         expect_variable=info.get("variable"),
     )
+    # a model scored on a grid far finer or coarser than it was trained on: a warning, as
+    # downscale gives (the scores say how much that costs)
+    from climdown.checkpoint import check_spacing
+    from climdown.data.dataset import PatchDataset
+    from climdown.train import patch_spacing
+
+    lr_spacing = patch_spacing(PatchDataset(store, split))["lr_spacing_deg"]
+    check_spacing(meta, (lr_spacing[0], lr_spacing[1]), str(checkpoint))
     factor = int(info["factor"])
     data = Path(store).stem.upper()
     rows = [
