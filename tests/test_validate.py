@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from climdown.errors import ConfigError, GridShapeError, RecipeError
-from climdown.validate import check_keys, factor, integer, number, positive_int
+from climdown.validate import check_keys, factor, integer, number, output_folder, positive_int
 
 
 @pytest.mark.parametrize("good", [1, 4, np.int64(8)])
@@ -66,3 +66,23 @@ def test_check_keys_names_the_closest_key_and_the_section() -> None:
         check_keys({"lat_min": 1}, ["lat_min", "lat_max"], "region", required=["lat_max"])
     with pytest.raises(ConfigError, match="must be a mapping"):
         check_keys([("a", 1)], ["a"], "region")
+
+
+def test_output_folder_creates_a_folder_and_refuses_a_file(tmp_path) -> None:
+    made = output_folder(tmp_path / "a" / "b", "out")
+    assert made.is_dir() and output_folder(made, "out") == made  # an existing folder is fine
+    data = tmp_path / "data.nc"
+    data.write_bytes(b"CDF\x01")
+    with pytest.raises(ConfigError, match=r"out '.*data\.nc' is a file, not a folder"):
+        output_folder(data, "out")
+    assert data.read_bytes() == b"CDF\x01"
+
+
+def test_demo_refuses_a_file_as_its_out_folder(tmp_path) -> None:
+    from climdown.study.demo import run_demo
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_demo(out=notes, quick=True)
+    assert notes.read_text() == "mine" and sorted(tmp_path.iterdir()) == [notes]

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from climdown import metrics
+from climdown import validate as validate_options
 from climdown.data.dataset import PatchDataset, make_loader
 from climdown.errors import ConfigError
 from climdown.nn.device import pick_device, to_device
@@ -415,8 +416,7 @@ def evaluate_checkpoint(
         )
     table = format_table(rows, label="name")
     if out is not None:
-        outp = Path(out)
-        outp.mkdir(parents=True, exist_ok=True)
+        outp = validate_options.output_folder(out, "out")
         (outp / "metrics.md").write_text(table + "\n")
         keys = sorted({k for r in rows for k in r["scores"]})
         lines = [",".join(["name", "model", "constraint", *keys])]

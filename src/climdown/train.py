@@ -375,14 +375,9 @@ def train(
     cfg = TrainConfig.from_mapping({**base, **options})
     out = Path(out)
     num_workers = validate.integer(num_workers, "num_workers", minimum=0, example="0 (no workers)")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(
-            f"out {str(out)!r} is a file, not a folder: the run writes checkpoints, its log and "
-            "curves into a folder; choose another out path"
-        )
     env = cdist.dist_env()
     main = env.is_main
-    out.mkdir(parents=True, exist_ok=True)
+    validate.output_folder(out, "out")
     log_path, last_path, best_path = out / LOG_NAME, out / LAST_NAME, out / BEST_NAME
     dev = pick_device(device)
     if env.distributed and dev.type == "cuda" and dev.index is None:

@@ -12,12 +12,22 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from climdown.errors import ClimdownError, ConfigError
 
-__all__ = ["positive_int", "integer", "number", "factor", "check_keys", "SUPPORTED_FACTORS"]
+__all__ = [
+    "positive_int",
+    "integer",
+    "number",
+    "factor",
+    "check_keys",
+    "output_folder",
+    "SUPPORTED_FACTORS",
+]
 
 #: The factors the study's models are built for (the reference code's 2x, 4x and 8x).
 SUPPORTED_FACTORS = (2, 4, 8)
@@ -108,3 +118,17 @@ def check_keys(
         if key not in mapping:
             raise error(f"missing key {full(key)!r} in {where}; add it")
     return dict(mapping)
+
+
+def output_folder(path: str | os.PathLike[str], name: str) -> Path:
+    """``path`` as a folder to write into, created with its parents; a ConfigError naming
+    ``name`` when it is a file (a mistyped ``--out data.nc`` gets a clear refusal, not a
+    bare 'File exists', and the file is left as it was)."""
+    out = Path(path)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(
+            f"{name} {str(out)!r} is a file, not a folder: it is where the results are "
+            "written; choose a folder (a new path is created)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
+from climdown import validate
 from climdown.study import read_recipe
 from climdown.study.runner import QUICK_STEPS, QUICK_WIDTH
 
@@ -63,8 +63,7 @@ def run_demo(
     from climdown.units import cf_global_attrs
 
     t_start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = validate.output_folder(out, "out")
     factor = _FACTOR
 
     _say(1, "building a training store from the packaged ERA5 Rhine sample (real data)")
