@@ -382,8 +382,7 @@ def evaluate_checkpoint(
     # a model scored on a grid far finer or coarser than it was trained on: a warning, as
     # downscale gives (the scores say how much that costs)
     from climdown.checkpoint import check_spacing
-    from climdown.data.dataset import PatchDataset
-    from climdown.train import patch_spacing
+    from climdown.data.dataset import patch_spacing
 
     lr_spacing = patch_spacing(PatchDataset(store, split))["lr_spacing_deg"]
     check_spacing(meta, (lr_spacing[0], lr_spacing[1]), str(checkpoint))

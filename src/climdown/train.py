@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from climdown import ddp as cdist
 from climdown import metrics, validate
 from climdown.checkpoint import read_checkpoint, save_checkpoint
-from climdown.data.dataset import PatchDataset, make_loader
+from climdown.data.dataset import PatchDataset, make_loader, patch_spacing
 from climdown.data.store import normalisation, store_info
 from climdown.errors import CheckpointError, ConfigError, StoreError
 from climdown.evaluate import validate as validate_split
@@ -861,16 +861,6 @@ def _fingerprint(store: str | os.PathLike) -> dict[str, Any]:
     """What identifies a store's data: its recipe hash and its normalisation statistics."""
     info = store_info(store)
     return {"recipe_hash": info.get("recipe_hash"), "normalisation": info.get("normalisation")}
-
-
-def patch_spacing(dataset: PatchDataset) -> dict[str, list[float]]:
-    """Grid spacing ``[dlat, dlon]`` (deg, :attr:`climdown.grid.Grid.spacing`) of the training
-    patches, fine and coarse: what :class:`climdown.inference.Downscaler` compares inputs with."""
-    fine = dataset.grid(0)  # a Grid, or a CurvilinearGrid for a store cut from regional output
-    return {
-        "hr_spacing_deg": list(fine.spacing),
-        "lr_spacing_deg": list(fine.coarsen(int(dataset.factor)).spacing),
-    }
 
 
 def _keep_log_until(log_path: Path, epoch: int) -> None:

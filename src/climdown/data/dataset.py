@@ -30,7 +30,7 @@ from climdown.data.store import normalisation, split_arrays, store_info
 from climdown.errors import DataValueError, StoreError
 from climdown.grid import CurvilinearGrid, Grid
 
-__all__ = ["PatchDataset", "make_loader"]
+__all__ = ["PatchDataset", "make_loader", "patch_spacing"]
 
 
 class PatchDataset(Dataset):
@@ -237,3 +237,14 @@ def make_loader(
         num_workers=num_workers,
         drop_last=drop_last,
     )
+
+
+def patch_spacing(dataset: PatchDataset) -> dict[str, list[float]]:
+    """Grid spacing ``[dlat, dlon]`` (deg, :attr:`climdown.grid.Grid.spacing`) of a split's
+    patches, fine and coarse: what a checkpoint records of its training data and
+    :class:`climdown.inference.Downscaler` (and ``evaluate_checkpoint``) compare inputs with."""
+    fine = dataset.grid(0)  # a Grid, or a CurvilinearGrid for a store cut from regional output
+    return {
+        "hr_spacing_deg": list(fine.spacing),
+        "lr_spacing_deg": list(fine.coarsen(int(dataset.factor)).spacing),
+    }

@@ -197,7 +197,7 @@ def concat_stores(
     (with the first store's ``scale_method``). Each patch keeps its own coordinates, so the
     trainer weights every patch by its own cell areas. Written atomically
     (:func:`partial_path`, then renamed). A checkpoint trained on it records the grid spacing
-    of the first store's patches (:func:`climdown.train.patch_spacing`), so the spacing
+    of the first store's patches (:func:`climdown.data.dataset.patch_spacing`), so the spacing
     warning of :class:`climdown.inference.Downscaler` is relative to that store.
 
     Parameters

@@ -143,10 +143,9 @@ def build_defaults(
     device : str
         Torch device (``cpu`` by default: the shipped models were trained on CPU).
     """
-    from climdown.data.dataset import PatchDataset
+    from climdown.data.dataset import PatchDataset, patch_spacing
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
-    from climdown.train import patch_spacing
 
     for name, given, known in (
         ("regimes", regimes, REGIMES),
