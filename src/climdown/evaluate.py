@@ -368,7 +368,8 @@ def evaluate_checkpoint(
         If the store's grid spacing is more than 2x from the one the checkpoint was trained on
         (:func:`climdown.checkpoint.check_spacing`).
     """
-    from climdown.checkpoint import load_checkpoint
+    from climdown.checkpoint import check_spacing, load_checkpoint
+    from climdown.data.dataset import patch_spacing
     from climdown.data.store import store_info
     from climdown.nn.models import get_model
 
@@ -381,9 +382,6 @@ def evaluate_checkpoint(
     )
     # a model scored on a grid far finer or coarser than it was trained on: a warning, as
     # downscale gives (the scores say how much that costs)
-    from climdown.checkpoint import check_spacing
-    from climdown.data.dataset import patch_spacing
-
     lr_spacing = patch_spacing(PatchDataset(store, split))["lr_spacing_deg"]
     check_spacing(meta, (lr_spacing[0], lr_spacing[1]), str(checkpoint))
     factor = int(info["factor"])
