@@ -596,6 +596,16 @@ def _finite_range(arrays: Iterable[np.ndarray]) -> tuple[float, float]:
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def is_png(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file (not a link) that starts like a PNG image: what a
+    map or a report's figure may replace (:func:`climdown.report.write_report` asks it too)."""
+    path = pathlib.Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(_PNG_MAGIC)) == _PNG_MAGIC
+
+
 def _save(fig: Figure, path: str | os.PathLike[str] | None, dpi: int = 120) -> None:
     """Write ``fig`` as PNG to ``path``; an existing path is replaced only if it is a PNG.
 
@@ -604,16 +614,11 @@ def _save(fig: Figure, path: str | os.PathLike[str] | None, dpi: int = 120) -> N
     if path is None:
         return
     path = pathlib.Path(path)
-    if os.path.lexists(path):
-        png = path.is_file() and not path.is_symlink()
-        if png:
-            with open(path, "rb") as f:
-                png = f.read(len(_PNG_MAGIC)) == _PNG_MAGIC
-        if not png:
-            raise StoreError(
-                f"{str(path)!r} exists and is not a PNG image; refusing to replace it with a "
-                "map (climdown writes maps as PNG). Choose another path, e.g. compare.png"
-            )
+    if os.path.lexists(path) and not is_png(path):
+        raise StoreError(
+            f"{str(path)!r} exists and is not a PNG image; refusing to replace it with a "
+            "map (climdown writes maps as PNG). Choose another path, e.g. compare.png"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png")
 

@@ -23,7 +23,7 @@ import html
 import io
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -142,19 +142,20 @@ def write_report(
 
 #: Written into every report page; a page is replaced only if it carries it.
 MARKER = "written by climdown's report writer, which may replace this file"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _check_replaceable(out: Path, sections: Sequence[Section]) -> None:
     """Refuse, before anything is written, to replace a file climdown did not write there: a
     page without :data:`MARKER` (a README.md, someone's notes) or a figure path holding
     something other than a PNG."""
-    checks = [(out, "a report page", _is_report)]
+    from climdown.plot import is_png
+
+    checks: list[tuple[Path, str, Callable[[Path], bool]]] = [(out, "a report page", _is_report)]
     checks += [
-        (_figure_path(out, s), "a PNG figure", _is_png) for s in sections if s.figure is not None
+        (_figure_path(out, s), "a PNG figure", is_png) for s in sections if s.figure is not None
     ]
     for p, what, written_here in checks:
-        if os.path.lexists(p) and (p.is_symlink() or not p.is_file() or not written_here(p)):
+        if os.path.lexists(p) and not written_here(p):
             raise StoreError(
                 f"{str(p)!r} exists and is not {what} climdown wrote; refusing to replace it. "
                 "Choose another report path (e.g. report.md in a new folder), or move it away"
@@ -162,12 +163,8 @@ def _check_replaceable(out: Path, sections: Sequence[Section]) -> None:
 
 
 def _is_report(p: Path) -> bool:
-    return MARKER.encode() in p.read_bytes()
-
-
-def _is_png(p: Path) -> bool:
-    with open(p, "rb") as f:
-        return f.read(len(_PNG_MAGIC)) == _PNG_MAGIC
+    """A regular file (not a link) holding :data:`MARKER`: a page climdown wrote."""
+    return not p.is_symlink() and p.is_file() and MARKER.encode() in p.read_bytes()
 
 
 def _figure_path(out: Path, sec: Section) -> Path:
