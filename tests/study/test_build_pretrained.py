@@ -22,6 +22,7 @@ from climdown.study.build_pretrained import (
     format_tables,
     main,
 )
+from climdown.study.runner import PAGE_MARKER
 
 PACKAGE = Path(str(resources.files("climdown.pretrained")))
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
@@ -141,7 +142,7 @@ def test_build_writes_to_out_and_merges_the_index(
             assert model.factor == 4 and model.config["constraint"] == constraint
     assert index["4-softmax-rhine"]["neg_num"] == 0
     assert index["4-softmax-rhine"]["mass_violation_rel"] < 1e-5
-    assert (out / "models.md").read_text().strip() == format_tables(index)
+    assert (out / "models.md").read_text().strip() == f"{PAGE_MARKER}\n{format_tables(index)}"
     assert _digest(PACKAGE) == package_before  # the installed package is untouched
 
     # the default output is under the work folder, not the package; finished rows are reused;

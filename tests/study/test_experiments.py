@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from climdown.cli import main
-from climdown.errors import RecipeError
+from climdown.errors import ConfigError, RecipeError
 from climdown.study import recipes_dir
-from climdown.study.experiments import NOTES_MARKER, load_experiments
+from climdown.study.experiments import NOTES_MARKER, load_experiments, run_experiments
+from climdown.study.runner import PAGE_MARKER
 
 RECIPES = recipes_dir()
 # the default layouts' rows: the study's 14, the CRPS-trained GANs, the same pair on real ERA5
@@ -53,7 +54,8 @@ def test_only_e4_writes_results_and_resumes(
     argv = ["experiments", "--quick", "--out", str(out), "--only", "E4"]
     argv += ["--results", str(results)]
     printed = _run(argv, capsys)
-    doc = results.read_text()
+    marker, doc = results.read_text().split("\n", 1)
+    assert marker == PAGE_MARKER  # a page the study may replace on its next run
     assert doc.strip() in printed  # the file holds the table the command printed
     assert "Machine:" in doc and "epoch" in doc
 
@@ -125,6 +127,16 @@ def test_experiments_yaml_unknown_key_is_recipe_error(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and key in err
     assert not out.exists()
+
+
+def test_a_results_path_it_did_not_write_is_refused_before_training(tmp_path: Path) -> None:
+    """--results README.md: refused at once, with nothing built or trained and the file kept."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# my project\n")
+    out = tmp_path / "exp"
+    with pytest.raises(ConfigError, match="README.md.*not a results page"):
+        run_experiments(quick=True, out=out, results=readme, only=["E3"])
+    assert readme.read_text() == "# my project\n" and not out.exists()
 
 
 # ---------------------------------------------------------------------------------------

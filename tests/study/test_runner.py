@@ -12,7 +12,14 @@ from climdown.data.store import build_store
 from climdown.errors import ConfigError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import NOTES_MARKER, cached_row, run_row, write_markdown
+from climdown.study.runner import (
+    NOTES_MARKER,
+    PAGE_MARKER,
+    cached_row,
+    check_replaceable,
+    run_row,
+    write_markdown,
+)
 
 
 def test_markdown_table() -> None:
@@ -25,13 +32,38 @@ def test_markdown_table() -> None:
 def test_write_markdown_keeps_the_notes(tmp_path: Path) -> None:
     path = tmp_path / "docs" / "r.md"
     write_markdown(path, "# T\n\n| a |\n")
-    assert path.read_text() == "# T\n\n| a |\n"
+    assert path.read_text() == f"{PAGE_MARKER}\n# T\n\n| a |\n"
+    write_markdown(path, "# T\n\n| c |\n")  # a page it wrote, without notes: replaced
+    assert path.read_text() == f"{PAGE_MARKER}\n# T\n\n| c |\n"
     path.write_text(path.read_text() + f"\n{NOTES_MARKER}\n\nmy reading\n")
     write_markdown(path, "# T\n\n| b |\n")
     text = path.read_text()
     assert "| b |" in text and "| a |" not in text  # the generated part is replaced ...
     assert text.count("my reading") == 1 and text.count(NOTES_MARKER) == 1  # ... the notes kept
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.md"]  # no temporary left
+
+
+def test_write_markdown_refuses_what_it_did_not_write(tmp_path: Path) -> None:
+    """A README, a folder or a link at the results path is refused and left as it was."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# my project\n")
+    folder = tmp_path / "results.md"
+    folder.mkdir()
+    page = tmp_path / "page.md"
+    write_markdown(page, "# T\n")
+    link = tmp_path / "link.md"
+    link.symlink_to(page)
+    for p in (readme, folder, link):
+        with pytest.raises(ConfigError, match="not a results page climdown wrote.*another path"):
+            write_markdown(p, "# T\n\n| a |\n")
+        with pytest.raises(ConfigError, match=p.name):
+            check_replaceable(p)
+    assert readme.read_text() == "# my project\n" and folder.is_dir() and link.is_symlink()
+    assert page.read_text() == f"{PAGE_MARKER}\n# T\n"
+    # a page written before the page marker existed (notes marker only) is still ours
+    old = tmp_path / "old.md"
+    old.write_text(f"# T\n\n{NOTES_MARKER}\n\nnotes\n")
+    assert check_replaceable(old) == old
 
 
 def test_cached_row_computes_once_per_settings(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ from climdown._version import __version__
 from climdown.errors import ConfigError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import run_row, write_markdown
+from climdown.study.runner import check_replaceable, run_row, write_markdown
 
 __all__ = [
     "build_defaults",
@@ -160,6 +160,7 @@ def build_defaults(
     out = Path(out) if out is not None else work / "models"
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
+    check_replaceable(out / "models.md")  # before hours of training, not after
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     command = f"python -m climdown.study.build_pretrained --epochs {epochs} --out DIR"
     for factor in factors:

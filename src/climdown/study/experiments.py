@@ -35,7 +35,13 @@ from climdown._machine import machine_info
 from climdown.errors import ConfigError, RecipeError
 from climdown.study import read_recipe, recipe_path
 from climdown.study.realdata import RealData, format_real_table, run_real_data
-from climdown.study.runner import NOTES_MARKER, finished_row, run_row, write_markdown
+from climdown.study.runner import (
+    NOTES_MARKER,
+    check_replaceable,
+    finished_row,
+    run_row,
+    write_markdown,
+)
 
 __all__ = [
     "Experiment",
@@ -311,6 +317,8 @@ def run_experiments(
     if seeds is not None:
         seeds = validate.positive_int(seeds, "seeds")
     out = Path(out)
+    # refuse a results path that is not ours before hours of training, not after
+    results_path = check_replaceable(Path(results) if results is not None else out / "results.md")
     wanted = None if not only else {s.upper() for s in only}
     unknown = (wanted or set()) - {e.id.upper() for e in plan.experiments} - {"REAL"}
     if unknown:
@@ -393,7 +401,7 @@ def run_experiments(
         quick=quick,
         command=_command(given_epochs, quick, only, seeds, layout, finished_only, time_steps),
     )
-    write_markdown(Path(results) if results is not None else out / "results.md", doc)
+    write_markdown(results_path, doc)
     return doc
 
 

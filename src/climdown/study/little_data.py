@@ -26,7 +26,7 @@ from typing import Any
 
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import write_markdown
+from climdown.study.runner import check_replaceable, write_markdown
 
 __all__ = ["little_data", "format_rows"]
 
@@ -174,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     if not log.handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if a.out:
+        check_replaceable(a.out)
     rows = little_data(a.work, recipe=a.recipe, epochs=a.epochs, seeds=a.seeds)
     text = format_rows(rows)
     print(text)

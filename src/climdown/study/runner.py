@@ -30,6 +30,7 @@ __all__ = [
     "finished_row",
     "train_and_score",
     "run_row",
+    "check_replaceable",
     "write_markdown",
 ]
 
@@ -39,6 +40,11 @@ QUICK_STEPS = 2
 QUICK_WIDTH = 8
 #: Text below this line in a Markdown file is kept when the study rewrites the file.
 NOTES_MARKER = "<!-- notes: kept on re-runs -->"
+#: First line of every page :func:`write_markdown` writes; a file is replaced only if it holds
+#: this or :data:`NOTES_MARKER` (pages written before this marker existed).
+PAGE_MARKER = (
+    "<!-- written by climdown's study, which may replace this file above the notes marker -->"
+)
 
 
 def saved_row(run: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -264,17 +270,41 @@ def _has_weights(model: str) -> bool:
     return cls is None or not issubclass(cls, Interpolation)
 
 
+def check_replaceable(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before anything is trained or written, a Markdown path that holds something
+    the study did not write: a folder, a link, or a file without :data:`PAGE_MARKER` or
+    :data:`NOTES_MARKER` (a README.md, someone's notes). Returns the path."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return path
+    ours = (
+        not path.is_symlink()
+        and path.is_file()
+        and any(m.encode() in path.read_bytes() for m in (PAGE_MARKER, NOTES_MARKER))
+    )
+    if not ours:
+        raise ConfigError(
+            f"{str(path)!r} exists and is not a results page climdown wrote (no "
+            f"{NOTES_MARKER!r} line in it); refusing to replace it. Choose another path for the "
+            "Markdown (e.g. results.md in a new folder), or move the file away"
+        )
+    return path
+
+
 def write_markdown(path: str | os.PathLike[str], doc: str) -> Path:
     """Write ``doc`` to ``path`` atomically, keeping what stood below :data:`NOTES_MARKER`.
 
     Hand-written discussion below the marker survives a re-run; everything above it (the
-    generated tables) is replaced.
+    generated tables) is replaced. The page starts with :data:`PAGE_MARKER`, and an existing
+    file without either marker is refused (:func:`check_replaceable`).
     """
-    path = Path(path)
+    path = check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file() and NOTES_MARKER in path.read_text():
         notes = path.read_text().split(NOTES_MARKER, 1)[1]
         doc = doc.rstrip("\n") + "\n\n" + NOTES_MARKER + notes
+    if PAGE_MARKER not in doc:
+        doc = PAGE_MARKER + "\n" + doc
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(doc)
     os.replace(tmp, path)
