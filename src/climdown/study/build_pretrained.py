@@ -265,8 +265,10 @@ def _seeds(
     constraint: str,
     epochs: int,
     device: str,
+    seeds: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """The trained CNN's rows on ``store``, one per seed of :data:`SEEDS`, the build's settings."""
+    """The trained CNN's rows on ``store``, one per seed (default :data:`SEEDS`), the build's
+    settings."""
     return [
         run_row(
             Path(f"{prefix}-{constraint}-seed{seed}"),
@@ -285,7 +287,7 @@ def _seeds(
             progress=False,
             resume=False,
         )
-        for seed in SEEDS[constraint]
+        for seed in (SEEDS[constraint] if seeds is None else seeds)
     ]
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import check_replaceable, run_row, write_markdown
+from climdown.study.runner import check_replaceable, write_markdown
 
 __all__ = ["FOLDS", "SECTOR", "fold_recipe", "longitude_folds", "format_folds"]
 
@@ -93,14 +93,7 @@ def longitude_folds(
     """
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
-    from climdown.study.build_pretrained import (
-        BATCH,
-        EPOCHS,
-        OPTIONS,
-        PATIENCE,
-        _baselines,
-        _decide,
-    )
+    from climdown.study.build_pretrained import EPOCHS, _baselines, _decide, _seeds
 
     work = Path(work)
     epochs = EPOCHS if epochs is None else int(epochs)
@@ -115,26 +108,7 @@ def longitude_folds(
             "splits": {s: v["region"] for s, v in recipe["splits"].items()},
         }
         base = _baselines(prefix, head, store, device)
-        trained = [
-            run_row(
-                Path(f"{prefix}-{constraint}-seed{seed}"),
-                {**head, "model": "cnn", "constraint": constraint, "seed": seed, "epochs": epochs},
-                store,
-                "cnn",
-                constraint,
-                epochs=epochs,
-                batch_size=BATCH,
-                options=OPTIONS,
-                seed=seed,
-                augment=True,
-                patience=PATIENCE,
-                val=True,
-                device=device,
-                progress=False,
-                resume=False,
-            )
-            for seed in seeds
-        ]
+        trained = _seeds(prefix, head, store, constraint, epochs, device, seeds)
         best, bar, why = _decide(trained, base, constraint)
         used = base[bar] if why is not None else best
         row = {
@@ -144,7 +118,7 @@ def longitude_folds(
             "baselines": {key: r["scores"][RMSE] for key, r in base.items()},
             "seeds": [r["scores"][RMSE] for r in trained],
             "chosen_seed": seeds[[r is best for r in trained].index(True)],
-            "uses": "cnn" if why is None else f"{bar.split('+')[0]} (fallback)",
+            "uses": "cnn" if why is None else f"{_label(bar)} (fallback)",
             "why": why,
             "used": used["scores"][RMSE],
             "used_blockiness": used["scores"].get("blockiness"),
@@ -162,6 +136,11 @@ def longitude_folds(
     return rows
 
 
+def _label(key: str) -> str:
+    """``"bicubic+softmax"`` -> ``"bicubic + softmax"``, ``"pycnophylactic+none"`` -> its model."""
+    return key.replace("+none", "").replace("+", " + ")
+
+
 def _sector(region: Mapping[str, float]) -> str:
     return f"{region['lon_min']:g}-{region['lon_max'] + 0.1:g}E"
 
@@ -175,7 +154,7 @@ def format_folds(rows: Sequence[Mapping[str, Any]], constraint: str = "softmax")
     """The Markdown table of :func:`longitude_folds`' rows, with the pooled row last."""
     keys = ["bicubic+none", f"bicubic+{constraint}", "pycnophylactic+none"]
     keys = list(dict.fromkeys(keys))  # bicubic + none once when the constraint is none
-    labels = [k.replace("+none", "").replace("+", " + ") for k in keys]
+    labels = [_label(k) for k in keys]
 
     def vs(x: float, ref: float) -> str:
         return f"{100.0 * (x / ref - 1.0):+.1f}%"
