@@ -25,6 +25,7 @@ __all__ = [
     "QUICK_STEPS",
     "QUICK_WIDTH",
     "NOTES_MARKER",
+    "PAGE_MARKER",
     "cached_row",
     "saved_row",
     "finished_row",
