@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--work", default="longitude-folds-work", help="folder for stores and runs")
     p.add_argument("--factor", type=int, default=4, choices=(2, 4, 8))
     p.add_argument("--constraint", default="softmax", choices=("softmax", "none"))
-    p.add_argument("--folds", type=int, nargs="*", default=list(range(FOLDS)))
+    p.add_argument("--folds", type=int, nargs="*", default=list(range(FOLDS)), choices=range(FOLDS))
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None, help="default: the build's")
     p.add_argument("--device", default="cpu")
