@@ -51,7 +51,12 @@ from climdown._version import __version__
 from climdown.errors import ConfigError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import check_replaceable, run_row, write_markdown
+from climdown.study.runner import (
+    check_replaceable,
+    run_row,
+    write_markdown,
+    write_text_atomic,
+)
 
 __all__ = [
     "build_defaults",
@@ -229,9 +234,7 @@ def build_defaults(
                     "command": command,
                 }
                 log.info(_summary_line(key, index[key]))
-                tmp = index_path.with_name(f".{index_path.name}.tmp")
-                tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-                os.replace(tmp, index_path)
+                write_text_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
     write_markdown(out / "models.md", format_tables(index) + "\n")
     return index
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import check_replaceable, write_markdown
+from climdown.study.runner import check_replaceable, write_markdown, write_text_atomic
 
 __all__ = ["little_data", "format_rows"]
 
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(text)
     if a.out:
         write_markdown(a.out, text + "\n")
-        Path(a.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        write_text_atomic(Path(a.out).with_suffix(".json"), json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

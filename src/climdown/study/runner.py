@@ -33,6 +33,7 @@ __all__ = [
     "run_row",
     "check_replaceable",
     "write_markdown",
+    "write_text_atomic",
 ]
 
 #: ``quick`` rows train this many optimiser steps per epoch ...
@@ -74,10 +75,18 @@ def cached_row(
     settings = json.loads(json.dumps(dict(settings)))
     row = {**compute(), "settings": settings}
     done.parent.mkdir(parents=True, exist_ok=True)
-    tmp = done.with_name(f".{done.name}.tmp")
-    tmp.write_text(json.dumps(row, indent=1))
-    os.replace(tmp, done)  # a killed run leaves no half-written row
+    write_text_atomic(done, json.dumps(row, indent=1))  # a killed run leaves no half row
     return row
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
 
 
 def train_and_score(
@@ -306,7 +315,4 @@ def write_markdown(path: str | os.PathLike[str], doc: str) -> Path:
         doc = doc.rstrip("\n") + "\n\n" + NOTES_MARKER + notes
     if PAGE_MARKER not in doc:
         doc = PAGE_MARKER + "\n" + doc
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(doc)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, doc)
