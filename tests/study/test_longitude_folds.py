@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from climdown.data.recipe import load_recipe
+from climdown.errors import ConfigError
 from climdown.study.longitude_folds import (
     FOLDS,
     SECTOR,
@@ -85,6 +86,6 @@ def test_one_fold_trains_chooses_on_validation_and_writes_a_page(tmp_path: Path)
     assert text.startswith(PAGE_MARKER) and "| 1 | 72-144E | 0-72E |" in text
     readme = tmp_path / "README.md"
     readme.write_text("mine\n")
-    with pytest.raises(Exception, match="not a results page"):
+    with pytest.raises(ConfigError, match="not a results page"):
         main(["--work", str(tmp_path / "work"), "--folds", "1", "--out", str(readme)])
     assert readme.read_text() == "mine\n"
