@@ -424,6 +424,7 @@ def test_adversarial_weight_and_loss_options_validate_themselves():
     bad = [
         ({"model": "gan", "adversarial_weight": -0.1}, "adversarial_weight"),
         ({"model": "gan", "loss": "mae"}, "unknown loss"),
+        ({"model": "cnn", "loss": "mse-area"}, "unknown loss"),
         ({"model": "gan", "loss": "crps", "crps_members": 1}, "crps_members"),
         ({"model": "cnn", "loss": "crps"}, "needs a model that samples"),
         ({"model": "cnn", "select": "val_crps_area"}, "needs a model that samples"),
@@ -432,6 +433,21 @@ def test_adversarial_weight_and_loss_options_validate_themselves():
     for options, match in bad:
         with pytest.raises(ConfigError, match=match):
             TrainConfig(**options)
+
+
+def test_area_weighted_loss_trains_differently_and_is_recorded(store, tmp_path):
+    """loss='mse_area' weights the step by cell area: on a store whose cells differ in area
+    the first step moves the weights elsewhere than the plain MSE's; a resume must keep it."""
+    states = {}
+    for loss in ("mse", "mse_area"):
+        out = tmp_path / loss
+        train(store, epochs=1, max_steps=1, loss=loss, out=out, **FAST)
+        states[loss] = read_checkpoint(out / "last.pt")
+    a, b = (states[k]["state_dict"] for k in ("mse", "mse_area"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert states["mse_area"]["extra"]["config"]["loss"] == "mse_area"
+    with pytest.raises(ConfigError, match="settings"):
+        train(store, epochs=2, max_steps=1, out=tmp_path / "mse_area", **FAST)
 
 
 def test_adversarial_weight_reaches_the_generator(store, tmp_path):

@@ -294,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--loss",
         default="mse",
-        choices=("mse", "crps"),
-        help="data term: mse, or crps (GAN: fair CRPS of --crps-members draws, rewards spread)",
+        choices=("mse", "mse_area", "crps"),
+        help="data term: mse, mse_area (weighted by cell area: the error on the sphere), or "
+        "crps (GAN: fair CRPS of --crps-members draws, rewards spread)",
     )
     sp.add_argument(
         "--crps-members",

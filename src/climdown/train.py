@@ -86,7 +86,7 @@ MIN_STEPS = 5
 #: Validation scores ``best.pt`` can be chosen by (lower is better).
 SELECT = ("val_rmse_area", "val_rmse", "val_crps_area")
 #: Data terms of the loss (:attr:`TrainConfig.loss`).
-LOSSES = ("mse", "crps")
+LOSSES = ("mse", "mse_area", "crps")
 #: How the model's input is normalised (:attr:`TrainConfig.normalisation`).
 NORMALISATIONS = ("scale", "minmax")
 
@@ -158,7 +158,9 @@ class TrainConfig:
         generator on its data loss alone and skips the discriminator (it keeps its initial
         weights; the step costs what a plain CNN's does).
     loss : str
-        The data term of the loss: ``"mse"`` (the study's) or ``"crps"`` (GAN only): draw
+        The data term of the loss: ``"mse"`` (the study's, every grid cell alike),
+        ``"mse_area"`` (the MSE weighted by cell area: the error on the sphere, which the
+        area-weighted validation RMSE scores) or ``"crps"`` (GAN only): draw
         ``crps_members`` members per sample with independent noise and minimise their fair
         CRPS (:func:`climdown.nn.losses.crps_loss`) instead of the MSE of one. MSE rewards a
         generator that ignores its noise (the mean is the MSE-optimal answer); the fair CRPS
@@ -642,7 +644,10 @@ def _step(
         # float32 (the constraint's)
         ens = torch.stack([(forward or net)(x, area) for _ in range(k)])
     pred = ens[0]
-    data_loss = crps_loss(ens / s, y / s) if k > 1 else mse_loss(pred / s, y / s)
+    if k > 1:
+        data_loss = crps_loss(ens / s, y / s)
+    else:
+        data_loss = mse_loss(pred / s, y / s, area if cfg.loss == "mse_area" else None)
     d_loss = torch.zeros(())
     if disc is None:
         loss = data_loss

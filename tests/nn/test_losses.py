@@ -22,6 +22,18 @@ def test_mse_is_the_mean_square_difference():
     assert math.isclose(float(mse_loss(a, b)), (0 + 4 + 9) / 3, rel_tol=1e-6)
 
 
+def test_area_weighted_mse_weights_each_cell_by_its_area():
+    pred = torch.zeros(2, 1, 1, 2, 2)
+    truth = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).expand(2, 1, 1, 2, 2)
+    area = torch.tensor([[1.0, 1.0], [3.0, 3.0]])  # [H, W], the same for every sample
+    expected = (1 * 1 + 4 * 1 + 9 * 3 + 16 * 3) / 8
+    assert math.isclose(float(mse_loss(pred, truth, area)), expected, rel_tol=1e-6)
+    per_sample = torch.stack([area, 2 * area])  # [B, H, W]: the batch's areas, weighted together
+    assert math.isclose(float(mse_loss(pred, truth, per_sample)), expected, rel_tol=1e-6)
+    equal = torch.ones(2, 2)  # equal areas: the plain MSE
+    assert math.isclose(float(mse_loss(pred, truth, equal)), float(mse_loss(pred, truth)))
+
+
 def test_adversarial_loss_is_bce_with_logits():
     logits = torch.tensor([0.0, 0.0])
     assert math.isclose(float(adversarial_loss(logits, real=True)), math.log(2), rel_tol=1e-6)

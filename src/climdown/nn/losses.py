@@ -23,9 +23,22 @@ __all__ = [
 ]
 
 
-def mse_loss(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Mean squared error ``mean((pred - truth)^2)`` in the (squared) units of the inputs."""
-    return nn.functional.mse_loss(pred, truth)
+def mse_loss(
+    pred: torch.Tensor, truth: torch.Tensor, area: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error ``mean((pred - truth)^2)`` in the (squared) units of the inputs.
+
+    With ``area`` (the fine cells' areas, ``[B, H, W]`` or ``[H, W]`` for fields
+    ``[B, T, C, H, W]``) the mean is weighted by cell area over the whole batch, the error on
+    the sphere that the area-weighted RMSE scores: a polar cell counts for its small area, not
+    as much as an equatorial one.
+    """
+    if area is None:
+        return nn.functional.mse_loss(pred, truth)
+    w = area.to(pred.dtype)
+    w = (w if w.dim() == 3 else w.expand(pred.shape[0], *w.shape))[:, None, None]
+    w = w.expand_as(pred)
+    return ((pred - truth) ** 2 * w).sum() / w.sum()
 
 
 def crps_loss(members: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

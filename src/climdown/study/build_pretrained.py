@@ -269,9 +269,10 @@ def _seeds(
     epochs: int,
     device: str,
     seeds: Sequence[int] | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The trained CNN's rows on ``store``, one per seed (default :data:`SEEDS`), the build's
-    settings."""
+    settings (``training``: further :class:`climdown.train.TrainConfig` options, e.g. a loss)."""
     return [
         run_row(
             Path(f"{prefix}-{constraint}-seed{seed}"),
@@ -285,6 +286,7 @@ def _seeds(
             seed=seed,
             augment=True,
             patience=PATIENCE,
+            training=dict(training) if training else None,
             val=True,
             device=device,
             progress=False,

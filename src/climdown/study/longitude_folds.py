@@ -84,12 +84,14 @@ def longitude_folds(
     folds: Sequence[int] = tuple(range(FOLDS)),
     seeds: Sequence[int] = (0, 1, 2),
     epochs: int | None = None,
+    loss: str = "mse",
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Train and score each fold; one row per fold (scores in kg m-2).
 
-    Runs are cached in ``work/runs`` (:func:`climdown.study.runner.run_row`): a re-run with
-    the same settings reads them back.
+    ``loss`` is the training loss (:attr:`climdown.train.TrainConfig.loss`; the build's is
+    ``"mse"``). Runs are cached in ``work/runs`` (:func:`climdown.study.runner.run_row`): a
+    re-run with the same settings reads them back.
     """
     from climdown.data.recipe import load_recipe
     from climdown.data.store import build_store
@@ -101,14 +103,15 @@ def longitude_folds(
     for k in folds:
         recipe = fold_recipe(factor, k, work / "stores")
         store = build_store(load_recipe(recipe))
-        prefix = work / "runs" / f"x{factor}-fold{k}"
+        prefix = work / "runs" / (f"x{factor}-fold{k}" + ("" if loss == "mse" else f"-{loss}"))
         head = {
             "fold": k,
             "factor": factor,
             "splits": {s: v["region"] for s, v in recipe["splits"].items()},
         }
         base = _baselines(prefix, head, store, device)
-        trained = _seeds(prefix, head, store, constraint, epochs, device, seeds)
+        training = None if loss == "mse" else {"loss": loss}
+        trained = _seeds(prefix, head, store, constraint, epochs, device, seeds, training)
         best, bar, why = _decide(trained, base, constraint)
         used = base[bar] if why is not None else best
         row = {
@@ -217,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--folds", type=int, nargs="*", default=list(range(FOLDS)), choices=range(FOLDS))
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None, help="default: the build's")
+    p.add_argument("--loss", default="mse", choices=("mse", "mse_area"), help="training loss")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="Markdown file for the table")
     a = p.parse_args(argv)
@@ -231,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         folds=a.folds,
         seeds=a.seeds,
         epochs=a.epochs,
+        loss=a.loss,
         device=a.device,
     )
     text = format_folds(rows, a.constraint)
