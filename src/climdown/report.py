@@ -43,6 +43,7 @@ __all__ = [
     "budget_table",
     "field_report",
     "evaluation_report",
+    "holds_marker",
 ]
 
 #: Resolution of the PNGs in a report (dots per inch).
@@ -150,7 +151,9 @@ def _check_replaceable(out: Path, sections: Sequence[Section]) -> None:
     something other than a PNG."""
     from climdown.plot import is_png
 
-    checks: list[tuple[Path, str, Callable[[Path], bool]]] = [(out, "a report page", _is_report)]
+    checks: list[tuple[Path, str, Callable[[Path], bool]]] = [
+        (out, "a report page", lambda p: holds_marker(p, MARKER))
+    ]
     checks += [
         (_figure_path(out, s), "a PNG figure", is_png) for s in sections if s.figure is not None
     ]
@@ -162,9 +165,15 @@ def _check_replaceable(out: Path, sections: Sequence[Section]) -> None:
             )
 
 
-def _is_report(p: Path) -> bool:
-    """A regular file (not a link) holding :data:`MARKER`: a page climdown wrote."""
-    return not p.is_symlink() and p.is_file() and MARKER.encode() in p.read_bytes()
+def holds_marker(path: str | os.PathLike[str], *markers: str) -> bool:
+    """Whether ``path`` is a regular file (not a link, not a folder) holding one of
+    ``markers``: a page climdown wrote and may replace (a report page, :data:`MARKER`; a
+    study page, :data:`climdown.study.runner.PAGE_MARKER`)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    text = path.read_bytes()
+    return any(m.encode() in text for m in markers)
 
 
 def _figure_path(out: Path, sec: Section) -> Path:

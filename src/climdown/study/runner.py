@@ -284,15 +284,10 @@ def check_replaceable(path: str | os.PathLike[str]) -> Path:
     """Refuse, before anything is trained or written, a Markdown path that holds something
     the study did not write: a folder, a link, or a file without :data:`PAGE_MARKER` or
     :data:`NOTES_MARKER` (a README.md, someone's notes). Returns the path."""
+    from climdown.report import holds_marker
+
     path = Path(path)
-    if not os.path.lexists(path):
-        return path
-    ours = (
-        not path.is_symlink()
-        and path.is_file()
-        and any(m.encode() in path.read_bytes() for m in (PAGE_MARKER, NOTES_MARKER))
-    )
-    if not ours:
+    if os.path.lexists(path) and not holds_marker(path, PAGE_MARKER, NOTES_MARKER):
         raise ConfigError(
             f"{str(path)!r} exists and is not a results page climdown wrote (no "
             f"{NOTES_MARKER!r} line in it); refusing to replace it. Choose another path for the "
@@ -310,9 +305,9 @@ def write_markdown(path: str | os.PathLike[str], doc: str) -> Path:
     """
     path = check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file() and NOTES_MARKER in path.read_text():
-        notes = path.read_text().split(NOTES_MARKER, 1)[1]
-        doc = doc.rstrip("\n") + "\n\n" + NOTES_MARKER + notes
+    old = path.read_text() if path.is_file() else ""
+    if NOTES_MARKER in old:
+        doc = doc.rstrip("\n") + "\n\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
     if PAGE_MARKER not in doc:
         doc = PAGE_MARKER + "\n" + doc
     return write_text_atomic(path, doc)
