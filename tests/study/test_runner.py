@@ -99,6 +99,10 @@ def test_run_row_trains_scores_and_resumes(tiny_store: Path, tmp_path: Path) -> 
     stamp = (tmp_path / "cnn" / "scores.json").stat().st_mtime_ns
     assert run_row(tmp_path / "cnn", head, tiny_store, "cnn", "softmax", **kw) == row
     assert (tmp_path / "cnn" / "scores.json").stat().st_mtime_ns == stamp
+    # no epochs: no checkpoint to score, refused before training (was a TypeError after it)
+    with pytest.raises(ConfigError, match="epochs must be a positive integer, got 0"):
+        run_row(tmp_path / "none", head, tiny_store, "cnn", "softmax", **{**kw, "epochs": 0})
+    assert not (tmp_path / "none").exists()
 
 
 def test_baseline_rows_ignore_training_settings(tiny_store: Path, tmp_path: Path) -> None:

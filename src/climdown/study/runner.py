@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from climdown import validate
 from climdown.errors import ConfigError
 
 __all__ = [
@@ -171,6 +172,8 @@ def train_and_score(
     net = get_model(model, factor=factor, constraint=constraint)
     row: dict[str, Any] = {}
     if net.n_parameters:
+        # a row scores the checkpoint its training chose: it needs at least one epoch
+        epochs = validate.positive_int(epochs, "epochs")
         opts = dict(options or {})
         if quick:
             opts.setdefault("width", QUICK_WIDTH)
