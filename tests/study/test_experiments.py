@@ -333,6 +333,41 @@ def test_seeds_and_finished_only(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--finished-only" in doc.splitlines()[2]  # the command that made the file
 
 
+def test_the_page_outlives_its_out_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ledger beside the page brings the finished rows into a new out folder: the page is
+    rewritten, and the table finished, without retraining what was done."""
+    import shutil
+
+    config = _tiny_plan(
+        tmp_path,
+        [
+            {"id": "A", "recipe": "tiny", "model": "cnn", "constraint": "softmax"},
+            {"id": "B", "recipe": "tiny", "model": "cnn", "constraint": "none"},
+        ],
+    )
+    page = tmp_path / "docs" / "results.md"
+    base = ["experiments", str(config), "--quick", "--results", str(page)]
+    first = _run([*base, "--out", str(tmp_path / "old"), "--only", "A"], capsys)
+    assert (tmp_path / "docs" / "results.rows.json").is_file()
+    shutil.rmtree(tmp_path / "old")  # the machine is gone
+    new = tmp_path / "new"
+    again = _run([*base, "--out", str(new), "--finished-only"], capsys)
+    assert not (new / "runs" / "A" / "last.pt").exists()  # read back, not retrained
+    rows = {r["id"]: r for r in _tables(again)[0]}
+    assert rows["A"] == {r["id"]: r for r in _tables(first)[0]}["A"]
+    assert "| B | cnn | none | 0 of 1 |" in again
+    _run([*base, "--out", str(new)], capsys)  # finishing the table trains only B
+    assert (new / "runs" / "B" / "last.pt").is_file() and not (
+        new / "runs" / "A" / "last.pt"
+    ).exists()
+    kept = json.loads((tmp_path / "docs" / "results.rows.json").read_text())
+    assert sorted(
+        e["run"] for e in kept["climdown_study_rows"] if "/A" in e["run"] or "/B" in e["run"]
+    ) == ["runs/A", "runs/B"]
+
+
 @pytest.mark.parametrize(
     ("row", "match"),
     [

@@ -13,11 +13,16 @@ from climdown.errors import ConfigError
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
 from climdown.study.runner import (
+    LEDGER_KEY,
     NOTES_MARKER,
     PAGE_MARKER,
     cached_row,
+    check_ledger,
     check_replaceable,
+    ledger_path,
+    restore_ledger,
     run_row,
+    save_ledger,
     write_markdown,
 )
 
@@ -80,6 +85,67 @@ def test_cached_row_computes_once_per_settings(tmp_path: Path) -> None:
     other = cached_row(tmp_path / "run", {"epochs": 3, "options": {"w": 8}}, compute)
     assert len(calls) == 2 and other["scores"]["RMSE"] == 2.0  # contrast: new settings, new row
     assert other["settings"] == {"epochs": 3, "options": {"w": 8}}
+
+
+def _row(out: Path, run: str, epochs: int, rmse: float) -> dict:
+    """A finished row in ``out/run`` as :func:`cached_row` leaves it, with an epoch log."""
+    settings = {"store": str(out / "stores" / "s.zarr"), "epochs": epochs}
+    row = cached_row(out / run, settings, lambda: {"scores": {"RMSE": rmse}, "checkpoint": ""})
+    (out / run / "metrics.jsonl").write_text('{"time_s": 3.0}\n{"time_s": 5.0}\n')
+    return row
+
+
+def test_the_ledger_keeps_rows_after_the_out_folder_is_gone(tmp_path: Path) -> None:
+    """The rows of a page survive their out folder: restored into a new one, paths moved."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    ledger = ledger_path(tmp_path / "docs" / "results.md")
+    assert ledger == tmp_path / "docs" / "results.rows.json"
+    _row(old, "runs/A", 2, 0.5)
+    _row(old, "runs/A-seed1", 2, 0.6)
+    save_ledger(old, ledger)
+    kept = json.loads(ledger.read_text())[LEDGER_KEY]
+    assert [e["run"] for e in kept] == ["runs/A", "runs/A-seed1"]
+    assert kept[0]["row"]["settings"]["store"] == "$OUT/stores/s.zarr"  # not old's path
+    assert kept[0]["row"]["epoch_s"] == 4.0  # the measured epoch time travels with the row
+    assert restore_ledger(new, ledger) == 2
+    back = json.loads((new / "runs" / "A" / "scores.json").read_text())
+    assert back["settings"]["store"] == str(new / "stores" / "s.zarr")
+    # so the cache in the new folder reads the row back instead of computing it again
+    settings = {"store": str(new / "stores" / "s.zarr"), "epochs": 2}
+    again = cached_row(new / "runs" / "A", settings, lambda: pytest.fail("retrained"))
+    assert again["scores"]["RMSE"] == 0.5
+    assert restore_ledger(new, ledger) == 0  # never replaces what is there
+
+
+def test_the_ledger_never_drops_a_row(tmp_path: Path) -> None:
+    """A row with other settings in the same run folder is kept beside the old one, and a
+    second out folder's rows are merged in, not put in place of the first's."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    ledger = tmp_path / "results.rows.json"
+    _row(a, "runs/A", 2, 0.5)
+    save_ledger(a, ledger)
+    _row(b, "runs/A", 3, 0.4)  # the same row id, trained longer elsewhere
+    _row(b, "runs/B", 3, 0.7)
+    save_ledger(b, ledger)
+    kept = json.loads(ledger.read_text())[LEDGER_KEY]
+    got = sorted((e["run"], e["row"]["settings"]["epochs"]) for e in kept)
+    assert got == [("runs/A", 2), ("runs/A", 3), ("runs/B", 3)]
+    save_ledger(b, ledger)  # saving again changes nothing
+    assert json.loads(ledger.read_text())[LEDGER_KEY] == kept
+
+
+def test_a_ledger_path_holding_something_else_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "results.rows.json"
+    for content in ('{"rows": []}', "not json", "[1, 2]"):
+        theirs.write_text(content)
+        for call in (check_ledger, lambda p: save_ledger(tmp_path, p)):
+            with pytest.raises(ConfigError, match="not a ledger of study rows.*Move it away"):
+                call(theirs)
+        assert theirs.read_text() == content  # left as it was
+    theirs.unlink()
+    theirs.mkdir()
+    with pytest.raises(ConfigError, match="results.rows.json"):
+        restore_ledger(tmp_path / "out", theirs)
 
 
 @pytest.fixture(scope="module")

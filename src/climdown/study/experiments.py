@@ -6,7 +6,10 @@ and T1, the packaged ``recipes/experiments.yaml``) plus real-ERA5 rows
 chosen on ``val``; the reported scores are on ``test`` (the reference code chose on test).
 Every number in the written table comes from this run; nothing is typed in. A finished row
 leaves ``scores.json`` in its run folder (:func:`climdown.study.runner.run_row`), so a re-run
-resumes where it stopped.
+resumes where it stopped. Beside the results page a ledger (``results.rows.json`` for
+``results.md``) keeps every finished row with the settings that made it; a run into an out
+folder that lacks them (a new machine, a deleted folder) restores them from it first, so the
+page can be rewritten, and the table finished, without retraining what is done.
 
 Each row is trained with ``seeds`` seeds (the file's, or ``--seeds``); the main table shows
 seed 0, a second table the mean and spread over the seeds, and the findings section
@@ -37,9 +40,14 @@ from climdown.study import read_recipe, recipe_path
 from climdown.study.realdata import RealData, format_real_table, run_real_data
 from climdown.study.runner import (
     NOTES_MARKER,
+    check_ledger,
     check_replaceable,
+    epoch_seconds,
     finished_row,
+    ledger_path,
+    restore_ledger,
     run_row,
+    save_ledger,
     write_markdown,
 )
 
@@ -276,7 +284,9 @@ def run_experiments(
         ``out/runs/ID-seedS`` for the others, ``out/real``).
     results : path, optional
         Markdown file to write; default ``out/results.md``. Text below
-        :data:`~climdown.study.runner.NOTES_MARKER` in an existing file is kept.
+        :data:`~climdown.study.runner.NOTES_MARKER` in an existing file is kept. Its ledger
+        (:func:`~climdown.study.runner.ledger_path`) is read first (rows missing from ``out``
+        are restored from it) and updated after.
     device : str
         Torch device or ``"auto"``.
     only : list of str, optional
@@ -319,6 +329,10 @@ def run_experiments(
     out = Path(out)
     # refuse a results path that is not ours before hours of training, not after
     results_path = check_replaceable(Path(results) if results is not None else out / "results.md")
+    ledger = check_ledger(ledger_path(results_path))
+    restored = restore_ledger(out, ledger)
+    if restored and progress:
+        print(f"{restored} finished row(s) restored into {out} from {ledger}")
     wanted = None if not only else {s.upper() for s in only}
     unknown = (wanted or set()) - {e.id.upper() for e in plan.experiments} - {"REAL"}
     if unknown:
@@ -367,7 +381,7 @@ def run_experiments(
                     exp.constraint,
                     **settings,
                 )
-            rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_seconds([run])})
+            rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_s(run, row)})
     stores_done = [st for st in stores.values() if Path(st).exists()]
     baselines = _baseline_rows(stores_done, out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []
@@ -402,7 +416,14 @@ def run_experiments(
         command=_command(given_epochs, quick, only, seeds, layout, finished_only, time_steps),
     )
     write_markdown(results_path, doc)
+    save_ledger(out, ledger)
     return doc
+
+
+def _epoch_s(run: Path, row: dict[str, Any]) -> float | None:
+    """The row's epoch time: measured in its run folder, else the one its ledger entry kept."""
+    measured = epoch_seconds([run])
+    return measured if measured is not None else row.get("epoch_s")
 
 
 def _seeds_of(exp: Experiment, plan: ExperimentPlan, seeds: int | None, quick: bool) -> int:
@@ -426,7 +447,7 @@ def _time_row(
     from climdown.train import train
 
     run = out / "timing" / exp.id
-    if (run / "metrics.jsonl").is_file() or _epoch_seconds([_run_dir(out, exp.id, 0)]):
+    if (run / "metrics.jsonl").is_file() or epoch_seconds([_run_dir(out, exp.id, 0)]):
         return  # timed already, or a whole epoch of it ran
     print(f"[{exp.id}] timing {steps} step(s) of {exp.label} + {exp.constraint}")
     train(
@@ -476,20 +497,6 @@ def _timed_epoch(out: Path, exp_id: str, batch_size: int) -> float | None:
     return train / max(steps, 1) * per_epoch + validation
 
 
-def _epoch_seconds(runs: Iterable[Path]) -> float | None:
-    """Mean wall time of a training epoch (s, validation included) over the logs in ``runs``."""
-    times = []
-    for run in runs:
-        log = Path(run) / "metrics.jsonl"
-        if log.is_file():
-            for line in log.read_text().splitlines():
-                if line.strip():
-                    t = json.loads(line).get("time_s")
-                    if t is not None:
-                        times.append(float(t))
-    return statistics.fmean(times) if times else None
-
-
 def _not_run(
     plan: ExperimentPlan,
     chosen: list[Experiment],
@@ -518,7 +525,7 @@ def _not_run(
             )
         if not lacking:
             continue
-        per_epoch = _epoch_seconds(_run_dir(out, exp.id, s) for s in range(max(n, 1)))
+        per_epoch = epoch_seconds(_run_dir(out, exp.id, s) for s in range(max(n, 1)))
         how = "whole epochs"
         if per_epoch is None:
             per_epoch = _timed_epoch(out, exp.id, exp.batch_size or plan.batch_size)

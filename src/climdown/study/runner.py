@@ -14,8 +14,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,12 @@ __all__ = [
     "check_replaceable",
     "write_markdown",
     "write_text_atomic",
+    "LEDGER_KEY",
+    "ledger_path",
+    "check_ledger",
+    "save_ledger",
+    "restore_ledger",
+    "epoch_seconds",
 ]
 
 #: ``quick`` rows train this many optimiser steps per epoch ...
@@ -314,3 +321,117 @@ def write_markdown(path: str | os.PathLike[str], doc: str) -> Path:
     if PAGE_MARKER not in doc:
         doc = PAGE_MARKER + "\n" + doc
     return write_text_atomic(path, doc)
+
+
+# ---------------------------------------------------------------------------------------
+# The ledger: the rows of a results page, kept beside it, so the page outlives its out folder
+# ---------------------------------------------------------------------------------------
+#: Key of the one JSON object in a ledger file; a file without it is not climdown's ledger.
+LEDGER_KEY = "climdown_study_rows"
+#: Stands for the out folder in a ledger's paths (stores, checkpoints).
+OUT_TOKEN = "$OUT"
+
+
+def ledger_path(page: str | os.PathLike[str]) -> Path:
+    """The ledger beside a results page: ``docs/results.md`` -> ``docs/results.rows.json``."""
+    page = Path(page)
+    return page.with_name(f"{page.stem}.rows.json")
+
+
+def check_ledger(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before anything is trained, a ledger path that holds something else (a folder,
+    a link, JSON without :data:`LEDGER_KEY`, not JSON). Returns the path."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return path
+    try:
+        ok = not path.is_symlink() and path.is_file() and LEDGER_KEY in json.loads(path.read_text())
+    except (ValueError, TypeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{str(path)!r} exists and is not a ledger of study rows climdown wrote (no "
+            f"{LEDGER_KEY!r} key in it); refusing to replace it. Move it away, or write the "
+            "results page to another folder"
+        )
+    return path
+
+
+def _ledger_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The ledger's rows by key (run folder relative to the out folder + settings)."""
+    if not check_ledger(path).is_file():
+        return {}
+    rows = json.loads(path.read_text())[LEDGER_KEY]
+    return {_ledger_key(r["run"], r["row"]): r for r in rows}
+
+
+def _ledger_key(run: str, row: Mapping[str, Any]) -> str:
+    return run + " " + json.dumps(row.get("settings"), sort_keys=True)
+
+
+def _swap_out(value: Any, old: str, new: str) -> Any:
+    """``value`` with the path prefix ``old`` replaced by ``new`` in every string in it."""
+    if isinstance(value, str):
+        return new + value[len(old) :] if value == old or value.startswith(old + "/") else value
+    if isinstance(value, dict):
+        return {k: _swap_out(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swap_out(v, old, new) for v in value]
+    return value
+
+
+def save_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Merge every row cached under ``out`` (each ``scores.json``) into the ledger at ``path``.
+
+    Rows are kept by run folder (relative to ``out``) and settings, so a row is never dropped:
+    a row with other settings in the same folder is added beside it. Paths inside ``out`` are
+    stored as :data:`OUT_TOKEN` so that :func:`restore_ledger` can put the rows into any out
+    folder. Each row keeps its measured epoch time (``epoch_s``, from the run's log).
+    """
+    out, path = Path(out), check_ledger(path)
+    rows = _ledger_rows(path)
+    for done in sorted(out.rglob("scores.json")) if out.is_dir() else []:
+        run = done.parent
+        row = json.loads(done.read_text())
+        row = _swap_out(row, str(out), OUT_TOKEN)
+        if row.get("epoch_s") is None and epoch_seconds([run]) is not None:
+            row["epoch_s"] = epoch_seconds([run])
+        rel = run.relative_to(out).as_posix()
+        rows[_ledger_key(rel, row)] = {"run": rel, "row": row}
+    doc = {LEDGER_KEY: [rows[k] for k in sorted(rows)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def restore_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> int:
+    """Put the ledger's rows back into ``out``: each run folder without a ``scores.json`` gets
+    the ledger's row (where the ledger has several for one folder, the first by settings), with
+    its paths moved into ``out``. What is in ``out`` already is never replaced. Returns the number of rows restored.
+
+    A re-run then reads those rows back instead of training (:func:`cached_row`), so a results
+    page can be rewritten, and a table finished, after the out folder is gone.
+    """
+    out, path = Path(out), Path(path)
+    restored = 0
+    for entry in _ledger_rows(path).values():
+        done = out / entry["run"] / "scores.json"
+        if done.exists() or ".." in Path(entry["run"]).parts or Path(entry["run"]).is_absolute():
+            continue
+        done.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(done, json.dumps(_swap_out(entry["row"], OUT_TOKEN, str(out)), indent=1))
+        restored += 1
+    return restored
+
+
+def epoch_seconds(runs: Iterable[str | os.PathLike[str]]) -> float | None:
+    """Mean wall time of a training epoch (s, validation included) over the logs in ``runs``."""
+    times = []
+    for run in runs:
+        log = Path(run) / "metrics.jsonl"
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                if line.strip():
+                    t = json.loads(line).get("time_s")
+                    if t is not None:
+                        times.append(float(t))
+    return statistics.fmean(times) if times else None
