@@ -26,11 +26,18 @@ from typing import Any
 
 from climdown.evaluate import markdown_table
 from climdown.study import read_recipe
-from climdown.study.runner import check_replaceable, write_markdown, write_text_atomic
+from climdown.study.runner import (
+    check_json,
+    check_replaceable,
+    write_markdown,
+    write_text_atomic,
+)
 
 __all__ = ["little_data", "format_rows"]
 
 OPTIONS = {"width": 32, "blocks": 4, "skip": "bicubic"}
+#: Key of the JSON written beside ``--out`` (``X.md`` -> ``X.json``): ``{ROWS_KEY: rows}``.
+ROWS_KEY = "climdown_little_data_rows"
 log = logging.getLogger("climdown")
 
 
@@ -174,14 +181,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     if not log.handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if a.out:
+    if a.out:  # refuse a page or a JSON beside it that is not ours before training, not after
         check_replaceable(a.out)
+        check_json(Path(a.out).with_suffix(".json"), ROWS_KEY, "a little-data table")
     rows = little_data(a.work, recipe=a.recipe, epochs=a.epochs, seeds=a.seeds)
     text = format_rows(rows)
     print(text)
     if a.out:
         write_markdown(a.out, text + "\n")
-        write_text_atomic(Path(a.out).with_suffix(".json"), json.dumps(rows, indent=1))
+        doc = {ROWS_KEY: rows}
+        write_text_atomic(Path(a.out).with_suffix(".json"), json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

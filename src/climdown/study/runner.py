@@ -39,6 +39,7 @@ __all__ = [
     "LEDGER_KEY",
     "ledger_path",
     "check_ledger",
+    "check_json",
     "save_ledger",
     "restore_ledger",
     "epoch_seconds",
@@ -341,18 +342,23 @@ def ledger_path(page: str | os.PathLike[str]) -> Path:
 def check_ledger(path: str | os.PathLike[str]) -> Path:
     """Refuse, before anything is trained, a ledger path that holds something else (a folder,
     a link, JSON without :data:`LEDGER_KEY`, not JSON). Returns the path."""
+    return check_json(path, LEDGER_KEY, "a ledger of study rows")
+
+
+def check_json(path: str | os.PathLike[str], key: str, what: str) -> Path:
+    """Refuse a JSON path the study would replace that holds something it did not write: a
+    folder, a link, not JSON, or JSON that is not an object with ``key``. Returns the path."""
     path = Path(path)
     if not os.path.lexists(path):
         return path
     try:
-        ok = not path.is_symlink() and path.is_file() and LEDGER_KEY in json.loads(path.read_text())
-    except (ValueError, TypeError, UnicodeDecodeError):
-        ok = False
-    if not ok:
+        doc = json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else None
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not (isinstance(doc, dict) and key in doc):
         raise ConfigError(
-            f"{str(path)!r} exists and is not a ledger of study rows climdown wrote (no "
-            f"{LEDGER_KEY!r} key in it); refusing to replace it. Move it away, or write the "
-            "results page to another folder"
+            f"{str(path)!r} exists and is not {what} climdown wrote (no {key!r} key in it); "
+            "refusing to replace it. Move it away, or write the results page to another folder"
         )
     return path
 
