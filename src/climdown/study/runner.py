@@ -378,7 +378,8 @@ def _ledger_key(run: str, row: Mapping[str, Any]) -> str:
 def _swap_out(value: Any, old: str, new: str) -> Any:
     """``value`` with the path prefix ``old`` replaced by ``new`` in every string in it."""
     if isinstance(value, str):
-        return new + value[len(old) :] if value == old or value.startswith(old + "/") else value
+        inside = value == old or value.startswith((old + "/", old + os.sep))
+        return new + value[len(old) :] if inside else value
     if isinstance(value, dict):
         return {k: _swap_out(v, old, new) for k, v in value.items()}
     if isinstance(value, list):
@@ -396,8 +397,8 @@ def save_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
     """
     out, path = Path(out), check_ledger(path)
     rows = _ledger_rows(path)
-    for done in sorted(out.rglob("scores.json")) if out.is_dir() else []:
-        run = done.parent
+    for run in _row_folders(out):
+        done = run / "scores.json"
         row = json.loads(done.read_text())
         row = _swap_out(row, str(out), OUT_TOKEN)
         if row.get("epoch_s") is None and epoch_seconds([run]) is not None:
@@ -407,6 +408,16 @@ def save_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
     doc = {LEDGER_KEY: [rows[k] for k in sorted(rows)]}
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def _row_folders(out: Path) -> list[Path]:
+    """The folders under ``out`` holding a ``scores.json``, sorted (stores are not searched)."""
+    found = []
+    for here, dirs, files in os.walk(out):
+        dirs[:] = [d for d in dirs if not d.endswith(".zarr")]
+        if "scores.json" in files:
+            found.append(Path(here))
+    return sorted(found)
 
 
 def restore_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> int:
