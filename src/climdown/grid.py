@@ -608,10 +608,16 @@ class Grid:
         """The fine grid that splits each cell into ``factor x factor`` equal-angle cells.
 
         The fine bounds divide each coarse cell's bounds evenly, so coarsening the fine grid
-        by ``factor`` gives back exactly this grid's cells (and areas).
+        by ``factor`` gives back exactly this grid's cells (and areas). One exception, the
+        inverse of :meth:`coarsen` on a grid with rows on the poles: a polar cell
+        ``factor - 1/2`` fine steps high (the coarsening of ERA5's half-height cap and the
+        ``factor - 1`` rows below it, e.g. 0.25 deg rows 90 .. -89.75 coarsened 4x) is split
+        into a half-height cap centred on the pole and ``factor - 1`` full steps, so the fine
+        grid is the pole-centred one it came from, not one whose top rows are offset (on
+        which ``hr - truth`` would silently drop the polar rows).
         """
         factor = _check_int_factor(factor)
-        return self._from_bounds(_split(self.lat_b, factor), _split(self.lon_b, factor))
+        return self._from_bounds(_split_lat(self.lat_b, factor), _split(self.lon_b, factor))
 
     def _from_bounds(self, lat_b: np.ndarray, lon_b: np.ndarray) -> Grid:
         """A grid on the same sphere with these bounds; centres midway, lon in our convention.
@@ -656,6 +662,32 @@ def _split(b: np.ndarray, factor: int) -> np.ndarray:
     frac = np.arange(factor) / factor
     inner = b[:-1, None] + (b[1:] - b[:-1])[:, None] * frac[None, :]
     return np.concatenate([inner.ravel(), b[-1:]])
+
+
+def _split_lat(b: np.ndarray, factor: int) -> np.ndarray:
+    """:func:`_split` for latitude edges, with a pole-centred fine cap where one fits.
+
+    A polar cell (an edge at +-90) whose height is ``factor - 1/2`` steps of its neighbour's
+    ``factor`` is split into a half step on the pole and ``factor - 1`` whole steps: the edges
+    of the pole-centred grid it was coarsened from. The coarse edges are kept either way.
+    """
+    fine = _split(b, factor)
+    if factor < 2 or b.size < 3:
+        return fine
+    h = np.diff(b)
+    for cap, nxt in ((0, 1), (-1, -2)):
+        pole = b[0] if cap == 0 else b[-1]
+        if abs(pole) != 90.0:
+            continue
+        step = h[nxt] / factor
+        if abs(h[cap] - (factor - 0.5) * step) > 1e-9 * abs(h[nxt]):
+            continue
+        offsets = step * (0.5 + np.arange(factor - 1))  # from the pole, in the edges' order
+        if cap == 0:
+            fine[1:factor] = b[0] + offsets
+        else:
+            fine[-factor:-1] = b[-1] - offsets[::-1]
+    return fine
 
 
 def tidy_centres(c: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -720,13 +752,22 @@ def like_dtype(values: np.ndarray, ref: Any) -> np.ndarray:
 
 
 def _lat_centres(lat_b: np.ndarray) -> np.ndarray:
-    """Cell centres of latitude edges: midway, or on the pole for a half-height polar cap."""
+    """Cell centres of latitude edges: midway, or on the lattice for a cap cut by the pole.
+
+    A polar cap at least half as high as its neighbour but lower (a regular cell cut off by
+    the pole) gets the centre the neighbour's spacing puts it at, ``2 * edge - neighbour's
+    centre``: on the pole for a half-height cap (ERA5's rows at +-90), and 87.75 for the
+    [90, 84.75] cap of ERA5's 1.5 deg rows coarsened 4x, so the coarse rows are the regular
+    6 deg lattice and bounds inferred from the centres alone (:func:`lat_bounds`, for a
+    DataArray, which cannot carry CF bounds) are the cells' own again.
+    """
     c = 0.5 * (lat_b[:-1] + lat_b[1:])
     if c.size >= 2:
         h = np.abs(np.diff(lat_b))
-        for cap, nxt, pole in ((0, 1, lat_b[0]), (-1, -2, lat_b[-1])):
-            if abs(pole) == 90.0 and abs(2.0 * h[cap] - h[nxt]) <= 1e-9 * h[nxt]:
-                c[cap] = pole
+        for cap, nxt, edge, pole in ((0, 1, lat_b[1], lat_b[0]), (-1, -2, lat_b[-2], lat_b[-1])):
+            tol = 1e-9 * h[nxt]
+            if abs(pole) == 90.0 and 0.5 * h[nxt] - tol <= h[cap] < h[nxt] - tol:
+                c[cap] = pole if abs(2.0 * h[cap] - h[nxt]) <= tol else 2.0 * edge - c[nxt]
     return c
 
 
