@@ -357,6 +357,13 @@ def test_the_page_outlives_its_out_folder(
     assert not (new / "runs" / "A" / "last.pt").exists()  # read back, not retrained
     rows = {r["id"]: r for r in _tables(again)[0]}
     assert rows["A"] == {r["id"]: r for r in _tables(first)[0]}["A"]
+    # the bicubic bars come back too, though the store they were scored on is gone
+
+    def bars(doc: str) -> list[dict[str, str]]:
+        return [r for r in _tables(doc)[0] if r["id"] == "baseline"]
+
+    assert not (new / "stores").exists()
+    assert len(bars(first)) == 2 and bars(again) == bars(first)
     assert "| B | cnn | none | 0 of 1 |" in again
     _run([*base, "--out", str(new)], capsys)  # finishing the table trains only B
     assert (new / "runs" / "B" / "last.pt").is_file() and not (

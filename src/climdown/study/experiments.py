@@ -382,8 +382,7 @@ def run_experiments(
                     **settings,
                 )
             rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_s(run, row)})
-    stores_done = [st for st in stores.values() if Path(st).exists()]
-    baselines = _baseline_rows(stores_done, out / "runs", members=plan.members, device=device)
+    baselines = _baseline_rows(stores.values(), out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []
     if plan.real_data is not None and (wanted is None or "REAL" in wanted):
         real_rows = run_real_data(
@@ -582,14 +581,20 @@ def _command(
 def _baseline_rows(
     stores: Iterable[Path], runs: Path, *, members: int, device: str
 ) -> list[dict[str, Any]]:
-    """Bicubic (none and softmax) on each store's test split: the bar every model must clear."""
+    """Bicubic (none and softmax) on each store's test split: the bar every model must clear.
+
+    A store that is not (or no longer) there gives the baseline rows finished for it, e.g.
+    restored from a ledger, and is not rebuilt for them.
+    """
     rows = []
     for store in stores:
         for constraint in ("none", "softmax"):
             head = {"id": "baseline", "data": _data_name(store)}
-            rows.append(
-                run_row(
-                    runs / f"bicubic-{Path(store).stem}-{constraint}",
+            run = runs / f"bicubic-{Path(store).stem}-{constraint}"
+            row: dict[str, Any] | None
+            if Path(store).exists():
+                row = run_row(
+                    run,
                     {**head, "model": "bicubic", "constraint": constraint},
                     store,
                     "bicubic",
@@ -597,7 +602,13 @@ def _baseline_rows(
                     members=members,
                     device=device,
                 )
-            )
+            else:
+                row = finished_row(
+                    run, store, "bicubic", constraint, members=members, device=device
+                )
+                if row is None:
+                    continue
+            rows.append(row)
     return rows
 
 
