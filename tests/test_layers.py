@@ -27,7 +27,7 @@ SRC = Path(climdown.__file__).resolve().parent
 #: Bottom to top. A module's layer is that of its longest matching prefix.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("climdown._version", "climdown.errors"),
-    ("climdown.validate", "climdown._machine", "climdown.sphere"),
+    ("climdown.validate", "climdown._machine", "climdown.sphere", "climdown.locks"),
     ("climdown.units", "climdown.grid"),
     ("climdown.tiling", "climdown.metrics", "climdown.cluster", "climdown.ddp"),
     ("climdown.data", "climdown.nn", "climdown.testing"),

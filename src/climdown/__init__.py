@@ -21,6 +21,7 @@ from typing import Any
 
 from climdown._version import __version__
 from climdown.errors import (
+    BusyError,
     CheckpointError,
     ClimdownError,
     ConfigError,
@@ -45,6 +46,7 @@ __all__ = [
     "DataValueError",
     "RecipeError",
     "StoreError",
+    "BusyError",
     "CheckpointError",
     "ConservationError",
 ]

@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "RecipeError",
     "StoreError",
+    "BusyError",
     "CheckpointError",
     "ConservationError",
 ]
@@ -49,6 +50,10 @@ class RecipeError(ClimdownError, ValueError):
 
 class StoreError(ClimdownError, OSError):
     """A training store that is missing, incomplete or of an unexpected layout."""
+
+
+class BusyError(ClimdownError, OSError):
+    """An output (a store being built, a run folder being trained) another process holds."""
 
 
 class CheckpointError(ClimdownError, ValueError):

@@ -45,6 +45,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,6 +62,7 @@ from climdown.data.store import normalisation, store_info
 from climdown.errors import CheckpointError, ConfigError, StoreError
 from climdown.evaluate import validate as validate_split
 from climdown.grid import Orientation
+from climdown.locks import LOCK_NAME, hold
 from climdown.nn.constraints import CONSTRAINTS, get_constraint
 from climdown.nn.device import pick_device, to_device
 from climdown.nn.losses import crps_loss, discriminator_loss, generator_loss, mse_loss
@@ -361,6 +363,9 @@ def train(
     ConfigError
         For an unknown model, constraint or option, or when ``out/last.pt`` holds a run with
         other settings (pass ``resume=False`` or another ``out``).
+    BusyError
+        When another process is training into ``out`` (its lock, :mod:`climdown.locks`, names
+        it); the folder is left as it is.
 
     Notes
     -----
@@ -378,8 +383,38 @@ def train(
     out = Path(out)
     num_workers = validate.integer(num_workers, "num_workers", minimum=0, example="0 (no workers)")
     env = cdist.dist_env()
-    main = env.is_main
     validate.output_folder(out, "out")
+    # one trainer per run folder (rank 0 holds it for a distributed run): a second process
+    # would overwrite this one's checkpoints
+    held = hold(out / LOCK_NAME, f"run folder {str(out)!r}", wait=False)
+    with held if env.is_main else nullcontext():
+        return _train_locked(
+            store,
+            cfg,
+            out,
+            env,
+            device=device,
+            resume=resume,
+            progress=progress,
+            num_workers=num_workers,
+            cache=cache,
+        )
+
+
+def _train_locked(
+    store: str | os.PathLike,
+    cfg: TrainConfig,
+    out: Path,
+    env: cdist.DistEnv,
+    *,
+    device: str,
+    resume: bool,
+    progress: bool,
+    num_workers: int,
+    cache: bool,
+) -> dict[str, Any]:
+    """:func:`train` in its run folder, which this process holds (rank 0)."""
+    main = env.is_main
     log_path, last_path, best_path = out / LOG_NAME, out / LAST_NAME, out / BEST_NAME
     dev = pick_device(device)
     if env.distributed and dev.type == "cuda" and dev.index is None:

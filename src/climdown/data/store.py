@@ -55,6 +55,7 @@ from climdown.data.patches import (
 from climdown.data.recipe import CURVILINEAR_STORE_FORMAT, STORE_FORMAT, Recipe
 from climdown.errors import DataValueError, RecipeError, StoreError
 from climdown.grid import CurvilinearGrid, Grid, coarsen, find_horizontal, grid_of
+from climdown.locks import hold
 from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "is_complete",
     "up_to_date",
     "partial_path",
+    "store_lock",
     "OUTPUT_MARKER",
     "written_by_climdown",
 ]
@@ -139,11 +141,38 @@ def build_store(
     normalisation statistics of train HR are merged from per-chunk moments in chunk order.
     Only those moments (a few numbers per chunk) come back to the client; a worker holds one
     chunk of samples plus the source steps it reads.
+
+    One build of a store at a time: the build holds a lock beside the store
+    (:func:`store_lock`, :func:`climdown.locks.hold`), so a second build of the same output (two
+    ``climdown experiments`` in one out folder, two batch jobs) waits for the first and then
+    finds the store built, instead of deleting its half-written store.
     """
     final = Path(recipe.output)
+    if _built(recipe, final, overwrite):
+        return final
+    src, grid = _open_source(recipe)  # bad sources and plans fail here, before any write
+    plans = plan_splits(recipe, *_coords(src, grid))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: a second one waits, then finds the store built (up to date)
+    with hold(store_lock(final), f"store {str(final)!r}", wait=True):
+        if _built(recipe, final, overwrite):
+            return final
+        return _write_store(recipe, final, src, grid, plans, progress, scheduler, workers)
+
+
+def store_lock(store: str | os.PathLike[str]) -> Path:
+    """The lock file of a store: beside it (``.NAME.lock``), as the store itself is swapped
+    into place by a rename."""
+    store = Path(store)
+    return store.with_name(f".{store.name}.lock")
+
+
+def _built(recipe: Recipe, final: Path, overwrite: bool) -> bool:
+    """True when ``final`` holds the store of ``recipe`` (nothing to build); a StoreError when
+    something is there that may not be replaced; False when the store is to be (re)built."""
     if final.exists():
         if not overwrite and up_to_date(recipe):
-            return final
+            return True
         attrs = _root_attrs_or_none(final)
         if not written_by_climdown(final) and (final.is_file() or any(final.iterdir())):
             # never delete something that is not ours, even with overwrite
@@ -163,10 +192,21 @@ def build_store(
                 "overwrite=True (`climdown build RECIPE --overwrite`) or set another output "
                 "path"
             )
+    return False
 
-    src, grid = _open_source(recipe)
-    plans = plan_splits(recipe, *_coords(src, grid))
 
+def _write_store(
+    recipe: Recipe,
+    final: Path,
+    src: xr.DataArray,
+    grid: CurvilinearGrid | None,
+    plans: list[SplitPlan],
+    progress: bool,
+    scheduler: Any,
+    workers: int | None,
+) -> Path:
+    """Write the store of ``recipe`` into its partial path and swap it into place (the caller
+    holds the store's lock)."""
     tmp = partial_path(final)
     if tmp.exists():  # left by a killed run
         shutil.rmtree(tmp)
@@ -244,6 +284,15 @@ def concat_stores(
             )
     if final.resolve() in {s.resolve() for s in paths}:
         raise StoreError(f"out {str(final)!r} is one of the stores to pool; choose a new path")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with hold(store_lock(final), f"store {str(final)!r}", wait=True):  # as build_store
+        return _concat_locked(final, paths, infos, overwrite)
+
+
+def _concat_locked(
+    final: Path, paths: list[Path], infos: list[dict[str, Any]], overwrite: bool
+) -> Path:
+    """:func:`concat_stores` while holding the output store's lock."""
     if final.exists() and not (overwrite and written_by_climdown(final)):
         raise StoreError(
             f"{str(final)!r} exists; pass overwrite=True to replace it"

@@ -35,7 +35,8 @@ import yaml
 
 from climdown import validate
 from climdown._machine import machine_info
-from climdown.errors import ConfigError, RecipeError
+from climdown.errors import BusyError, ConfigError, RecipeError
+from climdown.locks import holder
 from climdown.study import read_recipe, recipe_path
 from climdown.study.realdata import RealData, format_real_table, run_real_data
 from climdown.study.runner import (
@@ -46,6 +47,7 @@ from climdown.study.runner import (
     finished_row,
     ledger_path,
     restore_ledger,
+    row_lock,
     run_row,
     save_ledger,
     write_markdown,
@@ -373,14 +375,20 @@ def run_experiments(
                     continue
             else:
                 print(f"[{exp.id} seed {seed}] {exp.label} + {exp.constraint} on {store.name}")
-                row = run_row(
-                    run,
-                    {**head, "constraint": exp.constraint},
-                    store,
-                    exp.model,
-                    exp.constraint,
-                    **settings,
-                )
+                try:
+                    row = run_row(
+                        run,
+                        {**head, "constraint": exp.constraint},
+                        store,
+                        exp.model,
+                        exp.constraint,
+                        wait=False,
+                        **settings,
+                    )
+                except BusyError as exc:  # another `climdown experiments` is on this row
+                    print(f"[{exp.id} seed {seed}] skipped: {exc}")
+                    missing.append((exp, seed))
+                    continue
             rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_s(run, row)})
     baselines = _baseline_rows(stores.values(), out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []
@@ -548,13 +556,15 @@ def _not_run(
 
 def _progress(out: Path, exp_id: str, seed: int, epochs: int) -> str:
     """What a seed's run folder holds of an unfinished row ("" when it was not started)."""
-    log = _run_dir(out, exp_id, seed) / "metrics.jsonl"
+    run = _run_dir(out, exp_id, seed)
+    log = run / "metrics.jsonl"
     done = len([ln for ln in log.read_text().splitlines() if ln.strip()]) if log.is_file() else 0
+    busy = holder(row_lock(run))
+    if busy is not None:
+        return f"seed {seed}: {done} of {epochs} epochs, training now in {run.name}/ ({busy})"
     if not done:
         return ""
-    return (
-        f"seed {seed}: {done} of {epochs} epochs, resumes from {_run_dir(out, exp_id, seed).name}/"
-    )
+    return f"seed {seed}: {done} of {epochs} epochs, resumes from {run.name}/"
 
 
 def _command(

@@ -182,7 +182,7 @@ def run_real_data(
                     "model": spec.label,
                     "constraint": spec.constraint,
                 }
-                settings = dict(
+                settings: dict[str, Any] = dict(
                     epochs=epochs,
                     batch_size=batch,
                     lr=lr,

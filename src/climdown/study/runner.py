@@ -22,6 +22,7 @@ from typing import Any
 
 from climdown import validate
 from climdown.errors import ConfigError
+from climdown.locks import hold
 
 __all__ = [
     "QUICK_STEPS",
@@ -33,6 +34,7 @@ __all__ = [
     "finished_row",
     "train_and_score",
     "run_row",
+    "row_lock",
     "check_replaceable",
     "write_markdown",
     "write_text_atomic",
@@ -70,22 +72,42 @@ def saved_row(run: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def cached_row(
-    run: Path, settings: Mapping[str, Any], compute: Callable[[], dict[str, Any]]
+    run: Path,
+    settings: Mapping[str, Any],
+    compute: Callable[[], dict[str, Any]],
+    *,
+    wait: bool = True,
 ) -> dict[str, Any]:
     """The row saved in ``run/scores.json`` if its ``settings`` match; else ``compute()`` it.
 
     This is what makes a re-run resume: finished rows are read back, not retrained. The
-    settings must be JSON-able; they are stored in the row as ``settings``.
+    settings must be JSON-able; they are stored in the row as ``settings``. The row is computed
+    holding the run folder's lock (:func:`climdown.locks.hold`): while another process computes
+    it, this one waits and then reads its row back (``wait=True``), or raises
+    :class:`~climdown.errors.BusyError` (``wait=False``: go on with other rows).
     """
     prev = saved_row(run, settings)
     if prev is not None:
         return prev
-    done = Path(run) / "scores.json"
-    settings = json.loads(json.dumps(dict(settings)))
-    row = {**compute(), "settings": settings}
-    done.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(done, json.dumps(row, indent=1))  # a killed run leaves no half row
+    Path(run).parent.mkdir(parents=True, exist_ok=True)
+    # one process per row (beside the run folder: a row refused before training leaves no
+    # folder; the trainer also holds its own lock inside it)
+    with hold(row_lock(run), f"run folder {str(run)!r}", wait=wait):
+        prev = saved_row(run, settings)  # finished by another process meanwhile
+        if prev is not None:
+            return prev
+        settings = json.loads(json.dumps(dict(settings)))
+        row = {**compute(), "settings": settings}
+        Path(run).mkdir(parents=True, exist_ok=True)
+        # a killed run leaves no half row
+        write_text_atomic(Path(run) / "scores.json", json.dumps(row, indent=1))
     return row
+
+
+def row_lock(run: str | os.PathLike[str]) -> Path:
+    """The lock file of a row's run folder, beside it: ``runs/.E3.lock`` for ``runs/E3``."""
+    run = Path(run)
+    return run.with_name(f".{run.name}.lock")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -223,6 +245,8 @@ def run_row(
     store: str | os.PathLike[str],
     model: str,
     constraint: str,
+    *,
+    wait: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """One table row: ``head`` (the row's labels) + :func:`train_and_score`, cached in ``run``.
@@ -231,11 +255,16 @@ def run_row(
     signature). The row is read back from ``run/scores.json`` when it was made with the same
     store, model, constraint, options and training settings (device, progress and resume do not
     count); a model without weights ignores the training settings, so a baseline row is made
-    once per store. :func:`finished_row` only looks.
+    once per store. :func:`finished_row` only looks. While another process makes the row,
+    ``wait`` waits for it (then reads it back) or raises :class:`~climdown.errors.BusyError`
+    (:func:`cached_row`).
     """
     call, settings = _settings(store, model, constraint, run, options)
     return cached_row(
-        Path(run), settings, lambda: {**head, **train_and_score(*call.args, **call.kwargs)}
+        Path(run),
+        settings,
+        lambda: {**head, **train_and_score(*call.args, **call.kwargs)},
+        wait=wait,
     )
 
 
