@@ -12,9 +12,9 @@ The locks are ``flock`` locks: the operating system drops them when their proces
 it ends, so a killed run never leaves a stale lock behind (the lock file itself stays, empty of
 meaning, and is reused). Where the filesystem has no ``flock`` (some network filesystems) or the
 platform has no ``fcntl`` (Windows), :func:`hold` warns once and goes on unlocked, as climdown
-did before it had locks. Holding is re-entrant within a process: a nested :func:`hold` of a
-path this process already holds is a no-op (the experiment runner holds a run folder around
-the trainer, which holds it too).
+did before it had locks. Holding is re-entrant within a thread: a nested :func:`hold` of a
+path the same thread already holds is a no-op; another thread of the process is excluded as
+another process is.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -43,8 +44,9 @@ except ImportError:  # pragma: no cover - Windows
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 _TRIES = 3
 
-#: Lock files this process holds (resolved paths), for re-entrant holds.
-_HELD: set[str] = set()
+#: Lock files this process holds (resolved path, thread), for re-entrant holds: a nested hold
+#: in the same thread is a no-op; another thread takes the flock lock like another process.
+_HELD: set[tuple[str, int]] = set()
 _WARNED: set[str] = set()
 
 
@@ -87,8 +89,8 @@ def hold(path: str | os.PathLike[str], what: str, *, wait: bool) -> Iterator[Non
         ``wait=False`` and another process holds the lock; the message names it.
     """
     path = Path(path)
-    key = str(path.resolve())
-    if key in _HELD:  # this process holds it already
+    key = (str(path.resolve()), threading.get_ident())
+    if key in _HELD:  # this thread holds it already
         yield
         return
     if fcntl is None:  # pragma: no cover - Windows
@@ -140,7 +142,8 @@ def holder(path: str | os.PathLike[str]) -> str | None:
     process does (or it cannot be told: no lock file, no ``flock`` here). It only looks: the
     lock is taken for an instant and let go."""
     path = Path(path)
-    if fcntl is None or not path.is_file() or str(path.resolve()) in _HELD:
+    mine = str(path.resolve())
+    if fcntl is None or not path.is_file() or any(p == mine for p, _ in _HELD):
         return None
     try:
         fd = os.open(path, os.O_RDONLY)

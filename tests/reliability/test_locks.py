@@ -199,3 +199,27 @@ def test_a_row_another_process_makes_is_waited_for_or_refused(tmp_path: Path) ->
     t.join(timeout=120)
     assert computed and computed[0] >= let_go and rows[0]["RMSE"] == 1.0
     assert cached_row(run, {"a": 1}, compute) == rows[0] and len(computed) == 1  # read back
+
+
+def test_another_thread_is_excluded_like_another_process(tmp_path: Path) -> None:
+    import threading
+
+    lock = tmp_path / "x.lock"
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            with hold(lock, "x", wait=False):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    with hold(lock, "x", wait=False):
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(timeout=60)
+    assert len(errors) == 1 and isinstance(errors[0], BusyError)
+    t = threading.Thread(target=other)  # free again
+    t.start()
+    t.join(timeout=60)
+    assert len(errors) == 1
