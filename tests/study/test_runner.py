@@ -115,6 +115,15 @@ def test_the_ledger_keeps_rows_after_the_out_folder_is_gone(tmp_path: Path) -> N
     again = cached_row(new / "runs" / "A", settings, lambda: pytest.fail("retrained"))
     assert again["scores"]["RMSE"] == 0.5
     assert restore_ledger(new, ledger) == 0  # never replaces what is there
+    # stores and stores being built are not searched for rows (nor walked: they are large)
+    for store in ("stores/s.zarr/train", "stores/.t.zarr.partial/train"):
+        (old / store).mkdir(parents=True)
+        (old / store / "scores.json").write_text("{}")
+    save_ledger(old, ledger)
+    assert [e["run"] for e in json.loads(ledger.read_text())[LEDGER_KEY]] == [
+        "runs/A",
+        "runs/A-seed1",
+    ]
 
 
 def test_the_ledger_never_drops_a_row(tmp_path: Path) -> None:

@@ -440,10 +440,11 @@ def save_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
 
 
 def _row_folders(out: Path) -> list[Path]:
-    """The folders under ``out`` holding a ``scores.json``, sorted (stores are not searched)."""
+    """The folders under ``out`` holding a ``scores.json``, sorted (stores, and stores being
+    built, ``.NAME.zarr.partial``, are not searched)."""
     found = []
     for here, dirs, files in os.walk(out):
-        dirs[:] = [d for d in dirs if not d.endswith(".zarr")]
+        dirs[:] = [d for d in dirs if not d.endswith((".zarr", ".zarr.partial"))]
         if "scores.json" in files:
             found.append(Path(here))
     return sorted(found)
