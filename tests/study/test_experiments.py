@@ -375,6 +375,38 @@ def test_the_page_outlives_its_out_folder(
     ) == ["runs/A", "runs/B"]
 
 
+def test_a_finished_row_is_in_the_ledger_before_the_command_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine is lost while row B trains: row A, finished before, is in the ledger."""
+    import functools
+
+    from climdown.study import runner
+
+    real = runner.train_and_score
+
+    @functools.wraps(real)
+    def lost_at_b(store, model, constraint, run, **kw):  # type: ignore[no-untyped-def]
+        if Path(run).name == "B":
+            raise KeyboardInterrupt  # the command is killed here
+        return real(store, model, constraint, run, **kw)
+
+    monkeypatch.setattr(runner, "train_and_score", lost_at_b)
+    config = _tiny_plan(
+        tmp_path,
+        [
+            {"id": "A", "recipe": "tiny", "model": "cnn", "constraint": "softmax"},
+            {"id": "B", "recipe": "tiny", "model": "cnn", "constraint": "none"},
+        ],
+    )
+    page = tmp_path / "docs" / "results.md"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(config, quick=True, out=tmp_path / "exp", results=page, progress=False)
+    assert not page.exists()  # the page is written at the end
+    kept = json.loads((tmp_path / "docs" / "results.rows.json").read_text())
+    assert [e["run"] for e in kept["climdown_study_rows"]] == ["runs/A"]
+
+
 @pytest.mark.parametrize(
     ("row", "match"),
     [

@@ -9,7 +9,8 @@ leaves ``scores.json`` in its run folder (:func:`climdown.study.runner.run_row`)
 resumes where it stopped. Beside the results page a ledger (``results.rows.json`` for
 ``results.md``) keeps every finished row with the settings that made it; a run into an out
 folder that lacks them (a new machine, a deleted folder) restores them from it first, so the
-page can be rewritten, and the table finished, without retraining what is done.
+page can be rewritten, and the table finished, without retraining what is done. Each row joins
+the ledger as soon as it is finished, not when the command ends.
 
 Each row is trained with ``seeds`` seeds (the file's, or ``--seeds``); the main table shows
 seed 0, a second table the mean and spread over the seeds, and the findings section
@@ -389,6 +390,8 @@ def run_experiments(
                     print(f"[{exp.id} seed {seed}] skipped: {exc}")
                     missing.append((exp, seed))
                     continue
+                # into the ledger at once: a killed command or a lost machine keeps the row
+                save_ledger(out, ledger)
             rows.append({**row, **head, "seed": seed, "epoch_s": _epoch_s(run, row)})
     baselines = _baseline_rows(stores.values(), out / "runs", members=plan.members, device=device)
     real_rows: list[dict[str, Any]] = []

@@ -425,18 +425,22 @@ def save_ledger(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
     folder. Each row keeps its measured epoch time (``epoch_s``, from the run's log).
     """
     out, path = Path(out), check_ledger(path)
-    rows = _ledger_rows(path)
-    for run in _row_folders(out):
-        done = run / "scores.json"
-        row = json.loads(done.read_text())
-        row = _swap_out(row, str(out), OUT_TOKEN)
-        if row.get("epoch_s") is None and epoch_seconds([run]) is not None:
-            row["epoch_s"] = epoch_seconds([run])
-        rel = run.relative_to(out).as_posix()
-        rows[_ledger_key(rel, row)] = {"run": rel, "row": row}
-    doc = {LEDGER_KEY: [rows[k] for k in sorted(rows)]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    # one read-merge-write at a time among the processes sharing this out folder, so no
+    # process writes back a ledger that lacks a row another one has just added
+    with hold(out / ".ledger.lock", f"the ledger {str(path)!r}", wait=True):
+        rows = _ledger_rows(path)
+        for run in _row_folders(out):
+            done = run / "scores.json"
+            row = json.loads(done.read_text())
+            row = _swap_out(row, str(out), OUT_TOKEN)
+            if row.get("epoch_s") is None and epoch_seconds([run]) is not None:
+                row["epoch_s"] = epoch_seconds([run])
+            rel = run.relative_to(out).as_posix()
+            rows[_ledger_key(rel, row)] = {"run": rel, "row": row}
+        doc = {LEDGER_KEY: [rows[k] for k in sorted(rows)]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def _row_folders(out: Path) -> list[Path]:
