@@ -97,7 +97,12 @@ def hold(path: str | os.PathLike[str], what: str, *, wait: bool) -> Iterator[Non
         _unlocked("no fcntl on this platform")
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError as exc:  # e.g. another user's lock file in a shared folder
+        _unlocked(f"cannot open {str(path)!r}: {exc.strerror}")
+        yield
+        return
     try:
         if not _lock(fd, path, what, wait):
             yield

@@ -223,3 +223,21 @@ def test_another_thread_is_excluded_like_another_process(tmp_path: Path) -> None
     t.start()
     t.join(timeout=60)
     assert len(errors) == 1
+
+
+def test_a_lock_file_this_user_cannot_open_warns_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's lock file in a shared folder (mode 0444 for us): warn, work unlocked."""
+    import climdown.locks
+
+    def refused(path: object, flags: int, mode: int = 0o777) -> int:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(climdown.locks.os, "open", refused)
+    monkeypatch.setattr(climdown.locks, "_WARNED", set())
+    done = []
+    with pytest.warns(RuntimeWarning, match="cannot lock its outputs here .*Permission denied"):
+        with hold(tmp_path / "theirs.lock", "x", wait=False):
+            done.append(True)
+    assert done == [True]
