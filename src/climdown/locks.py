@@ -31,10 +31,18 @@ from pathlib import Path
 
 from climdown.errors import BusyError
 
-__all__ = ["hold", "holder", "LOCK_NAME"]
+__all__ = ["hold", "holder", "lock_beside", "LOCK_NAME"]
 
 #: Name of the lock file inside a run folder (a store's lock sits beside it: ``.NAME.lock``).
 LOCK_NAME = ".climdown.lock"
+
+
+def lock_beside(path: str | os.PathLike[str]) -> Path:
+    """The lock file beside ``path`` (``.NAME.lock``): for what is swapped into place by a rename
+    (a store) or may not exist yet (a row's run folder, ``runs/.E3.lock`` for ``runs/E3``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
 
 try:  # POSIX
     import fcntl

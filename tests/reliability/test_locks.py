@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from climdown.data.recipe import load_recipe
-from climdown.data.store import build_store, is_complete, store_lock
+from climdown.data.store import build_store, is_complete
 from climdown.errors import BusyError
-from climdown.locks import LOCK_NAME, hold, holder
-from climdown.study.runner import cached_row, row_lock
+from climdown.locks import LOCK_NAME, hold, holder, lock_beside
+from climdown.study.runner import cached_row
 from climdown.train import train
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock locks are POSIX")
@@ -111,7 +111,7 @@ def test_a_second_store_build_waits_for_the_first(tmp_path: Path) -> None:
     """The second builder must not delete the first one's partial store: it waits, then builds
     (or, as here, builds once the first lets go)."""
     final = tmp_path / "tiny.zarr"
-    other = Holder(store_lock(final))
+    other = Holder(lock_beside(final))
     import threading
 
     done: list[Path] = []
@@ -159,7 +159,7 @@ def test_experiments_skip_a_row_another_process_trains(
     )
     out = tmp_path / "exp"
     (out / "runs").mkdir(parents=True)
-    other = Holder(row_lock(out / "runs" / "A"))
+    other = Holder(lock_beside(out / "runs" / "A"))
     try:
         assert main(["experiments", str(config), "--quick", "--out", str(out)]) == 0
         printed = capsys.readouterr().out
@@ -170,8 +170,8 @@ def test_experiments_skip_a_row_another_process_trains(
         assert f"seed 0: 0 of 1 epochs, training now in A/ (pid {other.proc.pid}" in page
     finally:
         other.kill()
-    assert os.path.exists(row_lock(out / "runs" / "A"))  # the file stays, the lock does not
-    assert holder(row_lock(out / "runs" / "A")) is None
+    assert os.path.exists(lock_beside(out / "runs" / "A"))  # the file stays, the lock does not
+    assert holder(lock_beside(out / "runs" / "A")) is None
 
 
 def test_a_row_another_process_makes_is_waited_for_or_refused(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_a_row_another_process_makes_is_waited_for_or_refused(tmp_path: Path) ->
     import threading
 
     run = tmp_path / "run"
-    other = Holder(row_lock(run))
+    other = Holder(lock_beside(run))
     computed: list[float] = []
 
     def compute() -> dict:

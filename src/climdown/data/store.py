@@ -55,7 +55,7 @@ from climdown.data.patches import (
 from climdown.data.recipe import CURVILINEAR_STORE_FORMAT, STORE_FORMAT, Recipe
 from climdown.errors import DataValueError, RecipeError, StoreError
 from climdown.grid import CurvilinearGrid, Grid, coarsen, find_horizontal, grid_of
-from climdown.locks import hold
+from climdown.locks import hold, lock_beside
 from climdown.units import CANONICAL, append_history, canonical_units, to_kg_m2
 
 __all__ = [
@@ -68,7 +68,6 @@ __all__ = [
     "is_complete",
     "up_to_date",
     "partial_path",
-    "store_lock",
     "OUTPUT_MARKER",
     "written_by_climdown",
 ]
@@ -143,7 +142,7 @@ def build_store(
     chunk of samples plus the source steps it reads.
 
     One build of a store at a time: the build holds a lock beside the store
-    (:func:`store_lock`, :func:`climdown.locks.hold`), so a second build of the same output (two
+    (:func:`climdown.locks.lock_beside`, :func:`climdown.locks.hold`), so a second build of the same output (two
     ``climdown experiments`` in one out folder, two batch jobs) waits for the first and then
     finds the store built, instead of deleting its half-written store.
     """
@@ -154,17 +153,10 @@ def build_store(
     plans = plan_splits(recipe, *_coords(src, grid))
     final.parent.mkdir(parents=True, exist_ok=True)
     # one builder at a time: a second one waits, then finds the store built (up to date)
-    with hold(store_lock(final), f"store {str(final)!r}", wait=True):
+    with hold(lock_beside(final), f"store {str(final)!r}", wait=True):
         if _built(recipe, final, overwrite):
             return final
         return _write_store(recipe, final, src, grid, plans, progress, scheduler, workers)
-
-
-def store_lock(store: str | os.PathLike[str]) -> Path:
-    """The lock file of a store: beside it (``.NAME.lock``), as the store itself is swapped
-    into place by a rename."""
-    store = Path(store)
-    return store.with_name(f".{store.name}.lock")
 
 
 def _built(recipe: Recipe, final: Path, overwrite: bool) -> bool:
@@ -285,7 +277,7 @@ def concat_stores(
     if final.resolve() in {s.resolve() for s in paths}:
         raise StoreError(f"out {str(final)!r} is one of the stores to pool; choose a new path")
     final.parent.mkdir(parents=True, exist_ok=True)
-    with hold(store_lock(final), f"store {str(final)!r}", wait=True):  # as build_store
+    with hold(lock_beside(final), f"store {str(final)!r}", wait=True):  # as build_store
         return _concat_locked(final, paths, infos, overwrite)
 
 

@@ -37,7 +37,7 @@ import yaml
 from climdown import validate
 from climdown._machine import machine_info
 from climdown.errors import BusyError, ConfigError, RecipeError
-from climdown.locks import holder
+from climdown.locks import holder, lock_beside
 from climdown.study import read_recipe, recipe_path
 from climdown.study.realdata import RealData, format_real_table, run_real_data
 from climdown.study.runner import (
@@ -48,7 +48,6 @@ from climdown.study.runner import (
     finished_row,
     ledger_path,
     restore_ledger,
-    row_lock,
     run_row,
     save_ledger,
     write_markdown,
@@ -562,7 +561,7 @@ def _progress(out: Path, exp_id: str, seed: int, epochs: int) -> str:
     run = _run_dir(out, exp_id, seed)
     log = run / "metrics.jsonl"
     done = len([ln for ln in log.read_text().splitlines() if ln.strip()]) if log.is_file() else 0
-    busy = holder(row_lock(run))
+    busy = holder(lock_beside(run))
     if busy is not None:
         return f"seed {seed}: {done} of {epochs} epochs, training now in {run.name}/ ({busy})"
     if not done:

@@ -22,7 +22,7 @@ from typing import Any
 
 from climdown import validate
 from climdown.errors import ConfigError
-from climdown.locks import hold
+from climdown.locks import hold, lock_beside
 
 __all__ = [
     "QUICK_STEPS",
@@ -34,7 +34,6 @@ __all__ = [
     "finished_row",
     "train_and_score",
     "run_row",
-    "row_lock",
     "check_replaceable",
     "write_markdown",
     "write_text_atomic",
@@ -92,7 +91,7 @@ def cached_row(
     Path(run).parent.mkdir(parents=True, exist_ok=True)
     # one process per row (beside the run folder: a row refused before training leaves no
     # folder; the trainer also holds its own lock inside it)
-    with hold(row_lock(run), f"run folder {str(run)!r}", wait=wait):
+    with hold(lock_beside(run), f"run folder {str(run)!r}", wait=wait):
         prev = saved_row(run, settings)  # finished by another process meanwhile
         if prev is not None:
             return prev
@@ -102,12 +101,6 @@ def cached_row(
         # a killed run leaves no half row
         write_text_atomic(Path(run) / "scores.json", json.dumps(row, indent=1))
     return row
-
-
-def row_lock(run: str | os.PathLike[str]) -> Path:
-    """The lock file of a row's run folder, beside it: ``runs/.E3.lock`` for ``runs/E3``."""
-    run = Path(run)
-    return run.with_name(f".{run.name}.lock")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
