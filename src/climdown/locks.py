@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from climdown.errors import BusyError
+from climdown.errors import BusyError, StoreError
 
 __all__ = ["hold", "holder", "lock_beside", "LOCK_NAME"]
 
@@ -51,6 +52,9 @@ except ImportError:  # pragma: no cover - Windows
 
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 _TRIES = 3
+#: What a holder writes into its lock file; a killed holder leaves it there. Any other text
+#: means the file is not climdown's, and it is not overwritten.
+_STAMP = re.compile(r"pid \d+ on .* since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
 
 #: Lock files this process holds (resolved path, thread), for re-entrant holds: a nested hold
 #: in the same thread is a no-op; another thread takes the flock lock like another process.
@@ -95,6 +99,9 @@ def hold(path: str | os.PathLike[str], what: str, *, wait: bool) -> Iterator[Non
     ------
     BusyError
         ``wait=False`` and another process holds the lock; the message names it.
+    StoreError
+        ``path`` is a file of someone else's (text that is not a holder's line); it is left
+        as it is.
     """
     path = Path(path)
     key = (str(path.resolve()), threading.get_ident())
@@ -115,6 +122,7 @@ def hold(path: str | os.PathLike[str], what: str, *, wait: bool) -> Iterator[Non
         if not _lock(fd, path, what, wait):
             yield
             return
+        _refuse_a_foreign_file(fd, path, what)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode(), 0)
@@ -127,6 +135,19 @@ def hold(path: str | os.PathLike[str], what: str, *, wait: bool) -> Iterator[Non
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _refuse_a_foreign_file(fd: int, path: Path, what: str) -> None:
+    """Raise (and let go) when the locked file holds text climdown did not write: a user's own
+    file that happens to have the lock's name is never truncated."""
+    text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    if text and not _STAMP.fullmatch(text):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        raise StoreError(
+            f"{str(path)!r} is not a climdown lock file (it begins {text[:60]!r}), but climdown "
+            f"keeps the lock for {what} under that name and would overwrite it; move or rename "
+            "that file, then run again"
+        )
 
 
 def _lock(fd: int, path: Path, what: str, wait: bool) -> bool:

@@ -17,7 +17,7 @@ import yaml
 
 from climdown.data.recipe import load_recipe
 from climdown.data.store import build_store, is_complete
-from climdown.errors import BusyError
+from climdown.errors import BusyError, StoreError
 from climdown.locks import LOCK_NAME, hold, holder, lock_beside
 from climdown.study.runner import cached_row
 from climdown.train import train
@@ -241,3 +241,21 @@ def test_a_lock_file_this_user_cannot_open_warns_and_goes_on(
         with hold(tmp_path / "theirs.lock", "x", wait=False):
             done.append(True)
     assert done == [True]
+
+
+def test_a_file_of_the_lock_s_name_that_climdown_did_not_write_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """A user's own ``.climdown.lock`` keeps its text; a killed holder's line is reused."""
+    lock = tmp_path / LOCK_NAME
+    lock.write_text("my notes on this run\n")
+    with pytest.raises(StoreError, match="not a climdown lock file .*my notes.*move or rename"):
+        with hold(lock, "run 'x'", wait=True):
+            pass
+    assert lock.read_text() == "my notes on this run\n"
+    assert holder(lock) is None  # refused, and let go
+
+    lock.write_text("pid 123 on somehost since 2026-12-01 10:00:00 UTC")  # a killed holder's
+    with hold(lock, "run 'x'", wait=False):
+        assert lock.read_text().startswith(f"pid {os.getpid()} on ")
+    assert lock.read_text() == ""
