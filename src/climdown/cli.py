@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-steps",
         type=int,
         default=None,
-        help="time each row not run by N training steps, for the not-run estimates (default: none)",
+        help="time each chosen row (--only, --layout) that is not run and has no epoch measured "
+        "by N training steps, for the not-run estimates (default: none)",
     )
     sp.set_defaults(func=_cmd_experiments, parser=sp)
 

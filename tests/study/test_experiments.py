@@ -475,20 +475,31 @@ def test_time_steps_times_the_rows_not_run(
                 "constraint": "softmax",
                 "training": {"loss": "crps"},
             },
+            {"id": "C", "recipe": "tiny", "model": "cnn", "constraint": "none"},
         ],
     )
     out = tmp_path / "exp"
-    base = ["experiments", str(config), "--quick", "--out", str(out), "--only", "A"]
-    doc = _run(base, capsys)
+    base = ["experiments", str(config), "--quick", "--out", str(out)]
+    doc = _run([*base, "--only", "A"], capsys)
     assert (
         "| B | gan (loss crps) | softmax | 0 of 1 | not selected (--only) | not measured |" in doc
     )
-    doc = _run([*base, "--time-steps", "1"], capsys)
+    # times the chosen rows not run (B), not a finished one (A) nor one --only left out (C)
+    doc = _run([*base, "--only", "A", "B", "--finished-only", "--time-steps", "1"], capsys)
     log = json.loads((out / "timing" / "B" / "metrics.jsonl").read_text())
     assert log["step"] == 1  # one step of B, not its epochs
-    assert not (out / "runs" / "B").exists() and not (out / "timing" / "A").exists()
+    assert not (out / "runs" / "B").exists()
+    assert not (out / "timing" / "A").exists() and not (out / "timing" / "C").exists()
     line = next(ln for ln in doc.splitlines() if ln.startswith("| B |"))
     assert "(timed steps)" in line and "h for the missing seeds at 1 epochs" in line
+    assert "| C | cnn | none | 0 of 1 | not selected (--only) | not measured |" in doc
+    # a second seed of A lacks, but A's epochs were measured when seed 0 trained: no timing
+    doc = _run(
+        [*base, "--only", "A", "--seeds", "2", "--finished-only", "--time-steps", "1"], capsys
+    )
+    assert not (out / "timing" / "A").exists()
+    line = next(ln for ln in doc.splitlines() if ln.startswith("| A | cnn | softmax | 1 of 2 |"))
+    assert "(whole epochs)" in line
 
 
 def test_timed_epoch_counts_the_first_step_once(tmp_path: Path, monkeypatch) -> None:

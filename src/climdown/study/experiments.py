@@ -303,7 +303,8 @@ def run_experiments(
         Train nothing: write the rows already finished in ``out`` and list the others (with
         the epoch times measured in their run folders) as not run.
     time_steps : int, optional
-        Time each row this document lacks that has no epoch measured yet: train it for this
+        Time each chosen row (``only``, ``layout``) this document lacks that has no epoch
+        measured yet (in its run folders or its ledger entry): train it for this
         many steps of one epoch (``out/timing/ID``, kept) so the "Not run" table can give an
         epoch time (per step x steps per epoch + the validation pass) and an estimate.
     progress : bool
@@ -408,7 +409,9 @@ def run_experiments(
         )
     not_run = _not_run(plan, chosen, missing, out, epochs, seeds, quick)
     if time_steps:
-        todo = [e for e in plan.experiments if e.id in {r["id"] for r in not_run}]
+        # the chosen rows (--only, --layout) whose epoch time nothing measured yet
+        untimed = {r["id"] for r in not_run if r["epoch_s"] is None}
+        todo = [e for e in chosen if e.id in untimed]
         for exp in todo:
             if exp.recipe not in stores:
                 stores[exp.recipe] = _store_for(exp.recipe, out, quick, progress)
@@ -456,8 +459,8 @@ def _time_row(
     from climdown.train import train
 
     run = out / "timing" / exp.id
-    if (run / "metrics.jsonl").is_file() or epoch_seconds([_run_dir(out, exp.id, 0)]):
-        return  # timed already, or a whole epoch of it ran
+    if (run / "metrics.jsonl").is_file():
+        return  # timed already
     print(f"[{exp.id}] timing {steps} step(s) of {exp.label} + {exp.constraint}")
     train(
         store,
