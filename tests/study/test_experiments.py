@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -484,7 +485,9 @@ def test_time_steps_times_the_rows_not_run(
     assert (
         "| B | gan (loss crps) | softmax | 0 of 1 | not selected (--only) | not measured |" in doc
     )
-    # times the chosen rows not run (B), not a finished one (A) nor one --only left out (C)
+    # times the chosen rows not run (B), not a finished one (A) nor one --only left out (C),
+    # building the store they need where --finished-only finds none
+    shutil.rmtree(out / "stores")
     doc = _run([*base, "--only", "A", "B", "--finished-only", "--time-steps", "1"], capsys)
     log = json.loads((out / "timing" / "B" / "metrics.jsonl").read_text())
     assert log["step"] == 1  # one step of B, not its epochs

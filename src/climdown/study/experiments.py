@@ -412,9 +412,11 @@ def run_experiments(
         # the chosen rows (--only, --layout) whose epoch time nothing measured yet
         untimed = {r["id"] for r in not_run if r["epoch_s"] is None}
         todo = [e for e in chosen if e.id in untimed]
+        built: set[Path] = set()
         for exp in todo:
-            if exp.recipe not in stores:
+            if exp.recipe not in built:  # --finished-only only named the stores; time on built ones
                 stores[exp.recipe] = _store_for(exp.recipe, out, quick, progress)
+                built.add(exp.recipe)
             _time_row(exp, stores[exp.recipe], out, int(time_steps), plan, device)
         not_run = _not_run(plan, chosen, missing, out, epochs, seeds, quick)
     doc = _document(
