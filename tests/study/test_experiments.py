@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from climdown._machine import machine_info
 from climdown.cli import main
 from climdown.errors import ConfigError, RecipeError
 from climdown.study import recipes_dir
@@ -59,7 +60,9 @@ def test_only_e4_writes_results_and_resumes(
     marker, doc = results.read_text().split("\n", 1)
     assert marker == PAGE_MARKER  # a page the study may replace on its next run
     assert doc.strip() in printed  # the file holds the table the command printed
-    assert "Machine:" in doc and "epoch" in doc
+    # where the rows were made (each row keeps its machine) and where the page was written
+    assert f"Page written on: {machine_info()}." in doc and "epoch" in doc
+    assert f"- {machine_info()}; device cpu: E4, 2 bicubic bars\n" in doc
 
     assert "## Real ERA5\n\nNot in this document" in doc  # --only E4 has no real-data rows
     study = _tables(doc)[0]
@@ -89,6 +92,14 @@ def test_only_e4_writes_results_and_resumes(
     kept = results.read_text()  # notes below the marker survive the rewrite, once
     assert kept.count("Hand-written reading of the table.") == 1
     assert kept.count("## The study's table") == 1
+
+    # a row from before rows kept their machine is read back, and said to be unrecorded
+    saved = json.loads(scores_file.read_text())
+    del saved["machine"]
+    scores_file.write_text(json.dumps(saved))
+    old = _run([*argv, "--finished-only"], capsys)
+    assert "- not recorded (rows made before climdown recorded their machine): E4\n" in old
+    assert next(r for r in _tables(old)[0] if r["id"] == "E4") == e4
 
 
 def test_unknown_only_id_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -174,12 +174,15 @@ def train_and_score(
     -------
     dict
         ``scores`` (:func:`climdown.evaluate.evaluate_model`, kg m-2), ``seconds`` (training
-        and scoring); for trained models also ``best_epoch``, ``n_parameters`` and
+        and scoring), ``machine`` (where: CPU, cores, GPU, versions and the torch device
+        type); for trained models also ``best_epoch``, ``n_parameters`` and
         ``checkpoint`` (the path of the scored checkpoint).
     """
+    from climdown._machine import machine_info
     from climdown.checkpoint import load_checkpoint
     from climdown.data.store import store_info
     from climdown.evaluate import evaluate_model
+    from climdown.nn.device import pick_device
     from climdown.nn.models import get_model
     from climdown.train import train
 
@@ -229,6 +232,9 @@ def train_and_score(
     if val:
         row["val_scores"] = evaluate_model(net, store, "val", members=members, device=device)
     row["seconds"] = time.perf_counter() - t0
+    # where the row was made (not a setting: a row read back keeps the machine that made it),
+    # so a page of rows from several machines says which ran where
+    row["machine"] = f"{machine_info()}; device {pick_device(device).type}"
     return row
 
 
