@@ -516,6 +516,17 @@ def test_time_steps_times_the_rows_not_run(
     assert "(whole epochs)" in line
 
 
+@pytest.mark.parametrize("steps", ["0", "-2"])
+def test_time_steps_must_be_positive_before_anything_is_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], steps: str
+) -> None:
+    out = tmp_path / "exp"
+    assert main(["experiments", "--quick", "--out", str(out), "--time-steps", steps]) == 2
+    err = capsys.readouterr().err
+    assert "time_steps must be a positive integer" in err and "--time-steps 4" in err
+    assert not out.exists()  # refused before a store was built or a row trained
+
+
 def test_timed_epoch_counts_the_first_step_once(tmp_path: Path, monkeypatch) -> None:
     """A timing run's first step carries the set-up: with it timed apart, an epoch is that step
     once plus the later steps' time for every other step (not every step at the mean)."""

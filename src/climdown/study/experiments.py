@@ -329,6 +329,8 @@ def run_experiments(
     epochs = int(epochs if epochs is not None else (1 if quick else plan.epochs))
     if seeds is not None:
         seeds = validate.positive_int(seeds, "seeds")
+    if time_steps is not None:  # checked before hours of training, not after them
+        time_steps = validate.positive_int(time_steps, "time_steps", example="--time-steps 4")
     out = Path(out)
     # refuse a results path that is not ours before hours of training, not after
     results_path = check_replaceable(Path(results) if results is not None else out / "results.md")
@@ -417,7 +419,7 @@ def run_experiments(
             if exp.recipe not in built:  # --finished-only only named the stores; time on built ones
                 stores[exp.recipe] = _store_for(exp.recipe, out, quick, progress)
                 built.add(exp.recipe)
-            _time_row(exp, stores[exp.recipe], out, int(time_steps), plan, device)
+            _time_row(exp, stores[exp.recipe], out, time_steps, plan, device)
         not_run = _not_run(plan, chosen, missing, out, epochs, seeds, quick)
     doc = _document(
         rows,
@@ -650,7 +652,8 @@ def _machines(
         where.setdefault(r.get("machine", ""), []).append(
             r["id"] if seed == 0 else f"{r['id']} seed {seed}"
         )
-    for kind, group in (("bicubic bar", baselines), ("real-ERA5 row", real_rows)):
+    counted = {"bicubic bar": baselines, "real-ERA5 row": real_rows}  # counted, not named
+    for kind, group in counted.items():
         for r in group:
             where.setdefault(r.get("machine", ""), []).append(kind)
     lines = [f"Page written on: {machine_info()}."]
@@ -658,10 +661,10 @@ def _machines(
         return lines
     lines += ["", "Rows made on (training and scoring):", ""]
     for machine, labels in sorted(where.items(), key=lambda kv: (kv[0] == "", kv[0])):
-        named = [x for x in labels if x not in ("bicubic bar", "real-ERA5 row")]
+        named = [x for x in labels if x not in counted]
         counts = [
             f"{n} {kind}s" if n > 1 else f"1 {kind}"
-            for kind in ("bicubic bar", "real-ERA5 row")
+            for kind in counted
             if (n := labels.count(kind))
         ]
         lead = machine or "not recorded (rows made before climdown recorded their machine)"
