@@ -19,7 +19,7 @@ from climdown.study.runner import PAGE_MARKER
 
 RECIPES = recipes_dir()
 # the default layouts' rows: the study's 14, the CRPS-trained GANs, the same pair on real ERA5
-STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b", "E10c", "E12c"]
+STUDY_IDS = [f"E{i}" for i in range(1, 13)] + ["T1a", "T1b", "E10c", "E12c", "E12cs"]
 STUDY_IDS += ["E10-rhine", "E10c-rhine", "E10c4-rhine", "E10c4s-rhine", "E10c0-rhine", "E10a-rhine"]
 STUDY_IDS += ["E3h", "E4h"]
 REFERENCE_IDS = ["E3r", "E4r", "E6r", "E10r", "T1br"]  # opt-in: --layout reference
@@ -187,7 +187,7 @@ def test_quick_runs_every_study_row(quick_table: tuple[Path, str, float]) -> Non
             "softmax",
         }
     gans = [r for r in study if r["model"].startswith("gan")]
-    assert len(gans) == 13 and all(float(r["CRPS"]) > 0 for r in gans)  # ensembles drawn
+    assert len(gans) == 14 and all(float(r["CRPS"]) > 0 for r in gans)  # ensembles drawn
     assert all(r["CRPS"] == "–" for r in study if not r["model"].startswith("gan"))
     assert "E3r" in doc.split("## Not run")[1]  # the reference rows are opt-in, and said so
     ensembles = _tables(doc.split("## Ensembles")[1])[0]  # spread/skill of every GAN row
@@ -206,7 +206,7 @@ def test_quick_softmax_conserves_and_none_does_not(quick_table: tuple[Path, str,
     plan = {e.id: e.constraint for e in load_experiments().experiments}
     softmax = [i for i in STUDY_IDS if plan[i] == "softmax"]
     none = [i for i in STUDY_IDS if plan[i] == "none"]
-    assert len(softmax) == 15 and len(none) == 7
+    assert len(softmax) == 16 and len(none) == 7
     for i in softmax:
         assert scores[i]["neg_num"] == 0, i
         assert scores[i]["mass_violation_rel"] <= EXACT, (i, scores[i]["mass_violation_rel"])
