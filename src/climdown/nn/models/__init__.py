@@ -2,8 +2,8 @@
 
 ``get_model(name, factor, constraint, ...)`` builds any model x constraint;
 ``build_model(model.config)`` rebuilds it (see :mod:`climdown.nn.models.registry`);
-``from_reference(state_dict, name)`` loads weights saved by the study's reference code into its
-layouts (:mod:`climdown.nn.models.reference`, :mod:`climdown.nn.models.weights`).
+``from_reference(state_dict_or_path, name)`` loads weights saved by the study's reference code
+(its checkpoints read safely by ``read_reference_weights``) into its layouts (:mod:`climdown.nn.models.reference`, :mod:`climdown.nn.models.weights`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from climdown.nn.models.registry import (
     build_model,
     get_model,
 )
-from climdown.nn.models.weights import from_reference
+from climdown.nn.models.weights import from_reference, read_reference_weights
 
 __all__ = [
     "MODELS",
@@ -34,6 +34,7 @@ __all__ = [
     "get_model",
     "build_model",
     "from_reference",
+    "read_reference_weights",
     "REFERENCE_LAYOUTS",
     "ReferenceGANGenerator",
     "ReferenceDiscriminator",

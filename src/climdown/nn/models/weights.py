@@ -4,20 +4,26 @@
 (``torch.save(model.state_dict())``) onto the layouts of :mod:`climdown.nn.models.reference`
 (and ``CNN(layout="reference")``), checking every key and shape, and returns a ready
 :class:`~climdown.nn.normalize.ConstrainedModel` (or the discriminator).
+:func:`read_reference_weights` reads the weights out of the checkpoint files the reference's
+training writes (``{'model': model, 'state_dict': ...}``, a pickled model beside its weights)
+without running the reference's code.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from climdown.errors import CheckpointError, ConfigError
 from climdown.nn.models.reference import ReferenceDiscriminator
 from climdown.nn.models.registry import get_model
 
-__all__ = ["REFERENCE_CLASSES", "from_reference", "reference_keys"]
+__all__ = ["REFERENCE_CLASSES", "from_reference", "read_reference_weights", "reference_keys"]
 #: Reference class of each climdown model name, as the reference's ``utils.load_model`` builds it.
 REFERENCE_CLASSES = {
     "cnn": "ResNet",
@@ -99,8 +105,59 @@ def reference_keys(state_dict: Mapping[str, Any], name: str) -> dict[str, Any]:
     return out
 
 
+class _Inert:
+    """Stands in for a class or function a reference checkpoint names; it runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def read_reference_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in a file saved by the reference code, read without running its code.
+
+    The reference's ``training.py`` saves its best model as ``torch.save({'model': model,
+    'state_dict': model.state_dict()}, './models/<id>.pth')``: the pickled ``model`` names the
+    reference's classes (``models.ResNet``, ...), so ``torch.load(path, weights_only=True)``
+    refuses the file and ``weights_only=False`` would import and run whatever it names. This reads
+    it with torch's weights-only unpickler, every class or function the file names standing in
+    as an inert placeholder that runs no code, and returns only the tensors of ``state_dict``.
+    A bare state dict (``torch.save(model.state_dict())``) is read as it is.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, unreadable, holds no state dict, or names something torch's
+        weights-only reader blocks outright (``os.system``, ...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"reference checkpoint {str(path)!r} not found")
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        with torch.serialization.safe_globals([(_Inert, name) for name in names]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(
+            f"cannot read reference checkpoint {str(path)!r}: it is corrupt, not a torch zip "
+            "file (torch >= 1.6 writes one), or names code torch's weights-only reader blocks. "
+            f"Reader said: {err}"
+        ) from err
+    state = payload.get("state_dict", payload) if isinstance(payload, Mapping) else payload
+    if (
+        not isinstance(state, Mapping)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        seen = sorted(map(str, payload))[:8] if isinstance(payload, Mapping) else type(payload)
+        raise CheckpointError(
+            f"{str(path)!r} holds no state dict: expected the reference's checkpoint "
+            f"{{'model': ..., 'state_dict': ...}} or a bare state dict of tensors, found {seen}"
+        )
+    return {str(k): v for k, v in state.items()}
+
+
 def from_reference(
-    state_dict: Mapping[str, Any],
+    state_dict: Mapping[str, Any] | str | os.PathLike,
     name: str,
     *,
     factor: int = 4,
@@ -115,9 +172,10 @@ def from_reference(
 
     Parameters
     ----------
-    state_dict : mapping
-        What the reference code's ``torch.save(model.state_dict(), ...)`` wrote (load it with
-        ``torch.load(path, weights_only=True)``).
+    state_dict : mapping or path
+        The reference model's state dict, a mapping holding it under ``"state_dict"`` (as the
+        reference's checkpoints do), or the path of a file the reference saved, read with
+        :func:`read_reference_weights`.
     name : {"cnn", "gan", "convgru", "flowconvgru", "discriminator"}
         The reference model (``--model`` of its ``main.py``; ``discriminator`` for the GAN's).
     factor, constraint
@@ -141,7 +199,14 @@ def from_reference(
     CheckpointError
         When the state dict is not the reference model of ``name`` (other keys or shapes).
     """
-    mapped = reference_keys(state_dict, name)
+    state: Mapping[str, Any]
+    if isinstance(state_dict, (str, os.PathLike)):
+        state = read_reference_weights(state_dict)
+    elif isinstance(state_dict.get("state_dict"), Mapping):
+        state = state_dict["state_dict"]
+    else:
+        state = state_dict
+    mapped = reference_keys(state, name)
     if name == "discriminator":
         disc = ReferenceDiscriminator(scale=scale)
         _load(disc, {**mapped, "scale": disc.scale}, name)  # the scale is climdown's, not a weight
