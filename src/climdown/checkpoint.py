@@ -190,6 +190,13 @@ def read_checkpoint(
     return _read(Path(path), device, None)
 
 
+#: Where a file the study's reference code saved goes instead (climdown's checkpoints are not it).
+_REFERENCE_HINT = (
+    "A checkpoint saved by the study's reference code (RolnickLab/constrained-downscaling) "
+    "loads with climdown.nn.models.from_reference(path, name, factor=..., constraint=...)."
+)
+
+
 def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict[str, Any]:
     """:func:`read_checkpoint` of ``path``, or of its bytes ``data`` when already read."""
     if data is None and not path.is_file():
@@ -204,13 +211,15 @@ def _read(path: Path, device: str | torch.device, data: bytes | None) -> dict[st
         raise CheckpointError(
             f"cannot read checkpoint {str(path)!r}: it is corrupt, truncated, or not a climdown "
             "checkpoint (climdown loads only tensors and plain data, weights_only=True); "
-            f"re-save it with climdown.checkpoint.save_checkpoint. Reader said: {err}"
+            f"re-save it with climdown.checkpoint.save_checkpoint. {_REFERENCE_HINT} "
+            f"Reader said: {err}"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         seen = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
             f"{str(path)!r} is not a climdown checkpoint: expected a dict with "
-            f"format={FORMAT!r}, found {seen}; save models with climdown.checkpoint.save_checkpoint"
+            f"format={FORMAT!r}, found {seen}; save models with climdown.checkpoint.save_checkpoint. "
+            f"{_REFERENCE_HINT}"
         )
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:

@@ -161,3 +161,18 @@ def test_fixture_files_load_by_path() -> None:
     with torch.no_grad():
         out = model(case["input"])
     assert float((out - case["output"]).abs().max() / case["output"].abs().max()) <= 1e-5
+
+
+def test_climdown_loaders_point_reference_files_to_from_reference(tmp_path, reference_module):
+    """A reference file passed where a climdown checkpoint goes names the loader to use."""
+    from climdown.checkpoint import load_checkpoint
+
+    module, trace = reference_module
+    path = tmp_path / "cnn.pth"
+    _save_like_the_reference(module, path, _reference_cnn_state())
+    bare = tmp_path / "bare.pt"
+    torch.save(_reference_cnn_state(), bare)
+    for source in (path, bare):
+        with pytest.raises(CheckpointError, match="from_reference"):
+            load_checkpoint(source)
+    assert not trace.exists()
