@@ -3,7 +3,8 @@
 ``get_model(name, factor, constraint, ...)`` builds any model x constraint;
 ``build_model(model.config)`` rebuilds it (see :mod:`climdown.nn.models.registry`);
 ``from_reference(state_dict_or_path, name)`` loads weights saved by the study's reference code
-(its checkpoints read safely by ``read_reference_weights``) into its layouts (:mod:`climdown.nn.models.reference`, :mod:`climdown.nn.models.weights`).
+into its layouts, its checkpoint files read by ``read_reference_weights`` without running its
+code (:mod:`climdown.nn.models.reference`, :mod:`climdown.nn.models.weights`).
 """
 
 from __future__ import annotations
