@@ -20,12 +20,12 @@ from torch import nn
 
 from climdown.errors import CheckpointError
 from climdown.nn.models import from_reference, get_model, read_reference_weights
+from climdown.nn.models.weights import CNN_KEYS
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "reference"
 
-#: climdown reference-layout CNN key prefix -> the reference ResNet's (inverse of weights._cnn_key)
-_TO_REFERENCE = {"inp": "conv1", "up": "upsampling", "mid": "conv2", "blocks": "res_blocks",
-                 "post": "conv3", "head": "conv4"}  # fmt: skip
+#: climdown reference-layout CNN module name -> the reference ResNet's
+_TO_REFERENCE = {ours: theirs for theirs, ours in CNN_KEYS.items()}
 
 
 def _reference_cnn_state(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -34,14 +34,17 @@ REFERENCE_CLASSES = {
 }
 
 
+#: Reference ``ResNet`` module name -> climdown ``CNN(layout='reference')`` module name.
+CNN_KEYS = {"conv1": "inp", "upsampling": "up", "conv2": "mid", "res_blocks": "blocks",
+            "conv3": "post", "conv4": "head"}  # fmt: skip
+
+
 def _cnn_key(key: str) -> str:
     """Reference ``ResNet`` key -> climdown ``CNN(layout='reference')`` key."""
     head, _, rest = key.partition(".")
-    table = {"conv1": "inp", "upsampling": "up", "conv2": "mid", "res_blocks": "blocks",
-             "conv3": "post", "conv4": "head"}  # fmt: skip
-    if head not in table:
+    if head not in CNN_KEYS:
         raise KeyError(key)
-    return f"{table[head]}.{rest}"
+    return f"{CNN_KEYS[head]}.{rest}"
 
 
 def _gan_key(key: str) -> str:
